@@ -1,0 +1,1 @@
+"""Pure rules of the waiting room: no I/O, every function that needs time takes ``now``."""

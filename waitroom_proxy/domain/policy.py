@@ -1,0 +1,86 @@
+"""Room policy values: what an operator configures for one room (DESIGN §3).
+
+These are plain, immutable values. ``waitroom_proxy.config`` builds them from TOML, environment
+and CLI flags and validates them; everything downstream trusts them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+ROOM_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+
+
+class Mode(StrEnum):
+    """How a room admits visitors."""
+
+    FIFO = "fifo"
+    """First come, first served."""
+    RANDOM = "random"
+    """Lottery: each waiter draws a random place at arrival; admission follows the draw."""
+    PASSTHROUGH = "passthrough"
+    """Everyone passes at once; sessions are still counted (observe before enforcing)."""
+    REJECT = "reject"
+    """Sold out: nobody new gets in; existing sessions keep passing."""
+    QUEUE_ALL = "queue_all"
+    """Admissions paused: everyone new queues, nobody is promoted."""
+
+
+class FailMode(StrEnum):
+    """What a room does for newcomers while the store is unreachable."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Bypass:
+    """Requests that skip the waiting room entirely."""
+
+    paths: tuple[str, ...] = ()
+    """Path prefixes (``/static/``) or globs (``*.css``, ``/assets/*``)."""
+    methods: tuple[str, ...] = ()
+    """HTTP methods, upper case (``OPTIONS``)."""
+    cidrs: tuple[str, ...] = ()
+    """Client networks (``10.0.0.0/8``, ``::1/128``)."""
+    secret_header: str = "waitroom-bypass"
+    """Header name (lower case) that carries the bypass secret."""
+    secret: str | None = field(default=None, repr=False)
+    """Value of the bypass header that lets a request through; ``None`` disables it."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPolicy:
+    """One room's configuration. Durations are in seconds."""
+
+    name: str
+    capacity: int
+    match: tuple[str, ...] = ("*/",)
+    admit_rate: int = 0
+    """Max new admissions per minute; 0 = bounded by capacity only."""
+    session_ttl: float = 300.0
+    session_renewal: bool = True
+    session_max: float = 3600.0
+    heartbeat_interval: float = 10.0
+    abandon_after: float = 120.0
+    claim_timeout: float = 30.0
+    mode: Mode = Mode.FIFO
+    bypass: Bypass = field(default_factory=Bypass)
+    fail_mode: FailMode = FailMode.OPEN
+    page_status: int = 200
+    template: str | None = None
+    max_queue_length: int = 1_000_000
+    activity_interval: float = 30.0
+    """Session activity is reported to the store at most this often per session."""
+
+    @property
+    def session_grace(self) -> float:
+        """Extra time the store keeps an idle session beyond ``session_ttl``.
+
+        Activity is reported at most once per ``activity_interval``, so the store may hear of a
+        request up to that late; the grace keeps the store from ending a session whose token is
+        still valid (which would let more than ``capacity`` visitors through).
+        """
+        return self.activity_interval + 5.0

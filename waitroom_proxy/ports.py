@@ -1,0 +1,233 @@
+"""Ports: the interfaces the gatekeeper needs from the outside world (DESIGN §9).
+
+Adapters in ``waitroom_proxy.adapters`` implement them; tests may pass their own.
+
+Store model (one room; the Redis adapter keeps each piece under ``wr:{room}:<piece>``):
+
+- **queue**: waiters ordered by an integer *score* (arrival sequence in FIFO mode, a lottery
+  draw in random mode). Position = 1 + number of waiters with a lower score (ties by id).
+- **heartbeats**: last heartbeat time of every waiter. A waiter silent for longer than
+  ``abandon_after_ms`` is removed by the next ``tick`` (abandoned).
+- **promoted**: waiters taken from the head by ``tick`` who have not yet claimed; each holds a
+  capacity slot. Unclaimed after ``claim_timeout_ms`` → removed by ``tick`` (no-show).
+- **active**: sessions, each with a *deadline*; ``tick`` removes sessions past their deadline.
+- **bucket**: token bucket for ``admit_rate`` (per minute): refills continuously at
+  ``admit_rate / 60`` per second, holds at most ``burst`` tokens (see ``RoomLimits.burst``).
+  Every admission (direct in ``arrive`` or by ``tick``) takes one token; ``admit_rate == 0``
+  means no rate limit.
+- **revoked**: session ids that must no longer pass, each kept until a given time, so every
+  replica can drop them from its local cache of verified tokens.
+- **meta**: small string map for runtime room state (``paused``, admin overrides as JSON).
+- **counters**: ``admitted_total`` (every admission ever), ``seq`` (last arrival sequence).
+
+Invariants every adapter keeps, atomically, with any number of concurrent callers:
+``len(active) + len(promoted) <= capacity`` after any call that adds to either; a place id is
+in at most one of queue / promoted / active; admissions never exceed the bucket.
+
+Time: the store's own clock (Redis ``TIME``) for everything it records, so replicas with
+skewed clocks agree. ``MemoryStore`` takes a clock callable so tests can move time.
+
+Every method raises ``waitroom_proxy.errors.StoreError`` (and nothing else) when the store
+cannot answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class PlaceStatus(StrEnum):
+    """Where a place id stands in the store."""
+
+    WAITING = "waiting"
+    """In the queue."""
+    PROMOTED = "promoted"
+    """Taken from the head; holds a slot until claimed (or the claim times out)."""
+    ACTIVE = "active"
+    """Has a session."""
+    UNKNOWN = "unknown"
+    """Not in the store (never was, left, abandoned, expired, or the store was emptied)."""
+    FULL = "full"
+    """``arrive`` only: the queue is at ``max_queue_length``; the newcomer was not added."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """What the store needs to know of a room's policy for one call (durations in ms)."""
+
+    capacity: int
+    admit_rate: int = 0
+    """Admissions per minute; 0 = no rate limit (capacity only)."""
+    abandon_after_ms: int = 120_000
+    claim_timeout_ms: int = 30_000
+    session_ttl_ms: int = 335_000
+    """Deadline given to a new session: now + this."""
+    max_queue_length: int = 1_000_000
+    direct_admit: bool = True
+    """``arrive`` may admit at once when nobody waits and a slot and a token are free.
+    False in ``queue_all`` mode and while paused."""
+    promote: bool = True
+    """``tick`` may promote waiters. False in ``queue_all`` mode and while paused."""
+    count_only: bool = False
+    """``passthrough`` mode: ``arrive`` always admits (no capacity or rate check), but still
+    records the session so the active count is right."""
+
+    @property
+    def burst(self) -> int:
+        """Bucket size: one second's worth of tokens, at least 1."""
+        return max(1, -(-self.admit_rate // 60))
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """The answer of ``arrive`` and ``heartbeat``."""
+
+    status: PlaceStatus
+    position: int = 0
+    """1-based place in the queue when ``WAITING``; 0 otherwise."""
+    queue_length: int = 0
+    """Waiters in the queue (all statuses report it)."""
+    score: int = 0
+    """The waiter's score (arrival sequence or lottery draw) when ``WAITING``; the ticket keeps
+    it so the place survives a store that lost its data."""
+
+    @property
+    def ahead(self) -> int:
+        """People in front of this waiter."""
+        return max(0, self.position - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    """What one admission-controller tick changed. Lists may be capped per tick."""
+
+    promoted: list[str] = field(default_factory=list)
+    expired_sessions: list[str] = field(default_factory=list)
+    no_shows: list[str] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStats:
+    """A consistent snapshot of one room."""
+
+    queue_length: int
+    active: int
+    promoted: int
+    admitted_total: int
+    now_ms: int
+    """The store's clock when the snapshot was taken."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The admission state of every room, shared by all replicas."""
+
+    async def arrive(
+        self, room: str, place_id: str, limits: RoomLimits, score: int | None = None
+    ) -> QueueView:
+        """A visitor without a session asks to get in.
+
+        Idempotent for the same ``place_id``: already waiting → records a heartbeat and returns
+        the current view; promoted or active → returns that status, changes nothing.
+        Otherwise: ``count_only`` → becomes ACTIVE (no checks). Else, if ``direct_admit`` and
+        the queue is empty and a slot and a rate token are free → becomes ACTIVE (deadline now +
+        ``session_ttl_ms``, ``admitted_total`` + 1). Else, if the queue holds
+        ``max_queue_length`` waiters → FULL, nothing stored. Else joins the queue with
+        ``score`` (a lottery draw, or the score a returning ticket carries; the sequence counter
+        is raised to at least ``score`` so later arrivals stay behind it) or, when ``score`` is
+        None, the next arrival sequence number; heartbeat = now → WAITING.
+        """
+        ...
+
+    async def heartbeat(self, room: str, place_id: str) -> QueueView:
+        """A waiter's page polls. WAITING → heartbeat = now and the fresh view; PROMOTED or
+        ACTIVE → that status; otherwise UNKNOWN. Never adds anything."""
+        ...
+
+    async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
+        """A promoted waiter takes the slot: PROMOTED → ACTIVE with deadline now +
+        ``session_ttl_ms``. True if the place is ACTIVE afterwards (idempotent), else False."""
+        ...
+
+    async def touch(self, room: str, place_ids: Sequence[str], session_ttl_ms: int) -> int:
+        """Coalesced activity of sessions: each ACTIVE id gets deadline
+        max(current, now + ``session_ttl_ms``). Ids not active are ignored (never resurrected).
+        Returns how many were extended."""
+        ...
+
+    async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
+        """Give up the place or end the session, freeing the slot at once. An ACTIVE session is
+        also added to *revoked* until now + ``revoke_for_ms``. Returns the status it had
+        (UNKNOWN if none)."""
+        ...
+
+    async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:
+        """One pass of the admission controller, atomic:
+
+        1. remove sessions past their deadline, promotions older than ``claim_timeout_ms``,
+           and waiters whose last heartbeat is older than ``abandon_after_ms``;
+        2. if ``limits.promote``: promote ``min(capacity - active - promoted, tokens)`` waiters
+           from the head of the queue (lowest score first), taking a token each;
+        3. if ``force`` > 0 (operator "admit N now"): additionally promote up to ``force``
+           waiters ignoring the rate bucket and ``promote``, still within capacity.
+
+        Safe to call from any number of replicas at once.
+        """
+        ...
+
+    async def stats(self, room: str) -> RoomStats:
+        """A consistent snapshot of the room's counts."""
+        ...
+
+    async def revoked_since(self, room: str, since_ms: int) -> tuple[list[str], int]:
+        """Session ids revoked at or after ``since_ms`` (store clock) and the store's now."""
+        ...
+
+    async def get_meta(self, room: str) -> dict[str, str]:
+        """The room's runtime state map (``paused``, ``overrides``...)."""
+        ...
+
+    async def set_meta(self, room: str, values: dict[str, str]) -> None:
+        """Set keys of the room's runtime state map (an empty string deletes a key)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A domain event, published as a CloudEvent (DESIGN §7).
+
+    ``type`` is the verb path, e.g. ``position.enqueued``; ``room`` is ``None`` for
+    ``system.*`` events.
+    """
+
+    type: str
+    room: str | None
+    data: dict[str, Any]
+    id: str
+    time: float
+    """Unix seconds."""
+
+
+@runtime_checkable
+class EventPublisher(Protocol):
+    """Publishes events without ever blocking a request."""
+
+    def publish(self, event: Event) -> None:
+        """Queue an event for publishing; never blocks, never raises."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
