@@ -1,0 +1,17 @@
+"""Shared fixtures. Real servers are started by the plugins below on free loopback ports.
+
+- ``tests.fixtures.redis_server``: a real Redis-protocol server (Redis from Debian, or Valkey from
+  PyPI), or ``WAITROOM_TEST_REDIS_URL``.
+- ``tests.fixtures.nats_server``: a real nats-server with JetStream, or ``WAITROOM_TEST_NATS_URL``.
+- ``tests.fixtures.browser``: headless Chromium driven by Playwright.
+
+With ``CI=true`` a missing server fails the run; it is never a skip.
+"""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.fixtures.redis_server",
+    "tests.fixtures.nats_server",
+    "tests.fixtures.browser",
+]
