@@ -1,0 +1,202 @@
+"""Which room does a request belong to? (DESIGN §3: "most specific wins").
+
+A room's ``match`` patterns have the form ``host/path-prefix``:
+
+- host: an exact name (``shop.example.com``), a wildcard suffix (``*.example.com``: any
+  subdomain at any depth, not the apex ``example.com`` itself), or ``*`` (any host). Hosts are
+  compared case-insensitively, without port and without a trailing dot.
+- path prefix: matches on segment boundaries. ``/shop`` matches ``/shop``, ``/shop/`` and
+  ``/shop/cart`` but not ``/shopping``. A trailing slash is ignored (``/shop/`` is ``/shop``);
+  ``/`` matches every path. Paths are case-sensitive, as in HTTP.
+
+Specificity: the host decides first (exact name, then the longest wildcard suffix, then ``*``);
+among patterns of the chosen host, the longest path prefix wins. If no pattern of a more
+specific host matches the path, less specific hosts are tried.
+
+Request paths with dot segments or repeated slashes (``/a/../sale``, ``//sale``) are normalised
+before matching, as the origin will normalise them: otherwise such a path could dodge its room.
+
+:class:`RoomMatcher` precompiles the patterns once; :meth:`RoomMatcher.match` runs on every
+request. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from waitroom_proxy.domain.policy import RoomPolicy
+
+__all__ = ["Pattern", "RoomMatcher", "find_room", "normalize_host", "parse_pattern"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One parsed ``host/path-prefix`` pattern.
+
+    Attributes:
+        host: ``"*"``, ``"*.example.com"`` or an exact lower-case host name.
+        path: The path prefix without a trailing slash (``"/"`` for the root).
+    """
+
+    host: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.host}{self.path}"
+
+
+def parse_pattern(pattern: str) -> Pattern:
+    """Split and normalise a ``host/path-prefix`` pattern.
+
+    Args:
+        pattern: For example ``"*/"``, ``"shop.example.com/checkout/"``, ``"*.example.com/"``.
+
+    Returns:
+        The normalised pattern (host lower-cased, trailing slash of the path dropped).
+
+    Raises:
+        ValueError: The pattern has no ``/`` or an empty host. Deeper checks (host syntax, no
+            port) are done by ``waitroom_proxy.config``.
+    """
+    slash = pattern.find("/")
+    if slash < 0:
+        raise ValueError("must be host/path-prefix (no '/' found)")
+    host = pattern[:slash].strip().lower().rstrip(".")
+    if not host:
+        raise ValueError('host part is empty (use "*" for any host)')
+    path = pattern[slash:]
+    if len(path) > 1:
+        path = path.rstrip("/") or "/"
+    return Pattern(host=host, path=path)
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case a ``Host`` header value and drop its port and trailing dot.
+
+    ``"Shop.Example.com:8443"`` → ``"shop.example.com"``; ``"[::1]:8080"`` → ``"[::1]"``.
+    """
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end >= 0 else host
+    colon = host.find(":")
+    if colon >= 0:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+def _normalize_path(path: str) -> str:
+    """Resolve ``.``/``..`` segments and repeated slashes (RFC 3986 §5.2.4), only if present."""
+    if not path.startswith("/"):
+        path = "/" + path
+    if "//" not in path and "/." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for segment in segments[1:]:
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    trailing = segments[-1] in ("", ".", "..") and bool(out)
+    return "/" + "/".join(out) + ("/" if trailing else "")
+
+
+class _PathTable:
+    """Path prefixes of one host pattern, longest first."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, str, RoomPolicy]] = []
+
+    def add(self, prefix: str, room: RoomPolicy) -> None:
+        with_slash = prefix if prefix.endswith("/") else prefix + "/"
+        self._entries.append((prefix, with_slash, room))
+        # Stable sort: for equal prefixes the room listed first keeps priority.
+        self._entries.sort(key=lambda entry: len(entry[0]), reverse=True)
+
+    def find(self, path: str) -> RoomPolicy | None:
+        for prefix, with_slash, room in self._entries:
+            if path == prefix or path.startswith(with_slash):
+                return room
+        return None
+
+
+class RoomMatcher:
+    """Finds the room of a request; built once from the configured rooms.
+
+    Example:
+        >>> matcher = RoomMatcher(rooms)
+        >>> matcher.match("shop.example.com:443", "/checkout/pay")
+    """
+
+    __slots__ = ("_any", "_exact", "_rooms", "_wildcards")
+
+    def __init__(self, rooms: Iterable[RoomPolicy]) -> None:
+        """Precompile every room's patterns.
+
+        Args:
+            rooms: The rooms, in configuration order (it breaks exact ties; validated
+                configurations have none).
+
+        Raises:
+            ValueError: A pattern is malformed (see :func:`parse_pattern`).
+        """
+        self._rooms: tuple[RoomPolicy, ...] = tuple(rooms)
+        self._exact: dict[str, _PathTable] = {}
+        wildcards: dict[str, _PathTable] = {}
+        self._any = _PathTable()
+        for room in self._rooms:
+            for raw in room.match:
+                pattern = parse_pattern(raw)
+                if pattern.host == "*":
+                    table = self._any
+                elif pattern.host.startswith("*."):
+                    # Stored as ".example.com" so a suffix test excludes the apex domain.
+                    table = wildcards.setdefault(pattern.host[1:], _PathTable())
+                else:
+                    table = self._exact.setdefault(pattern.host, _PathTable())
+                table.add(pattern.path, room)
+        self._wildcards: tuple[tuple[str, _PathTable], ...] = tuple(
+            sorted(wildcards.items(), key=lambda item: len(item[0]), reverse=True)
+        )
+
+    @property
+    def rooms(self) -> tuple[RoomPolicy, ...]:
+        """The rooms this matcher was built from."""
+        return self._rooms
+
+    def match(self, host: str, path: str) -> RoomPolicy | None:
+        """Return the most specific room for a request, or ``None`` if no room matches.
+
+        Args:
+            host: The ``Host`` header (or ``:authority``), with or without port, any case.
+            path: The decoded request path (ASGI ``scope["path"]``), without query string.
+        """
+        host = normalize_host(host)
+        path = _normalize_path(path)
+        table = self._exact.get(host)
+        if table is not None:
+            room = table.find(path)
+            if room is not None:
+                return room
+        for suffix, table in self._wildcards:
+            if host.endswith(suffix):
+                room = table.find(path)
+                if room is not None:
+                    return room
+        return self._any.find(path)
+
+
+def find_room(rooms: Sequence[RoomPolicy], host: str, path: str) -> RoomPolicy | None:
+    """Return the most specific room for ``host`` and ``path`` (one-off convenience).
+
+    This compiles the patterns on every call: on the request path, build a
+    :class:`RoomMatcher` once and call :meth:`RoomMatcher.match`.
+    """
+    return RoomMatcher(rooms).match(host, path)
