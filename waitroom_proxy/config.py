@@ -230,22 +230,29 @@ def _url(schemes: Sequence[str], need_host: bool = True) -> Converter:
             parts = urlsplit(text)
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError:
-            raise _Invalid(f"{desc} and a valid port, got {_show(_masked_url(text))}") from None
+            raise _Invalid(f"{desc} and a valid port, got {_show(mask_url(text))}") from None
         scheme = parts.scheme.lower()
         if scheme not in schemes:
-            raise _Invalid(f"{desc}, got {_show(_masked_url(text))}")
+            raise _Invalid(f"{desc}, got {_show(mask_url(text))}")
         if scheme == "unix":
             if not parts.path:
                 raise _Invalid(f'must name a socket path (unix:///run/redis.sock), got "{text}"')
         elif need_host and not parts.hostname:
-            raise _Invalid(f"{desc}, got {_show(_masked_url(text))}")
+            raise _Invalid(f"{desc}, got {_show(mask_url(text))}")
         return text
 
     return convert
 
 
-def _masked_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host`` (store URLs carry one)."""
+def mask_url(url: str) -> str:
+    """Hide the password of ``scheme://user:password@host`` (store URLs may carry one).
+
+    Args:
+        url: Any URL.
+
+    Returns:
+        The URL with its password replaced by ``***``; unchanged if it has none.
+    """
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -1,0 +1,284 @@
+"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy`` (DESIGN §10).
+
+A thin click layer, as in uvicorn: every command parses its flags, hands them to
+:func:`waitroom_proxy.config.load_settings` and calls into the package lazily, so
+``--help`` and ``check-config`` stay fast and never import the server stack.
+
+Every flag has an environment variable (shown in ``--help``). The environment itself is read by
+``load_settings``, not by click, so a bad value is reported with the variable's name
+(``WAITROOM_PORT: must be an integer 1-65535, got "x"``) together with every other problem.
+Configuration errors exit with status 2, one problem per line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import fields
+from typing import Any, NoReturn, TypeVar
+
+import click
+from click.core import ParameterSource
+
+from waitroom_proxy import __version__
+from waitroom_proxy.config import Settings, load_settings, mask_url
+from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, RoomPolicy
+from waitroom_proxy.errors import ConfigError
+
+__all__ = ["format_settings", "main"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+CONFIG_ERROR_EXIT = 2
+MASK = "***"
+_SECRET_FIELDS = frozenset({"secret", "previous_secrets", "admin_token"})
+_URL_FIELDS = frozenset({"store_url", "nats_url", "upstream"})
+
+
+def _fail(problems: list[str]) -> NoReturn:
+    for problem in problems:
+        click.echo(problem, err=True)
+    sys.exit(CONFIG_ERROR_EXIT)
+
+
+def _show(name: str, value: Any) -> str:
+    if value is None or value == ():
+        return "-"
+    if name in _SECRET_FIELDS:
+        return MASK
+    if name in _URL_FIELDS:
+        return mask_url(str(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
+
+
+def format_settings(settings: Settings) -> str:
+    """Render resolved settings for people: every value, secrets shown as ``***``.
+
+    Args:
+        settings: Validated settings.
+
+    Returns:
+        A ``[server]`` block then one block per room, keys aligned.
+    """
+    lines = ["[server]"]
+    for item in fields(Settings):
+        if item.name == "rooms":
+            continue
+        lines.append(f"  {item.name:<26}{_show(item.name, getattr(settings, item.name))}")
+    for room in settings.rooms:
+        lines.append("")
+        lines.append(f'[room "{room.name}"]')
+        for item in fields(RoomPolicy):
+            if item.name == "name":
+                continue
+            value = getattr(room, item.name)
+            if isinstance(value, Bypass):
+                for sub in fields(Bypass):
+                    shown = getattr(value, sub.name)
+                    text = MASK if sub.name == "secret" and shown else _show(sub.name, shown)
+                    lines.append(f"  {'bypass.' + sub.name:<26}{text}")
+                continue
+            if item.name == "template" and value is None:
+                value = "(built-in)"
+            lines.append(f"  {item.name:<26}{_show(item.name, value)}")
+    return "\n".join(lines)
+
+
+def _given(ctx: click.Context, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep only the flags typed on the command line: ``load_settings`` reads the environment
+    itself (with precise messages), and must rank it below real flags."""
+    return {
+        name: value
+        for name, value in params.items()
+        if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+
+
+def _load(
+    ctx: click.Context,
+    config: str | None,
+    flags: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    require_upstream: bool = False,
+) -> Settings:
+    config_file = (
+        config if ctx.get_parameter_source("config") is ParameterSource.COMMANDLINE else None
+    )
+    try:
+        return load_settings(
+            config_file,
+            env=os.environ if env is None else env,
+            flags=flags,
+            require_upstream=require_upstream,
+        )
+    except ConfigError as exc:
+        _fail(exc.problems)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="waitroom-proxy")
+def main() -> None:
+    """waitroom-proxy: a fair virtual waiting room in front of a site that must not be overrun.
+
+    Configuration: a TOML file (--config), WAITROOM_* environment variables and flags; flags win
+    over the environment, which wins over the file. See examples/waitroom.toml.
+    """
+
+
+@main.command("check-config")
+@click.argument("config", metavar="FILE")
+@click.option(
+    "--ignore-env",
+    is_flag=True,
+    help="Check the file alone, ignoring WAITROOM_* environment variables.",
+)
+def check_config(config: str, ignore_env: bool) -> None:
+    """Validate FILE (with the environment, as `serve` would) and print the resolved rooms.
+
+    Exit status 0 if valid; 2 with one problem per line on stderr otherwise.
+    """
+    env: Mapping[str, str] = {} if ignore_env else dict(os.environ)
+    env = {key: value for key, value in env.items() if key != "WAITROOM_CONFIG"}
+    try:
+        settings = load_settings(config, env=env, flags={})
+    except ConfigError as exc:
+        _fail(exc.problems)
+    click.echo(format_settings(settings))
+    count = len(settings.rooms)
+    click.echo(f"\n{config}: OK, {count} room{'s' if count != 1 else ''}")
+
+
+def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) -> Callable[[_F], _F]:
+    """A string option documented with its environment variable. Values stay text: the loader
+    parses them, so flags and env get the same messages."""
+    return click.option(
+        *decls, envvar=env, show_envvar=True, default=None, metavar=metavar, help=help
+    )
+
+
+@main.command()
+@_env_option("--config", "-c", env="WAITROOM_CONFIG", metavar="FILE", help="TOML config file.")
+@_env_option("--upstream", env="WAITROOM_UPSTREAM", metavar="URL", help="Origin base URL.")
+@_env_option(
+    "--capacity",
+    env="WAITROOM_CAPACITY",
+    metavar="N",
+    help="One-room quick start: max concurrent visitors (or the capacity of the file's "
+    "single room).",
+)
+@_env_option(
+    "--admit-rate",
+    env="WAITROOM_ADMIT_RATE",
+    metavar="N",
+    help="Max admissions per minute (0 = capacity only).",
+)
+@_env_option("--host", env="WAITROOM_HOST", metavar="HOST", help="Listen address [127.0.0.1].")
+@_env_option("--port", env="WAITROOM_PORT", metavar="PORT", help="Listen port [8080].")
+@_env_option(
+    "--admin-port",
+    env="WAITROOM_ADMIN_PORT",
+    metavar="PORT",
+    help="Admin API port (needs WAITROOM_ADMIN_TOKEN).",
+)
+@_env_option("--workers", env="WAITROOM_WORKERS", metavar="N", help="Worker processes [1].")
+@_env_option(
+    "--store-url",
+    env="WAITROOM_STORE_URL",
+    metavar="URL",
+    help="redis://, rediss://, unix:// or valkey:// store (default: in-process).",
+)
+@_env_option("--nats-url", env="WAITROOM_NATS_URL", metavar="URL", help="NATS URL for events.")
+@_env_option(
+    "--log-level",
+    env="WAITROOM_LOG_LEVEL",
+    metavar="LEVEL",
+    help="critical, error, warning, info, debug or trace [info].",
+)
+@click.pass_context
+def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
+    """Run the proxy in front of --upstream.
+
+    Quick start: waitroom-proxy serve --upstream http://127.0.0.1:8000 --capacity 100
+    """
+    settings = _load(ctx, config, _given(ctx, params), require_upstream=True)
+    from waitroom_proxy import bootstrap  # lazy: the server stack is heavy
+
+    bootstrap.run(settings)
+
+
+@main.command()
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    envvar="WAITROOM_PORT",
+    show_envvar=True,
+    help="Port of the demo (waiting room and a toy origin on one port).",
+)
+def demo(port: int) -> None:
+    """Run a self-contained demo: a tiny origin behind a small waiting room."""
+    from waitroom_proxy.demo import run_demo  # lazy
+
+    run_demo(port=port)
+
+
+@main.group()
+def events() -> None:
+    """Work with the event stream (NATS JetStream)."""
+
+
+@events.command()
+@click.option(
+    "--room",
+    default=None,
+    envvar="WAITROOM_ROOM",
+    show_envvar=True,
+    metavar="NAME",
+    help="Only this room's events (default: every room and system events).",
+)
+@click.option(
+    "--nats-url",
+    default=None,
+    envvar="WAITROOM_NATS_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="NATS server URL.",
+)
+def tail(room: str | None, nats_url: str | None) -> None:
+    """Print events as they are published, until interrupted."""
+    problems: list[str] = []
+    if not nats_url:
+        problems.append("--nats-url: required: pass --nats-url URL or set WAITROOM_NATS_URL")
+    else:
+        # The loader owns URL rules; a quick-start room keeps it from asking for one.
+        try:
+            load_settings(None, env={}, flags={"nats_url": nats_url, "capacity": 1})
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if room is not None and not ROOM_NAME_RE.match(room):
+        problems.append(f'--room: must be 1-64 characters of a-z, 0-9, _ and -, got "{room}"')
+    if problems:
+        _fail(problems)
+    from waitroom_proxy.adapters.nats_events import tail as tail_events  # lazy
+
+    try:
+        result = tail_events(nats_url, room)
+        if inspect.isawaitable(result):
+            asyncio.run(_wait(result))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _wait(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
