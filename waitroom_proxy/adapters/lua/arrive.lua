@@ -1,0 +1,102 @@
+-- arrive: a visitor without a session asks to get in (ports.Store.arrive).
+--
+-- KEYS[1] queue      zset  place id -> score (arrival sequence or lottery draw)
+-- KEYS[2] heartbeats zset  place id -> last heartbeat (ms)
+-- KEYS[3] promoted   zset  place id -> promotion time (ms)
+-- KEYS[4] active     zset  place id -> session deadline (ms)
+-- KEYS[5] counters   hash  admitted_total, seq, tokens (1/60000 token units), tokens_ts (ms)
+-- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
+-- ARGV[2] place id
+-- ARGV[3] capacity
+-- ARGV[4] admit_rate (admissions per minute, 0 = unlimited)
+-- ARGV[5] session_ttl_ms
+-- ARGV[6] max_queue_length
+-- ARGV[7] direct_admit (1 or 0)
+-- ARGV[8] count_only (1 or 0)
+-- ARGV[9] score ("" = next arrival sequence)
+-- ARGV[10] key TTL (ms), refreshed on every key this call writes
+-- returns {status, position, queue_length, score} (integers)
+--   status: 0 unknown, 1 waiting, 2 promoted, 3 active, 4 full
+
+local queue, heartbeats, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local id = ARGV[2]
+local capacity = tonumber(ARGV[3])
+local rate = tonumber(ARGV[4])
+local session_ttl = tonumber(ARGV[5])
+local max_len = tonumber(ARGV[6])
+local key_ttl = tonumber(ARGV[10])
+
+local score = redis.call('ZSCORE', queue, id)
+if score then
+  redis.call('ZADD', heartbeats, now, id)
+  redis.call('PEXPIRE', heartbeats, key_ttl)
+  local rank = redis.call('ZRANK', queue, id)
+  return {1, rank + 1, redis.call('ZCARD', queue), tonumber(score)}
+end
+local qlen = redis.call('ZCARD', queue)
+if redis.call('ZSCORE', promoted, id) then
+  return {2, 0, qlen, 0}
+end
+if redis.call('ZSCORE', active, id) then
+  return {3, 0, qlen, 0}
+end
+
+local function admit()
+  redis.call('ZADD', active, now + session_ttl, id)
+  redis.call('PEXPIRE', active, key_ttl)
+  redis.call('HINCRBY', counters, 'admitted_total', 1)
+  redis.call('PEXPIRE', counters, key_ttl)
+  return {3, 0, qlen, 0}
+end
+
+if ARGV[8] == '1' then
+  return admit()
+end
+
+if ARGV[7] == '1' and qlen == 0 then
+  local used = redis.call('ZCARD', active) + redis.call('ZCARD', promoted)
+  if used < capacity then
+    if rate <= 0 then
+      return admit()
+    end
+    -- Token bucket in integer units: one token = 60000 units, refill = rate units per ms.
+    local cap = math.max(1, math.ceil(rate / 60)) * 60000
+    local b = redis.call('HMGET', counters, 'tokens', 'tokens_ts')
+    local units, ts = tonumber(b[1]), tonumber(b[2])
+    if units == nil or ts == nil then
+      units, ts = cap, now
+    elseif now > ts then
+      units = math.min(cap, units + (now - ts) * rate)
+      ts = now
+    end
+    if units >= 60000 then
+      redis.call('HSET', counters, 'tokens', units - 60000, 'tokens_ts', ts)
+      return admit()
+    end
+    redis.call('HSET', counters, 'tokens', units, 'tokens_ts', ts)
+    redis.call('PEXPIRE', counters, key_ttl)
+  end
+end
+
+if qlen >= max_len then
+  return {4, 0, qlen, 0}
+end
+
+local s
+if ARGV[9] ~= '' then
+  s = tonumber(ARGV[9])
+  local seq = tonumber(redis.call('HGET', counters, 'seq') or '0')
+  if s > seq then
+    redis.call('HSET', counters, 'seq', s)
+  end
+else
+  s = redis.call('HINCRBY', counters, 'seq', 1)
+end
+redis.call('PEXPIRE', counters, key_ttl)
+redis.call('ZADD', queue, s, id)
+redis.call('ZADD', heartbeats, now, id)
+redis.call('PEXPIRE', queue, key_ttl)
+redis.call('PEXPIRE', heartbeats, key_ttl)
+return {1, redis.call('ZRANK', queue, id) + 1, qlen + 1, s}

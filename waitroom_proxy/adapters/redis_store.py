@@ -1,0 +1,333 @@
+"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6).
+
+Every change is one Lua script (``waitroom_proxy/adapters/lua/*.lua``), registered once and
+called by EVALSHA (redis-py reloads it on ``NOSCRIPT``). Each script passes every key it
+touches in ``KEYS``; a room's keys share one hash tag, ``wr:{room}:<piece>``, so a room lives
+on one shard and Dragonfly can lock just those keys. Times come from the server's ``TIME``.
+
+Keys of a room (all with a TTL refreshed by writes, so an abandoned room cleans itself):
+
+==============  =====  =====================================================================
+piece           type   content
+==============  =====  =====================================================================
+``queue``       zset   place id -> score (arrival sequence or lottery draw)
+``hb``          zset   place id -> last heartbeat (ms)
+``promoted``    zset   place id -> promotion time (ms)
+``active``      zset   session id -> deadline (ms)
+``counters``    hash   ``admitted_total``, ``seq``, ``tokens`` (1/60000 token), ``tokens_ts``
+``revoked``     zset   session id -> revocation time (ms)
+``revoked_exp`` zset   session id -> time the revocation may be forgotten (ms)
+``meta``        hash   runtime room state
+==============  =====  =====================================================================
+
+A waiter costs one member in ``queue`` and one in ``hb``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any, NamedTuple
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from waitroom_proxy.domain.policy import ROOM_NAME_RE
+from waitroom_proxy.errors import StoreError
+from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
+
+__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys"]
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "wr"
+TICK_LIMIT = 1000
+"""Most ids one tick removes from each set, and most waiters it promotes (bounds script time)."""
+KEY_TTL_MARGIN_MS = 86_400_000
+"""Keys live this long past the longest duration of the call that last wrote them."""
+MAX_SCORE = 2**53
+"""Sorted-set scores are doubles: integer scores beyond this lose precision."""
+
+SCRIPT_NAMES = (
+    "arrive",
+    "heartbeat",
+    "claim",
+    "touch",
+    "leave",
+    "tick",
+    "stats",
+    "revoked_since",
+    "set_meta",
+)
+
+_STATUS = {
+    0: PlaceStatus.UNKNOWN,
+    1: PlaceStatus.WAITING,
+    2: PlaceStatus.PROMOTED,
+    3: PlaceStatus.ACTIVE,
+    4: PlaceStatus.FULL,
+}
+
+
+class RoomKeys(NamedTuple):
+    """The keys of one room."""
+
+    queue: str
+    hb: str
+    promoted: str
+    active: str
+    counters: str
+    revoked: str
+    revoked_exp: str
+    meta: str
+
+
+@lru_cache(maxsize=4096)
+def room_keys(room: str) -> RoomKeys:
+    """The keys of ``room``, all with the room's hash tag.
+
+    Raises:
+        ValueError: ``room`` is not a valid room name (it could break the hash tag).
+    """
+    if not ROOM_NAME_RE.match(room):
+        raise ValueError(f"invalid room name: {room!r}")
+    base = f"{KEY_PREFIX}:{{{room}}}:"
+    return RoomKeys(*(base + piece for piece in RoomKeys._fields))
+
+
+def load_script_source(name: str) -> str:
+    """The text of ``lua/<name>.lua`` shipped in this package."""
+    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _key_ttl(*durations_ms: int) -> int:
+    return max((0, *durations_ms)) + KEY_TTL_MARGIN_MS
+
+
+class RedisStore:
+    """The admission state of every room, on a Redis-protocol server.
+
+    Args:
+        url: ``redis://`` / ``rediss://`` / ``unix://`` URL. Ignored when ``client`` is given.
+        timeout: Seconds to wait to connect and for each answer (redis-py would otherwise wait
+            forever); past it the call raises ``StoreError``.
+        client: An existing ``redis.asyncio.Redis`` (tests inject fakeredis). The store does
+            not close a client it did not create.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, timeout: float = 0.5, client: Redis | None = None
+    ) -> None:
+        if client is None:
+            if url is None:
+                raise ValueError("RedisStore needs a url or a client")
+            client = Redis.from_url(
+                url,
+                socket_connect_timeout=timeout,
+                socket_timeout=timeout,
+                # One immediate retry only for a broken pooled connection (e.g. after a server
+                # restart); never retry timeouts. Every script is safe to run twice.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                health_check_interval=0,
+            )
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self._client = client
+        self._timeout = timeout
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(load_script_source(name)) for name in SCRIPT_NAMES
+        }
+        self._clock_offset_ms = 0
+        """TESTS ONLY: added to the server's TIME in every script so tests can move time.
+        Production never changes it (always 0); see ``_advance_clock_for_tests``."""
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 0.5) -> RedisStore:
+        """A store connected to ``url`` with ``timeout`` seconds per operation."""
+        return cls(url, timeout=timeout)
+
+    def __repr__(self) -> str:
+        pool = self._client.connection_pool
+        kwargs = pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"RedisStore({where}, timeout={self._timeout})"
+
+    def _advance_clock_for_tests(self, ms: int) -> None:
+        """TESTS ONLY: make this client's scripts see the server clock ``ms`` later.
+
+        All clients standing for replicas in a test must be advanced alike. Production code
+        must never call this: replicas would disagree on time.
+        """
+        self._clock_offset_ms += ms
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._scripts[name](keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreError(f"store {name} failed: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _view(reply: Sequence[Any]) -> QueueView:
+        try:
+            status, position, qlen, score = (int(x) for x in reply)
+            return QueueView(_STATUS[status], position=position, queue_length=qlen, score=score)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"store returned an unexpected reply: {reply!r}") from exc
+
+    # -- Store -------------------------------------------------------------------------------
+
+    async def arrive(
+        self, room: str, place_id: str, limits: RoomLimits, score: int | None = None
+    ) -> QueueView:
+        """See ``waitroom_proxy.ports.Store.arrive``."""
+        if score is not None and not -MAX_SCORE <= score <= MAX_SCORE:
+            raise ValueError(f"score out of range: {score}")
+        k = room_keys(room)
+        reply = await self._run(
+            "arrive",
+            (k.queue, k.hb, k.promoted, k.active, k.counters),
+            (
+                self._clock_offset_ms,
+                place_id,
+                limits.capacity,
+                limits.admit_rate,
+                limits.session_ttl_ms,
+                limits.max_queue_length,
+                int(limits.direct_admit),
+                int(limits.count_only),
+                "" if score is None else score,
+                _key_ttl(limits.abandon_after_ms, limits.session_ttl_ms, limits.claim_timeout_ms),
+            ),
+        )
+        return self._view(reply)
+
+    async def heartbeat(self, room: str, place_id: str) -> QueueView:
+        """See ``waitroom_proxy.ports.Store.heartbeat``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "heartbeat",
+            (k.queue, k.hb, k.promoted, k.active),
+            (self._clock_offset_ms, place_id, _key_ttl()),
+        )
+        return self._view(reply)
+
+    async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
+        """See ``waitroom_proxy.ports.Store.claim``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "claim",
+            (k.promoted, k.active),
+            (self._clock_offset_ms, place_id, session_ttl_ms, _key_ttl(session_ttl_ms)),
+        )
+        return int(reply) == 1
+
+    async def touch(self, room: str, place_ids: Sequence[str], session_ttl_ms: int) -> int:
+        """See ``waitroom_proxy.ports.Store.touch``."""
+        if not place_ids:
+            return 0
+        k = room_keys(room)
+        reply = await self._run(
+            "touch",
+            (k.active,),
+            (self._clock_offset_ms, session_ttl_ms, _key_ttl(session_ttl_ms), *place_ids),
+        )
+        return int(reply)
+
+    async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
+        """See ``waitroom_proxy.ports.Store.leave``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "leave",
+            (k.queue, k.hb, k.promoted, k.active, k.revoked, k.revoked_exp),
+            (self._clock_offset_ms, place_id, revoke_for_ms, _key_ttl(revoke_for_ms)),
+        )
+        return _STATUS.get(int(reply), PlaceStatus.UNKNOWN)
+
+    async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:
+        """See ``waitroom_proxy.ports.Store.tick``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "tick",
+            k,
+            (
+                self._clock_offset_ms,
+                limits.capacity,
+                limits.admit_rate,
+                limits.abandon_after_ms,
+                limits.claim_timeout_ms,
+                int(limits.promote),
+                max(0, force),
+                TICK_LIMIT,
+                _key_ttl(limits.abandon_after_ms, limits.session_ttl_ms, limits.claim_timeout_ms),
+            ),
+        )
+        promoted, expired, no_shows, abandoned = ([_text(x) for x in part] for part in reply)
+        return TickResult(
+            promoted=promoted, expired_sessions=expired, no_shows=no_shows, abandoned=abandoned
+        )
+
+    async def stats(self, room: str) -> RoomStats:
+        """See ``waitroom_proxy.ports.Store.stats``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "stats", (k.queue, k.promoted, k.active, k.counters), (self._clock_offset_ms,)
+        )
+        qlen, active, promoted, admitted, now = (int(x) for x in reply)
+        return RoomStats(
+            queue_length=qlen,
+            active=active,
+            promoted=promoted,
+            admitted_total=admitted,
+            now_ms=now,
+        )
+
+    async def revoked_since(self, room: str, since_ms: int) -> tuple[list[str], int]:
+        """See ``waitroom_proxy.ports.Store.revoked_since``."""
+        k = room_keys(room)
+        now, ids = await self._run("revoked_since", (k.revoked,), (self._clock_offset_ms, since_ms))
+        return [_text(x) for x in ids], int(now)
+
+    async def get_meta(self, room: str) -> dict[str, str]:
+        """See ``waitroom_proxy.ports.Store.get_meta``."""
+        k = room_keys(room)
+        try:
+            raw = await self._client.hgetall(k.meta)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreError(f"store get_meta failed: {type(exc).__name__}: {exc}") from exc
+        return {_text(key): _text(value) for key, value in raw.items()}
+
+    async def set_meta(self, room: str, values: dict[str, str]) -> None:
+        """See ``waitroom_proxy.ports.Store.set_meta``."""
+        if not values:
+            return
+        k = room_keys(room)
+        args: list[Any] = [_key_ttl()]
+        for key, value in values.items():
+            args += [key, value]
+        await self._run("set_meta", (k.meta,), args)
+
+    async def ping(self) -> None:
+        """See ``waitroom_proxy.ports.Store.ping``."""
+        try:
+            await self._client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreError(f"store ping failed: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connections (only those of a client this store created)."""
+        if self._owns_client:
+            try:
+                await self._client.aclose()
+            except (RedisError, OSError) as exc:  # closing a dead connection: nothing to do
+                log.debug("closing the store connection failed: %s", exc)
