@@ -45,7 +45,7 @@ class Bypass:
     """HTTP methods, upper case (``OPTIONS``)."""
     cidrs: tuple[str, ...] = ()
     """Client networks (``10.0.0.0/8``, ``::1/128``)."""
-    secret_header: str = "waitroom-bypass"
+    secret_header: str = "waitroom-bypass"  # noqa: S105 (a header name)
     """Header name (lower case) that carries the bypass secret."""
     secret: str | None = field(default=None, repr=False)
     """Value of the bypass header that lets a request through; ``None`` disables it."""

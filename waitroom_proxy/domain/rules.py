@@ -1,0 +1,116 @@
+"""Per-request rules: bypass, safe return URLs, limits for the store, poll intervals. Pure."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from waitroom_proxy.domain.policy import Mode, RoomPolicy
+from waitroom_proxy.ports import RoomLimits
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class BypassRules:
+    """A room's bypass rules, compiled once."""
+
+    prefixes: tuple[str, ...]
+    globs: tuple[str, ...]
+    methods: frozenset[str]
+    networks: tuple[IPNetwork, ...]
+    secret_header: bytes
+    secret: bytes | None
+
+    @classmethod
+    def compile(cls, policy: RoomPolicy) -> BypassRules:
+        b = policy.bypass
+        globs = tuple(p for p in b.paths if any(c in p for c in "*?["))
+        prefixes = tuple(p for p in b.paths if p not in globs)
+        return cls(
+            prefixes=prefixes,
+            globs=globs,
+            methods=frozenset(m.upper() for m in b.methods),
+            networks=tuple(ipaddress.ip_network(c, strict=False) for c in b.cidrs),
+            secret_header=b.secret_header.lower().encode("latin-1"),
+            secret=b.secret.encode() if b.secret else None,
+        )
+
+    def matches(
+        self, path: str, method: str, client_ip: str | None, header_value: bytes | None
+    ) -> bool:
+        """True when the request skips the waiting room."""
+        if self.prefixes and path.startswith(self.prefixes):
+            return True
+        for g in self.globs:
+            if fnmatch.fnmatchcase(path, g):
+                return True
+        if method in self.methods:
+            return True
+        if self.networks and client_ip:
+            try:
+                addr = ipaddress.ip_address(client_ip)
+            except ValueError:
+                addr = None
+            if addr is not None and any(addr in n for n in self.networks):
+                return True
+        if self.secret is not None and header_value is not None:
+            import hmac
+
+            return hmac.compare_digest(header_value, self.secret)
+        return False
+
+
+_SAFE_PATH = re.compile(r"^/(?![/\\])[^\x00-\x20\x7f\\]*$")
+
+
+def safe_return_to(value: str | None, default: str = "/") -> str:
+    """A same-site path to send an admitted visitor back to, or ``default``.
+
+    Only absolute paths on this site are accepted: ``//host``, ``/\\host``, schemes
+    (``https:``, ``javascript:``), control characters, whitespace and backslashes are refused.
+    """
+    if not value or len(value) > 2048 or not _SAFE_PATH.match(value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def limits_for(policy: RoomPolicy, *, paused: bool = False) -> RoomLimits:
+    """What the store needs to know of a room's policy."""
+    queue_only = paused or policy.mode in (Mode.QUEUE_ALL, Mode.REJECT)
+    if policy.session_renewal:
+        ttl = policy.session_ttl + policy.session_grace
+    else:
+        ttl = policy.session_max + policy.session_grace
+    return RoomLimits(
+        capacity=policy.capacity,
+        admit_rate=policy.admit_rate,
+        abandon_after_ms=int(policy.abandon_after * 1000),
+        claim_timeout_ms=int(policy.claim_timeout * 1000),
+        session_ttl_ms=int(ttl * 1000),
+        max_queue_length=policy.max_queue_length,
+        direct_admit=not queue_only,
+        promote=not queue_only,
+        count_only=policy.mode is Mode.PASSTHROUGH and not paused,
+    )
+
+
+def refresh_seconds(policy: RoomPolicy, ahead: int) -> float:
+    """How long the waiting page waits between heartbeats: longer far from the front.
+
+    Never more than a third of ``abandon_after``, so two missed polls don't lose the place.
+    """
+    base = policy.heartbeat_interval
+    if ahead >= 10_000:
+        factor = 3.0
+    elif ahead >= 1_000:
+        factor = 2.0
+    else:
+        factor = 1.0
+    return max(0.2, min(base * factor, policy.abandon_after / 3))

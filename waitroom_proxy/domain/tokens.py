@@ -1,0 +1,344 @@
+"""Tickets and session tokens (DESIGN §5). Pure: no I/O; every check takes ``now``.
+
+- **Ticket** (``waitroom_ticket`` cookie): an itsdangerous-signed value holding the room, the
+  place id, the place's score (arrival sequence or lottery draw) and when the holder was last
+  seen. It never grants access by itself; it lets a waiter keep the place across replicas and
+  even across a store that lost its data (the score is re-entered), as long as the holder kept
+  heart-beating (``last_seen`` within ``abandon_after``).
+- **Session** (``waitroom_session`` cookie): a JWT with ``iss``, ``aud`` = room, ``sub`` = place
+  id, ``iat``, ``nbf``, ``exp``, ``jti``, ``sst`` (session start, for ``session_max``) and the
+  header ``kid`` and ``typ`` = ``waitroom-session+jwt``. HS256 with a shared secret, or
+  EdDSA/ES256 with a private key (public keys served as JWKS). Verification looks the key up
+  by ``kid`` and pins the algorithm to that key's own: ``alg: none``, algorithm confusion (an
+  HS256 token "signed" with a public key) and tokens of another type are refused.
+
+Verification costs ~30 µs, so the gatekeeper keeps a cache of tokens it already verified
+(``SessionCache``): the hot path is a dict lookup and an expiry comparison.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from waitroom_proxy.errors import TokenError
+
+SESSION_TYP = "waitroom-session+jwt"
+TICKET_SALT = "waitroom-ticket-v1"
+MAX_COOKIE_LEN = 4096
+
+
+def new_place_id() -> str:
+    """A fresh, unguessable place id (16 url-safe characters, 96 bits)."""
+    return secrets.token_urlsafe(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A place in a room's queue."""
+
+    room: str
+    place_id: str
+    score: int
+    last_seen: int
+    """Unix seconds when the holder was last seen heart-beating."""
+    joined: int = 0
+    """Unix seconds when the place was taken (for the time-waited metric)."""
+    eta_p50: int = -1
+    """The p50 ETA (seconds) predicted at joining, -1 if unknown (for the ETA-error metric)."""
+    return_to: str = "/"
+    """The same-site path first asked for; the admitted visitor is sent back there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The verified claims of a session token."""
+
+    room: str
+    place_id: str
+    jti: str
+    issued_at: int
+    expires_at: int
+    started_at: int
+
+
+class TicketSigner:
+    """Signs and reads tickets. The first secret signs; all of them verify (rotation)."""
+
+    def __init__(self, secrets_: Sequence[str]) -> None:
+        if not secrets_:
+            raise ValueError("at least one secret is needed")
+        self._serializer = URLSafeSerializer(list(reversed(secrets_)), salt=TICKET_SALT)
+
+    def __repr__(self) -> str:
+        return "TicketSigner(secrets=***)"
+
+    def dumps(self, ticket: Ticket) -> str:
+        payload = [
+            ticket.room, ticket.place_id, ticket.score, ticket.last_seen, ticket.joined,
+            ticket.eta_p50, ticket.return_to,
+        ]  # fmt: skip
+        return str(self._serializer.dumps(payload))
+
+    def loads(self, value: str) -> Ticket:
+        """Read a ticket; raise TokenError for anything malformed, truncated or forged."""
+        if not value or len(value) > MAX_COOKIE_LEN:
+            raise TokenError("ticket: empty or too long")
+        try:
+            payload = self._serializer.loads(value)
+        except BadSignature as exc:
+            raise TokenError("ticket: bad signature") from exc
+        except Exception as exc:  # malformed base64/JSON inside a validly signed value
+            raise TokenError("ticket: malformed") from exc
+        if (
+            not isinstance(payload, list)
+            or len(payload) != 7
+            or not isinstance(payload[0], str)
+            or not isinstance(payload[1], str)
+            or not all(type(v) is int for v in payload[2:6])
+            or not isinstance(payload[6], str)
+        ):
+            raise TokenError("ticket: malformed payload")
+        return Ticket(*payload)
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    kid: str
+    alg: str
+    signing: Any
+    verifying: Any
+    public_jwk: dict[str, str] | None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hmac_key(secret: str) -> _Key:
+    kid = "hs-" + hashlib.sha256(b"waitroom-kid:" + secret.encode()).hexdigest()[:12]
+    raw = secret.encode()
+    return _Key(kid=kid, alg="HS256", signing=raw, verifying=raw, public_jwk=None)
+
+
+def _asymmetric_key(pem: bytes) -> _Key:
+    private = serialization.load_pem_private_key(pem, password=None)
+    public = private.public_key()
+    if isinstance(private, ed25519.Ed25519PrivateKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
+        alg = "EdDSA"
+        thumb_src = {"crv": "Ed25519", "kty": "OKP", "x": jwk["x"]}
+    elif isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
+        nums = public.public_numbers()  # type: ignore[union-attr]
+        jwk = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64(nums.x.to_bytes(32, "big")),
+            "y": _b64(nums.y.to_bytes(32, "big")),
+        }
+        alg = "ES256"
+        thumb_src = {"crv": "P-256", "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
+    else:
+        raise TokenError("signing key: only Ed25519 and P-256 (ES256) private keys are supported")
+    # RFC 7638 thumbprint as kid.
+    canon = json.dumps(thumb_src, separators=(",", ":"), sort_keys=True).encode()
+    kid = _b64(hashlib.sha256(canon).digest())[:16]
+    jwk = {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+    return _Key(kid=kid, alg=alg, signing=private, verifying=public, public_jwk=jwk)
+
+
+class SessionSigner:
+    """Issues and verifies session JWTs.
+
+    Args:
+        secrets_: HS256 secrets; the first signs (unless ``private_key_pem`` is given), all verify.
+        private_key_pem: an Ed25519 or P-256 private key; when given it signs every new token
+            (EdDSA or ES256) and its public key is published as JWKS.
+        issuer: the ``iss`` claim.
+    """
+
+    def __init__(
+        self,
+        secrets_: Sequence[str],
+        *,
+        private_key_pem: bytes | None = None,
+        extra_public_keys_pem: Iterable[bytes] = (),
+        issuer: str = "waitroom-proxy",
+    ) -> None:
+        keys = [_hmac_key(s) for s in secrets_]
+        if private_key_pem is not None:
+            keys.insert(0, _asymmetric_key(private_key_pem))
+        for pem in extra_public_keys_pem:
+            keys.append(_public_only_key(pem))
+        if not keys:
+            raise ValueError("at least one key is needed")
+        self._signing = keys[0]
+        self._keys = {k.kid: k for k in keys}
+        self.issuer = issuer
+
+    def __repr__(self) -> str:
+        return f"SessionSigner(alg={self._signing.alg!r}, kids={list(self._keys)!r})"
+
+    @property
+    def algorithm(self) -> str:
+        return self._signing.alg
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Public keys that verify session tokens (empty for HS256-only setups)."""
+        return {"keys": [k.public_jwk for k in self._keys.values() if k.public_jwk is not None]}
+
+    def issue(
+        self,
+        room: str,
+        place_id: str,
+        *,
+        now: float,
+        ttl: float,
+        started_at: int | None = None,
+        max_age: float | None = None,
+    ) -> tuple[str, Session]:
+        """Sign a session token valid for ``ttl`` seconds, never beyond ``started_at + max_age``."""
+        iat = int(now)
+        sst = iat if started_at is None else started_at
+        exp = iat + max(1, int(ttl))
+        if max_age is not None:
+            exp = min(exp, sst + int(max_age))
+        jti = secrets.token_urlsafe(9)
+        claims = {
+            "iss": self.issuer,
+            "aud": room,
+            "sub": place_id,
+            "iat": iat,
+            "nbf": iat - 5,
+            "exp": exp,
+            "jti": jti,
+            "sst": sst,
+        }
+        token = jwt.encode(
+            claims,
+            self._signing.signing,
+            algorithm=self._signing.alg,
+            headers={"kid": self._signing.kid, "typ": SESSION_TYP},
+        )
+        return token, Session(room, place_id, jti, iat, exp, sst)
+
+    def verify(self, token: str, *, now: float, room: str | None = None) -> Session:
+        """Verify a session token; raise TokenError if it is not acceptable in any way."""
+        if not token or len(token) > MAX_COOKIE_LEN:
+            raise TokenError("session: empty or too long")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise TokenError("session: malformed") from exc
+        if header.get("typ") != SESSION_TYP:
+            raise TokenError("session: wrong token type")
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise TokenError("session: unknown key id")
+        if header.get("alg") != key.alg:
+            raise TokenError("session: algorithm does not match the key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.verifying,
+                algorithms=[key.alg],
+                audience=room,
+                issuer=self.issuer,
+                options={
+                    "require": ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"],
+                    "verify_aud": room is not None,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"session: {exc.__class__.__name__}") from exc
+        exp, nbf = claims["exp"], claims["nbf"]
+        if type(exp) is not int or type(nbf) is not int:
+            raise TokenError("session: bad time claims")
+        if now >= exp:
+            raise TokenError("session: expired")
+        if now < nbf:
+            raise TokenError("session: not yet valid")
+        aud, sub, jti = claims["aud"], claims["sub"], claims["jti"]
+        if not (isinstance(aud, str) and isinstance(sub, str) and isinstance(jti, str)):
+            raise TokenError("session: bad claims")
+        sst = claims.get("sst", claims["iat"])
+        return Session(aud, sub, jti, int(claims["iat"]), exp, int(sst))
+
+
+def _public_only_key(pem: bytes) -> _Key:
+    """A verification-only asymmetric key (an old key kept during rotation)."""
+    public = serialization.load_pem_public_key(pem)
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        src = {"crv": "Ed25519", "kty": "OKP", "x": _b64(raw)}
+        alg = "EdDSA"
+    elif isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+        nums = public.public_numbers()
+        src = {
+            "crv": "P-256",
+            "kty": "EC",
+            "x": _b64(nums.x.to_bytes(32, "big")),
+            "y": _b64(nums.y.to_bytes(32, "big")),
+        }
+        alg = "ES256"
+    else:
+        raise TokenError("verification key: only Ed25519 and P-256 public keys are supported")
+    canon = json.dumps(src, separators=(",", ":"), sort_keys=True).encode()
+    kid = _b64(hashlib.sha256(canon).digest())[:16]
+    jwk = {**src, "kid": kid, "alg": alg, "use": "sig"}
+    return _Key(kid=kid, alg=alg, signing=None, verifying=public, public_jwk=jwk)
+
+
+class SessionCache:
+    """Tokens already verified, so the hot path does no signature check.
+
+    Bounded: when full, the oldest half is dropped (insertion order). Revoked sessions (by place
+    id) are refused even while their token is cached.
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._entries: dict[str, Session] = {}
+        self._max = max_entries
+        self.revoked: dict[str, float] = {}
+        """place id → until when (unix seconds) it is refused."""
+
+    def get(self, token: str, now: float) -> Session | None:
+        s = self._entries.get(token)
+        if s is None:
+            return None
+        if now >= s.expires_at or s.place_id in self.revoked:
+            del self._entries[token]
+            return None
+        return s
+
+    def put(self, token: str, session: Session) -> None:
+        if len(self._entries) >= self._max:
+            for key in list(self._entries)[: self._max // 2]:
+                del self._entries[key]
+        self._entries[token] = session
+
+    def revoke(self, place_id: str, until: float) -> None:
+        self.revoked[place_id] = until
+
+    def prune(self, now: float) -> None:
+        """Forget revocations whose tokens have all expired."""
+        for pid in [p for p, until in self.revoked.items() if until <= now]:
+            del self.revoked[pid]
+
+    def __len__(self) -> int:
+        return len(self._entries)

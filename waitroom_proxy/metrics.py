@@ -1,0 +1,130 @@
+"""Prometheus metrics (DESIGN §8), all declared here on an injected registry.
+
+Labels are bounded: room, outcome, status class, store operation — never a visitor id.
+Tests and host apps pass their own ``CollectorRegistry`` so nothing collides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+OUTCOMES = ("passed", "queued", "bypassed", "rejected", "failed_open", "failed_closed")
+
+_WAIT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, float("inf"))
+_ETA_ERR_BUCKETS = (
+    -1800, -600, -300, -120, -60, -30, -10, 0, 10, 30, 60, 120, 300, 600, 1800, float("inf"),
+)  # fmt: skip
+
+
+class Metrics:
+    """Every metric of one process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "waitroom_requests", "Requests by room and outcome.", ["room", "outcome"], registry=r
+        )
+        self.queue_length = Gauge(
+            "waitroom_queue_length", "Visitors waiting in the queue.", ["room"], registry=r
+        )
+        self.active_sessions = Gauge(
+            "waitroom_active_sessions", "Active sessions (store view).", ["room"], registry=r
+        )
+        self.promoted = Gauge(
+            "waitroom_promoted", "Promoted visitors not yet claimed.", ["room"], registry=r
+        )
+        self.admissions = Counter(
+            "waitroom_admissions", "Admissions made by this replica.", ["room"], registry=r
+        )
+        self.abandoned = Counter(
+            "waitroom_abandoned", "Waiters who stopped heart-beating.", ["room"], registry=r
+        )
+        self.no_shows = Counter(
+            "waitroom_no_shows", "Promotions never claimed.", ["room"], registry=r
+        )
+        self.sessions_ended = Counter(
+            "waitroom_sessions_ended", "Sessions ended, by reason.", ["room", "reason"], registry=r
+        )
+        self.wait_seconds = Histogram(
+            "waitroom_wait_seconds",
+            "Time from joining the queue to admission.",
+            ["room"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.eta_error_seconds = Histogram(
+            "waitroom_eta_error_seconds",
+            "Predicted minus actual waiting time (p50 prediction at enqueue).",
+            ["room"],
+            buckets=_ETA_ERR_BUCKETS,
+            registry=r,
+        )
+        self.upstream_responses = Counter(
+            "waitroom_upstream_responses",
+            "Responses from the origin by status class.",
+            ["status_class"],
+            registry=r,
+        )
+        self.store_seconds = Histogram(
+            "waitroom_store_operation_seconds",
+            "Store operation latency.",
+            ["op"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "waitroom_store_errors", "Failed store operations.", ["op"], registry=r
+        )
+        self.store_up = Gauge(
+            "waitroom_store_up", "1 when the store answers, 0 while it is down.", registry=r
+        )
+        self.fail_open = Gauge(
+            "waitroom_fail_open", "1 while the room lets newcomers pass unchecked.", ["room"],
+            registry=r,
+        )  # fmt: skip
+        self.paused = Gauge(
+            "waitroom_paused", "1 while admissions are paused.", ["room"], registry=r
+        )
+        self._request_children: dict[tuple[str, str], Callable[[], None]] = {}
+        self.store_up.set(1)
+
+    def request(self, room: str, outcome: str) -> None:
+        """Count one request (children cached: this runs on every request)."""
+        inc = self._request_children.get((room, outcome))
+        if inc is None:
+            inc = self.requests.labels(room, outcome).inc
+            self._request_children[(room, outcome)] = inc
+        inc()
+
+    def watch_publisher(self, counters: Callable[[], dict[str, float]]) -> None:
+        """Expose an event publisher's counters (published, dropped, retries, buffered)."""
+        self.registry.register(_PublisherCollector(counters))
+
+
+class _PublisherCollector(Collector):
+    def __init__(self, counters: Callable[[], dict[str, float]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        c = self._counters()
+        yield CounterMetricFamily(
+            "waitroom_events_published", "Events accepted by the bus.", value=c.get("published", 0)
+        )
+        yield CounterMetricFamily(
+            "waitroom_events_dropped",
+            "Events dropped (buffer full or retries exhausted).",
+            value=c.get("dropped", 0),
+        )
+        yield CounterMetricFamily(
+            "waitroom_events_retries", "Publish retries.", value=c.get("retries", 0)
+        )
+        yield GaugeMetricFamily(
+            "waitroom_events_buffered",
+            "Events waiting to be published.",
+            value=c.get("buffered", 0),
+        )
