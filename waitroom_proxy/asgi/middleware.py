@@ -1,0 +1,374 @@
+"""``WaitroomMiddleware``: the gatekeeper as a pure ASGI middleware (DESIGN §1, §4, §9).
+
+The same class serves a host app (Starlette, FastAPI, any ASGI app) and the standalone proxy,
+where the wrapped app is an ``UpstreamProxy``. The hot path (a valid session) is raw ASGI: one
+pass over the request headers, a dict lookup in the cache of verified tokens, no store command,
+no framework routing. Starlette serves only the ``/_waitroom/*`` routes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from waitroom_proxy.asgi.page import content_security_policy
+from waitroom_proxy.domain.rules import safe_return_to
+from waitroom_proxy.domain.tokens import Session
+from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Outcome, RoomRuntime
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
+_SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
+_TICKET_PREFIX = TICKET_COOKIE.encode() + b"="
+_COMMAND = b"waitroom-command"
+_VERIFIED = b"waitroom-verified"
+_STATUS_TEXT = {200: "OK", 202: "Accepted", 429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+def read_cookies(cookie_headers: list[bytes]) -> tuple[str | None, str | None]:
+    """(session, ticket) cookie values from the request's Cookie headers; never raises."""
+    session = ticket = None
+    for raw in cookie_headers:
+        for part in raw.split(b";"):
+            part = part.strip()
+            if part.startswith(_SESSION_PREFIX):
+                session = part[len(_SESSION_PREFIX) :].decode("latin-1").strip('"')
+            elif part.startswith(_TICKET_PREFIX):
+                ticket = part[len(_TICKET_PREFIX) :].decode("latin-1").strip('"')
+    return session, ticket
+
+
+def cookie_header(name: str, value: str, max_age: int, *, secure: bool) -> tuple[bytes, bytes]:
+    """A ``Set-Cookie`` header: HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS."""
+    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+    if secure:
+        parts.append("Secure")
+    return b"set-cookie", "; ".join(parts).encode("latin-1")
+
+
+def wants_json(accept: bytes) -> bool:
+    return b"application/json" in accept and b"text/html" not in accept
+
+
+def request_url(scope: Scope) -> str:
+    """The path and query the visitor asked for (used as the return URL)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    qs = scope.get("query_string", b"")
+    return safe_return_to(path + ("?" + qs.decode("latin-1") if qs else ""))
+
+
+class WaitroomMiddleware:
+    """Puts a waiting room in front of an ASGI app.
+
+    Args:
+        app: the protected app (a host app, or the standalone ``UpstreamProxy``).
+        settings: process settings; the engine (store, events, signers, controller) is built
+            from them by ``waitroom_proxy.bootstrap.build_engine``.
+        engine: an engine already built (tests pass their own adapters this way).
+
+    The engine starts on the ASGI lifespan startup of the host app (the host keeps its own
+    lifespan handling), or on the first request when the server sends no lifespan events.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Any = None, *, engine: Any = None) -> None:
+        from waitroom_proxy.asgi.proxy import UpstreamProxy
+
+        from waitroom_proxy.bootstrap import build_engine
+
+        if engine is None:
+            if settings is None:
+                raise TypeError("WaitroomMiddleware needs settings or an engine")
+            engine = build_engine(settings)
+        self.app = app
+        self.engine = engine
+        self.gate = engine.gate
+        self.metrics = engine.gate.metrics
+        self.prefix = engine.prefix
+        self._prefix_slash = self.prefix + "/"
+        self.routes = engine.routes
+        self.pages = engine.pages
+        self.trusted = engine.trusted
+        self._proxy = app if isinstance(app, UpstreamProxy) else None
+        self._started = False
+
+    # ------------------------------------------------------------------ ASGI entry
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        if not self._started:
+            await self._start()
+        path: str = scope["path"]
+        if path.startswith(self._prefix_slash) or path == self.prefix:
+            await self.routes(scope, receive, send)
+            return
+
+        host = b""
+        accept = b""
+        cookies: list[bytes] = []
+        bypass_value: bytes | None = None
+        gate = self.gate
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                cookies.append(value)
+            elif name == b"host":
+                host = value
+            elif name == b"accept":
+                accept = value
+            elif name == b"waitroom-bypass":
+                bypass_value = value
+        room = gate.room_for(host.decode("latin-1"), path)
+        if room is None:
+            await self.app(scope, receive, send)
+            return
+        now = gate.clock()
+        session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
+
+        if session_token is not None:
+            session = gate.session_for(session_token, room, now)
+            if session is not None:
+                gate.note_activity(room, session, now)
+                renewed = gate.renewal_for(room, session, now)
+                self.metrics.request(room.name, "passed")
+                await self._forward(scope, receive, send, room, session, renewed or session_token,
+                                    renewed)  # fmt: skip
+                return
+
+        rules = room.bypass
+        if rules.prefixes or rules.globs or rules.methods or rules.networks or rules.secret:
+            if rules.secret_header != b"waitroom-bypass":
+                bypass_value = _header(scope, rules.secret_header)
+            client_ip = self.trusted.client_ip(scope)
+            if rules.matches(path, scope.get("method", "GET"), client_ip, bypass_value):
+                self.metrics.request(room.name, "bypassed")
+                await self.app(scope, receive, send)
+                return
+
+        ticket = gate.read_ticket(ticket_value)
+        outcome = await gate.arrive(room, ticket, request_url(scope), now)
+        await self._answer(scope, receive, send, outcome, accept)
+
+    # ------------------------------------------------------------------ answers
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, outcome: Outcome, accept: bytes
+    ) -> None:
+        room = outcome.room
+        kind = outcome.kind
+        if kind == "pass":
+            self.metrics.request(room.name, "passed")
+            session = self.gate.cache.get(outcome.session_token or "", self.gate.clock())
+            await self._forward(scope, receive, send, room, session, outcome.session_token,
+                                outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
+            return
+        if kind == "fail_open":
+            self.metrics.request(room.name, "failed_open")
+            await self.app(scope, receive, send)
+            return
+        self.metrics.request(
+            room.name,
+            {"wait": "queued", "error": "failed_closed", "expired": "queued"}.get(kind, "rejected"),
+        )
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        secure = self.trusted.scheme(scope) == "https"
+        headers = [cookie_header(n, v, a, secure=secure) for n, v, a in outcome.cookies]
+        status = self._status_code(outcome)
+        if status in (429, 503):
+            retry = max(1, int(outcome.status.get("refresh_seconds") or 10))
+            headers.append((b"retry-after", str(retry).encode()))
+        if wants_json(accept):
+            body = json.dumps(outcome.status).encode()
+            await _respond(send, status, b"application/json", body, headers)
+            return
+        nonce = secrets.token_urlsafe(12)
+        html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
+        headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
+        await _respond(send, status, b"text/html; charset=utf-8", html.encode(), headers)
+
+    def _status_code(self, outcome: Outcome) -> int:
+        if outcome.kind == "full" or outcome.kind == "error":
+            return 503
+        if outcome.kind == "rejected":
+            return (
+                403 if outcome.room.policy.page_status == 200 else outcome.room.policy.page_status
+            )
+        return outcome.room.policy.page_status
+
+    # ------------------------------------------------------------------ forwarding
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        room: RoomRuntime,
+        session: Session | None,
+        token: str | None,
+        new_token: str | None,
+        *,
+        extra_cookies: list[tuple[str, str, int]] | None = None,
+    ) -> None:
+        set_cookies: list[tuple[bytes, bytes]] = []
+        if new_token is not None or extra_cookies:
+            secure = self.trusted.scheme(scope) == "https"
+            cookies = list(extra_cookies or ())
+            if new_token is not None and not any(c[0] == SESSION_COOKIE for c in cookies):
+                cookies.append((SESSION_COOKIE, new_token, int(room.policy.session_max)))
+            set_cookies = [cookie_header(n, v, a, secure=secure) for n, v, a in cookies]
+        verified = token.encode("latin-1") if token else None
+
+        def on_response(
+            status: int, headers: list[tuple[bytes, bytes]]
+        ) -> list[tuple[bytes, bytes]]:
+            command = None
+            for i, (k, v) in enumerate(headers):
+                if k == _COMMAND or (len(k) == 16 and k.lower() == _COMMAND):
+                    command = v
+                    headers = headers[:i] + headers[i + 1 :]
+                    break
+            if command is not None and session is not None:
+                self._origin_command(room, session, command, set_cookies, scope)
+            if set_cookies:
+                headers = headers + set_cookies
+            return headers
+
+        if self._proxy is not None:
+            await self._proxy.forward(
+                scope,
+                receive,
+                send,
+                add_headers=((_VERIFIED, verified),) if verified else (),
+                strip_cookies=_ROOM_COOKIES,
+                response_hook=on_response,
+            )
+            return
+        # A host app: rewrite the scope's headers and watch the response start.
+        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie" and k != _VERIFIED]
+        for k, v in scope["headers"]:
+            if k == b"cookie":
+                kept = _strip_cookies(v)
+                if kept:
+                    headers.append((b"cookie", kept))
+        if verified:
+            headers.append((_VERIFIED, verified))
+        inner = dict(scope)
+        inner["headers"] = headers
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = on_response(
+                    message["status"], list(message.get("headers", []))
+                )
+            await send(message)
+
+        await self.app(inner, receive, send_wrapper)
+
+    def _origin_command(
+        self,
+        room: RoomRuntime,
+        session: Session,
+        command: bytes,
+        set_cookies: list[tuple[bytes, bytes]],
+        scope: Scope,
+    ) -> None:
+        """Act on ``Waitroom-Command`` from the origin: revoke, complete, extend=SECONDS."""
+        text = command.decode("latin-1").strip().lower()
+        secure = self.trusted.scheme(scope) == "https"
+        gate = self.gate
+        if text in ("revoke", "complete"):
+            reason = "revoked" if text == "revoke" else "completed"
+            self.engine.spawn(gate.end_session(room, session, reason))
+            set_cookies.clear()
+            set_cookies.append(cookie_header(SESSION_COOKIE, "", 0, secure=secure))
+        elif text.startswith("extend="):
+            try:
+                seconds = int(text[7:])
+            except ValueError:
+                log.warning("origin sent a bad Waitroom-Command: %r", text[:64])
+                return
+            if not 0 < seconds <= 86_400:
+                return
+            now = gate.clock()
+            token, s = gate.signer.issue(
+                room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
+                max_age=seconds,
+            )  # fmt: skip
+            gate.cache.put(token, s)
+            self.engine.spawn(
+                gate.store.touch(room.name, [session.place_id], int((seconds + 35) * 1000))
+            )
+            set_cookies.clear()
+            set_cookies.append(cookie_header(SESSION_COOKIE, token, seconds, secure=secure))
+        else:
+            log.warning("origin sent an unknown Waitroom-Command: %r", text[:64])
+
+    # ------------------------------------------------------------------ lifespan
+    async def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self.engine.start()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_wrapper() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._start()
+            elif message["type"] == "lifespan.shutdown":
+                await self.engine.stop()
+            return message
+
+        # A host app without lifespan support raises here; servers treat that as "no lifespan"
+        # and the engine starts on the first request instead.
+        await self.app(scope, receive_wrapper, send)
+
+
+def _strip_cookies(value: bytes) -> bytes:
+    kept = [
+        p.strip()
+        for p in value.split(b";")
+        if p.strip() and not p.strip().startswith((_SESSION_PREFIX, _TICKET_PREFIX))
+    ]
+    return b"; ".join(kept)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return None
+
+
+async def _respond(
+    send: Send, status: int, content_type: bytes, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+                (b"referrer-policy", b"same-origin"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,136 @@
+"""The reserved routes under ``/_waitroom`` (DESIGN §4), served by Starlette.
+
+``status`` and ``heartbeat`` answer the same JSON; ``heartbeat`` is what the waiting page polls
+(POST), ``status`` is the same for clients that prefer GET. Both keep the place and, once the
+visitor is promoted, start the session and set its cookie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from waitroom_proxy.asgi.middleware import cookie_header
+from waitroom_proxy.errors import StoreError
+from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
+
+if TYPE_CHECKING:
+    from waitroom_proxy.bootstrap import Engine
+
+
+def _json(
+    body: dict[str, Any], status: int = 200, cookies: list[tuple[bytes, bytes]] | None = None
+) -> Response:
+    resp = JSONResponse(body, status_code=status, headers={"cache-control": "no-store"})
+    for k, v in cookies or ():
+        resp.raw_headers.append((k, v))
+    return resp
+
+
+def build_routes(engine: Engine) -> Starlette:
+    """The Starlette app for ``{prefix}/*``."""
+    gate = engine.gate
+    prefix = engine.prefix
+
+    def secure(request: Request) -> bool:
+        return engine.trusted.scheme(request.scope) == "https"
+
+    async def status(request: Request) -> Response:
+        now = gate.clock()
+        session_token = request.cookies.get(SESSION_COOKIE)
+        ticket = gate.read_ticket(request.cookies.get(TICKET_COOKIE))
+        if session_token:
+            for room in gate.rooms.values():
+                s = gate.session_for(session_token, room, now)
+                if s is not None:
+                    return_to = ticket.return_to if ticket is not None else "/"
+                    return _json(gate.status_dict(room, "admitted", None, return_to))
+        if ticket is None:
+            return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
+                          "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
+                          "return_to": "/"})  # fmt: skip
+        outcome = await gate.heartbeat(ticket, ticket.return_to, now)
+        if outcome is None:
+            return _json({"status": "expired", "room": ticket.room}, cookies=[
+                cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
+        cookies = [cookie_header(n, v, a, secure=secure(request)) for n, v, a in outcome.cookies]
+        body = outcome.status
+        code = 200
+        if outcome.kind == "error":
+            code = 503
+            cookies.append((b"retry-after", str(int(body["refresh_seconds"]) or 1).encode()))
+        return _json(body, code, cookies)
+
+    async def leave(request: Request) -> Response:
+        now = gate.clock()
+        ticket = gate.read_ticket(request.cookies.get(TICKET_COOKIE))
+        session = None
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            for room in gate.rooms.values():
+                session = gate.session_for(token, room, now)
+                if session is not None:
+                    break
+        left = await gate.leave(ticket, session, now)
+        sec = secure(request)
+        cookies = [
+            cookie_header(SESSION_COOKIE, "", 0, secure=sec),
+            cookie_header(TICKET_COOKIE, "", 0, secure=sec),
+        ]
+        return _json({"status": "left" if left else "unknown"}, 200, cookies)
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(gate.signer.jwks(), headers={"cache-control": "public, max-age=300"})
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(gate.store.ping(), timeout=1.0)
+            checks["store"] = "ok"
+        except (StoreError, TimeoutError) as exc:
+            checks["store"] = f"down: {exc}"[:200]
+        if engine.upstream:
+            checks["upstream"] = await _tcp_check(engine.upstream)
+        ok = all(v == "ok" for v in checks.values())
+        return _json(
+            {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+        )
+
+    async def not_found(request: Request) -> Response:
+        return _json({"error": "not found"}, 404)
+
+    routes = [
+        Route(prefix + "/status", status, methods=["GET"]),
+        Route(prefix + "/heartbeat", status, methods=["POST"]),
+        Route(prefix + "/leave", leave, methods=["POST"]),
+        Route(prefix + "/jwks.json", jwks, methods=["GET"]),
+        Route(prefix + "/healthz", healthz, methods=["GET", "HEAD"]),
+        Route(prefix + "/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_route(prefix + "/{rest:path}", not_found)
+    return app
+
+
+async def _tcp_check(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+    except (OSError, TimeoutError) as exc:
+        return f"down: {exc.__class__.__name__}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return "ok"

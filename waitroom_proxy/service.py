@@ -1,0 +1,592 @@
+"""The gatekeeper: decides what happens to one request (DESIGN §1).
+
+It knows rooms, tokens, the store and the event publisher through ports; it knows nothing of
+HTTP. The ASGI layer (``waitroom_proxy.asgi``) turns its ``Outcome`` into responses.
+
+Hot path: ``session_for`` answers from a cache of verified tokens and ``note_activity`` only
+touches a dict; the store hears of activity in the background, coalesced per session
+(``flush_activity``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from waitroom_proxy.domain.eta import Eta, EtaEstimator
+from waitroom_proxy.domain.events import new_event
+from waitroom_proxy.domain.matching import RoomMatcher
+from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.rules import BypassRules, limits_for, refresh_seconds
+from waitroom_proxy.domain.tokens import (
+    Session,
+    SessionCache,
+    SessionSigner,
+    Ticket,
+    TicketSigner,
+    new_place_id,
+)
+from waitroom_proxy.errors import StoreError, TokenError
+from waitroom_proxy.metrics import Metrics
+from waitroom_proxy.ports import (
+    EventPublisher,
+    PlaceStatus,
+    QueueView,
+    RoomLimits,
+    RoomStats,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "waitroom_session"
+TICKET_COOKIE = "waitroom_ticket"
+TICKET_MAX_AGE = 86_400
+
+# Policy fields an operator may change at runtime (admin API); kept in the store's room meta.
+MUTABLE_FIELDS = (
+    "capacity",
+    "admit_rate",
+    "session_ttl",
+    "session_renewal",
+    "session_max",
+    "heartbeat_interval",
+    "abandon_after",
+    "claim_timeout",
+    "mode",
+    "page_status",
+    "max_queue_length",
+    "fail_mode",
+)
+
+
+@dataclass(slots=True)
+class RoomRuntime:
+    """A room as this replica currently sees it (configured policy + runtime overrides)."""
+
+    base: RoomPolicy
+    policy: RoomPolicy
+    bypass: BypassRules
+    eta: EtaEstimator
+    paused: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+    limits: RoomLimits = field(init=False)
+    fail_open_tokens: float = 0.0
+    fail_open_at: float = 0.0
+    fail_open_active: bool = False
+    last_stats: RoomStats | None = None
+
+    def __post_init__(self) -> None:
+        self.limits = limits_for(self.policy, paused=self.paused)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    def apply(self, paused: bool, overrides: dict[str, Any]) -> bool:
+        """Apply runtime state from the store; True if anything changed."""
+        if paused == self.paused and overrides == self.overrides:
+            return False
+        values = {k: v for k, v in overrides.items() if k in MUTABLE_FIELDS}
+        if "mode" in values:
+            values["mode"] = Mode(values["mode"])
+        if "fail_mode" in values:
+            values["fail_mode"] = FailMode(values["fail_mode"])
+        self.policy = dataclasses.replace(self.base, **values)
+        self.paused = paused
+        self.overrides = dict(overrides)
+        self.limits = limits_for(self.policy, paused=paused)
+        self.eta.prior_per_second = self.policy.admit_rate / 60.0
+        return True
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to do with a request that is not on the hot path.
+
+    kind: ``pass`` (forward; maybe with a new session cookie), ``wait`` (waiting page / JSON),
+    ``rejected`` (sold out), ``full`` (queue full), ``expired`` (place lost), ``fail_open``
+    (the store is down and the room lets the request through), ``error`` (the store is down
+    and the room fails closed).
+    """
+
+    kind: str
+    room: RoomRuntime
+    status: dict[str, Any] = field(default_factory=dict)
+    cookies: list[tuple[str, str, int]] = field(default_factory=list)
+    """(name, value, max_age); an empty value with max_age 0 deletes the cookie."""
+    session_token: str | None = None
+
+
+class CircuitBreaker:
+    """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
+
+    Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds one call is let
+    through (half-open); a success closes it.
+    """
+
+    def __init__(self, *, threshold: int = 3, cooldown: float = 1.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+
+    def allow(self, now: float) -> bool:
+        return self.failures < self.threshold or now >= self.open_until
+
+    def success(self) -> bool:
+        """Record a success; True if the breaker was open (the store came back)."""
+        was_open = self.failures >= self.threshold
+        self.failures = 0
+        return was_open
+
+    def failure(self, now: float) -> bool:
+        """Record a failure; True if this failure opened the breaker."""
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.open_until = now + self.cooldown
+            return self.failures == self.threshold
+        return False
+
+    @property
+    def is_open(self) -> bool:
+        return self.failures >= self.threshold
+
+
+class Gatekeeper:
+    """Decides requests for every room of one process."""
+
+    def __init__(
+        self,
+        rooms: tuple[RoomPolicy, ...],
+        *,
+        store: Store,
+        publisher: EventPublisher,
+        tickets: TicketSigner,
+        sessions: SessionSigner,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        replica_id: str | None = None,
+        replicas_hint: int = 1,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.tickets = tickets
+        self.signer = sessions
+        self.metrics = metrics
+        self.clock = clock
+        self.replica_id = replica_id or secrets.token_hex(4)
+        self.replicas_hint = max(1, replicas_hint)
+        self.rooms: dict[str, RoomRuntime] = {
+            p.name: RoomRuntime(
+                base=p,
+                policy=p,
+                bypass=BypassRules.compile(p),
+                eta=EtaEstimator(prior_per_minute=p.admit_rate),
+            )
+            for p in rooms
+        }
+        self.matcher = RoomMatcher(rooms)
+        self.cache = SessionCache()
+        self.breaker = CircuitBreaker()
+        self._activity_reported: dict[tuple[str, str], float] = {}
+        self._activity_pending: dict[str, set[str]] = {}
+        self.store_ok = True
+
+    # ----------------------------------------------------------------- hot path helpers
+    def room_for(self, host: str, path: str) -> RoomRuntime | None:
+        policy = self.matcher.match(host, path)
+        return None if policy is None else self.rooms[policy.name]
+
+    def session_for(self, token: str, room: RoomRuntime, now: float) -> Session | None:
+        """The valid session a token carries for this room, or None (never raises)."""
+        s = self.cache.get(token, now)
+        if s is not None:
+            return s if s.room == room.name else None
+        try:
+            s = self.signer.verify(token, now=now, room=room.name)
+        except TokenError:
+            return None
+        if s.place_id in self.cache.revoked:
+            return None
+        self.cache.put(token, s)
+        return s
+
+    def note_activity(self, room: RoomRuntime, session: Session, now: float) -> None:
+        """Record that a session was used; the store hears of it at most once per interval."""
+        if not room.policy.session_renewal:
+            return
+        key = (room.name, session.place_id)
+        last = self._activity_reported.get(key)
+        if last is None or now - last >= room.policy.activity_interval:
+            self._activity_reported[key] = now
+            self._activity_pending.setdefault(room.name, set()).add(session.place_id)
+
+    def renewal_for(self, room: RoomRuntime, session: Session, now: float) -> str | None:
+        """A fresh session token when a sliding session is past half its life, else None."""
+        policy = room.policy
+        if not policy.session_renewal:
+            return None
+        if session.expires_at - now > policy.session_ttl / 2:
+            return None
+        if session.expires_at >= session.started_at + policy.session_max:
+            return None
+        token, s = self.signer.issue(
+            room.name,
+            session.place_id,
+            now=now,
+            ttl=policy.session_ttl,
+            started_at=session.started_at,
+            max_age=policy.session_max,
+        )
+        self.cache.put(token, s)
+        return token
+
+    # ----------------------------------------------------------------- store calls
+    async def _call(self, op: str, fn: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        if not self.breaker.allow(now):
+            raise StoreError("store circuit open")
+        try:
+            result = await fn()
+        except StoreError:
+            self.metrics.store_errors.labels(op).inc()
+            if self.breaker.failure(time.monotonic()):
+                self._store_state(False)
+            raise
+        self.metrics.store_seconds.labels(op).observe(time.monotonic() - now)
+        if self.breaker.success() or not self.store_ok:
+            self._store_state(True)
+        return result
+
+    def _store_state(self, up: bool) -> None:
+        if up == self.store_ok:
+            return
+        self.store_ok = up
+        self.metrics.store_up.set(1 if up else 0)
+        if up:
+            log.warning("store is reachable again")
+            self.emit("system.store_up", None, {"replica": self.replica_id})
+        else:
+            log.error("store unreachable: rooms apply their fail_mode")
+            self.emit("system.store_down", None, {"replica": self.replica_id})
+
+    def emit(self, type_: str, room: str | None, data: dict[str, Any]) -> None:
+        self.publisher.publish(new_event(type_, room, data, self.clock()))
+
+    # ----------------------------------------------------------------- decisions
+    def _issue_session(self, room: RoomRuntime, place_id: str, now: float) -> tuple[str, Session]:
+        policy = room.policy
+        ttl = policy.session_ttl if policy.session_renewal else policy.session_max
+        token, s = self.signer.issue(
+            room.name, place_id, now=now, ttl=ttl, max_age=policy.session_max
+        )
+        self.cache.put(token, s)
+        self._activity_reported[(room.name, place_id)] = now
+        self.emit("session.started", room.name, {"place_id": place_id, "jti": s.jti})
+        return token, s
+
+    def _admitted(
+        self, room: RoomRuntime, place_id: str, now: float, return_to: str, ticket: Ticket | None
+    ) -> Outcome:
+        token, _ = self._issue_session(room, place_id, now)
+        if ticket is not None and ticket.joined:
+            waited = max(0.0, now - ticket.joined)
+            self.metrics.wait_seconds.labels(room.name).observe(waited)
+            if ticket.eta_p50 >= 0:
+                self.metrics.eta_error_seconds.labels(room.name).observe(ticket.eta_p50 - waited)
+        max_age = int(room.policy.session_max)
+        return Outcome(
+            "pass",
+            room,
+            status=self.status_dict(room, "admitted", None, return_to),
+            cookies=[(SESSION_COOKIE, token, max_age), (TICKET_COOKIE, "", 0)],
+            session_token=token,
+        )
+
+    def read_ticket(self, value: str | None) -> Ticket | None:
+        if not value:
+            return None
+        try:
+            return self.tickets.loads(value)
+        except TokenError:
+            return None
+
+    async def arrive(
+        self, room: RoomRuntime, ticket: Ticket | None, return_to: str, now: float
+    ) -> Outcome:
+        """A visitor without a valid session asks for a protected URL."""
+        policy = room.policy
+        if policy.mode is Mode.REJECT:
+            return Outcome("rejected", room, status=self.status_dict(room, "rejected", None, ""))
+        if ticket is not None and ticket.room != room.name:
+            ticket = None
+        place_id = ticket.place_id if ticket is not None else new_place_id()
+        score: int | None = None
+        if ticket is not None and now - ticket.last_seen <= policy.abandon_after:
+            score = ticket.score  # keeps the place even if the store lost it
+        elif policy.mode is Mode.RANDOM:
+            score = secrets.randbits(52)
+        if ticket is not None and score is None:
+            place_id = new_place_id()  # the old place was abandoned: start afresh
+            ticket = None
+        try:
+            view: QueueView = await self._call(
+                "arrive", lambda: self.store.arrive(room.name, place_id, room.limits, score)
+            )
+        except StoreError:
+            return self._fail(room, return_to, now)
+        return await self._after_view(room, place_id, view, ticket, return_to, now, new=True)
+
+    async def _after_view(
+        self,
+        room: RoomRuntime,
+        place_id: str,
+        view: QueueView,
+        ticket: Ticket | None,
+        return_to: str,
+        now: float,
+        *,
+        new: bool,
+    ) -> Outcome:
+        if view.status is PlaceStatus.ACTIVE:
+            if ticket is None:
+                self.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
+            return self._admitted(room, place_id, now, return_to, ticket)
+        if view.status is PlaceStatus.PROMOTED:
+            try:
+                ok = await self._call(
+                    "claim",
+                    lambda: self.store.claim(room.name, place_id, room.limits.session_ttl_ms),
+                )
+            except StoreError:
+                return self._fail(room, return_to, now)
+            if ok:
+                return self._admitted(room, place_id, now, return_to, ticket)
+            view = QueueView(PlaceStatus.UNKNOWN, queue_length=view.queue_length)
+        if view.status is PlaceStatus.FULL:
+            return Outcome("full", room, status=self.status_dict(room, "full", view, return_to))
+        if view.status is PlaceStatus.WAITING:
+            eta = room.eta.estimate(view.ahead)
+            if ticket is None or ticket.place_id != place_id:
+                ticket = Ticket(
+                    room.name,
+                    place_id,
+                    view.score,
+                    int(now),
+                    int(now),
+                    eta.p50 if eta is not None else -1,
+                    return_to,
+                )
+                self.emit(
+                    "position.enqueued",
+                    room.name,
+                    {"place_id": place_id, "position": view.position},
+                )
+            else:
+                ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+            status = self.status_dict(room, "waiting", view, return_to, eta)
+            return Outcome(
+                "wait",
+                room,
+                status=status,
+                cookies=[(TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)],
+            )
+        # UNKNOWN: the place is gone.
+        return Outcome(
+            "expired",
+            room,
+            status=self.status_dict(room, "expired", None, return_to),
+            cookies=[(TICKET_COOKIE, "", 0)],
+        )
+
+    async def heartbeat(self, ticket: Ticket | None, return_to: str, now: float) -> Outcome | None:
+        """The waiting page polls. None when the ticket names no known room."""
+        if ticket is None:
+            return None
+        room = self.rooms.get(ticket.room)
+        if room is None:
+            return None
+        try:
+            view: QueueView = await self._call(
+                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id)
+            )
+            if (
+                view.status is PlaceStatus.UNKNOWN
+                and now - ticket.last_seen <= room.policy.abandon_after
+            ):
+                # The store lost the place (restart, failover) but the holder kept polling:
+                # re-enter with the score the signed ticket carries.
+                view = await self._call(
+                    "arrive",
+                    lambda: self.store.arrive(
+                        room.name, ticket.place_id, room.limits, ticket.score
+                    ),
+                )
+        except StoreError:
+            return self._fail(room, return_to, now, heartbeat=True, ticket=ticket)
+        return await self._after_view(
+            room, ticket.place_id, view, ticket, return_to, now, new=False
+        )
+
+    async def leave(self, ticket: Ticket | None, session: Session | None, now: float) -> bool:
+        """Give up a place or end a session; frees the slot at once."""
+        target: tuple[RoomRuntime, str] | None = None
+        if session is not None and session.room in self.rooms:
+            target = (self.rooms[session.room], session.place_id)
+        elif ticket is not None and ticket.room in self.rooms:
+            target = (self.rooms[ticket.room], ticket.place_id)
+        if target is None:
+            return False
+        room, pid = target
+        revoke_ms = int(room.policy.session_max * 1000)
+        if session is not None:
+            self.cache.revoke(pid, now + room.policy.session_max)
+        try:
+            was = await self._call("leave", lambda: self.store.leave(room.name, pid, revoke_ms))
+        except StoreError:
+            return False
+        if was is PlaceStatus.ACTIVE:
+            self.emit("session.ended", room.name, {"place_id": pid, "reason": "left"})
+        elif was in (PlaceStatus.WAITING, PlaceStatus.PROMOTED):
+            self.emit("position.left", room.name, {"place_id": pid})
+        return True
+
+    async def end_session(self, room: RoomRuntime, session: Session, reason: str) -> None:
+        """Origin command ``revoke``/``complete`` or admin revoke: end it everywhere."""
+        now = self.clock()
+        self.cache.revoke(session.place_id, now + room.policy.session_max)
+        with contextlib.suppress(StoreError):
+            await self._call(
+                "leave",
+                lambda: self.store.leave(
+                    room.name, session.place_id, int(room.policy.session_max * 1000)
+                ),
+            )
+        verb = "session.revoked" if reason == "revoked" else "session.ended"
+        self.emit(verb, room.name, {"place_id": session.place_id, "reason": reason})
+
+    def _fail(
+        self,
+        room: RoomRuntime,
+        return_to: str,
+        now: float,
+        *,
+        heartbeat: bool = False,
+        ticket: Ticket | None = None,
+    ) -> Outcome:
+        """The store is down: apply the room's fail_mode."""
+        policy = room.policy
+        if policy.fail_mode is FailMode.OPEN and not heartbeat and self._fail_open_allow(room, now):
+            return Outcome("fail_open", room)
+        status = self.status_dict(room, "waiting", None, return_to)
+        cookies: list[tuple[str, str, int]] = []
+        if ticket is not None:
+            # Keep the place: the holder is still here, so refresh last_seen.
+            t = dataclasses.replace(ticket, last_seen=int(now))
+            cookies.append((TICKET_COOKIE, self.tickets.dumps(t), TICKET_MAX_AGE))
+        return Outcome("error", room, status=status, cookies=cookies)
+
+    def _fail_open_allow(self, room: RoomRuntime, now: float) -> bool:
+        """Fail-open admission limited by a local estimate: this replica's share of the rate."""
+        if not room.fail_open_active:
+            room.fail_open_active = True
+            room.fail_open_at = now
+            room.fail_open_tokens = 1.0
+            self.metrics.fail_open.labels(room.name).set(1)
+            self.emit("system.fail_open_engaged", None, {"room": room.name})
+            log.error("room %s: store down, failing open", room.name)
+        rate = room.policy.admit_rate
+        if rate <= 0:
+            return True
+        per_second = rate / 60.0 / self.replicas_hint
+        room.fail_open_tokens = min(
+            max(1.0, per_second), room.fail_open_tokens + (now - room.fail_open_at) * per_second
+        )
+        room.fail_open_at = now
+        if room.fail_open_tokens >= 1.0:
+            room.fail_open_tokens -= 1.0
+            return True
+        return False
+
+    # ----------------------------------------------------------------- status
+    def status_dict(
+        self,
+        room: RoomRuntime,
+        status: str,
+        view: QueueView | None,
+        return_to: str,
+        eta: Eta | None = None,
+    ) -> dict[str, Any]:
+        """The JSON status (DESIGN §4), a superset of Cloudflare Waiting Room's fields."""
+        position = view.position if view is not None else 0
+        ahead = view.ahead if view is not None else 0
+        qlen = view.queue_length if view is not None else 0
+        refresh = refresh_seconds(room.policy, ahead)
+        waiting = status == "waiting"
+        wait_min = (eta.p50 + 59) // 60 if eta is not None else 0
+        return {
+            "status": status,
+            "room": room.name,
+            "position": position,
+            "ahead": ahead,
+            "queue_length": qlen,
+            "eta_seconds": eta.as_dict() if eta is not None else None,
+            "refresh_seconds": refresh,
+            "return_to": return_to,
+            "cfWaitingRoom": {
+                "inWaitingRoom": waiting,
+                "waitTimeKnown": eta is not None,
+                "waitTime": wait_min,
+                "waitTime50Percentile": wait_min,
+                "waitTime90Percentile": (eta.p90 + 59) // 60 if eta is not None else 0,
+                "waitTimeFormatted": f"{wait_min} minutes" if eta is not None else "unavailable",
+                "queueIsFull": status == "full",
+                "queueAll": room.policy.mode is Mode.QUEUE_ALL or room.paused,
+                "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+                "refreshIntervalSeconds": refresh,
+            },
+        }
+
+    # ----------------------------------------------------------------- background work
+    async def flush_activity(self) -> None:
+        """Report coalesced session activity to the store (called about once a second)."""
+        pending, self._activity_pending = self._activity_pending, {}
+        for name, ids in pending.items():
+            room = self.rooms.get(name)
+            if room is None or not ids:
+                continue
+            try:
+                await self._call(
+                    "touch",
+                    lambda r=room, i=ids: self.store.touch(
+                        r.name, sorted(i), r.limits.session_ttl_ms
+                    ),
+                )
+            except StoreError:
+                self._activity_pending.setdefault(name, set()).update(ids)
+        if len(self._activity_reported) > 200_000:
+            cutoff = self.clock() - 3600
+            self._activity_reported = {
+                k: v for k, v in self._activity_reported.items() if v >= cutoff
+            }
+
+    async def refresh_room_state(self, room: RoomRuntime) -> None:
+        """Follow runtime changes made through the admin API (kept in the store)."""
+        meta = await self._call("meta", lambda: self.store.get_meta(room.name))
+        paused = meta.get("paused") == "1"
+        try:
+            overrides = json.loads(meta.get("overrides") or "{}")
+        except ValueError:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            overrides = {}
+        room.apply(paused, overrides)
+        self.metrics.paused.labels(room.name).set(1 if paused else 0)
