@@ -533,6 +533,8 @@ class _Problems:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.refused: set[str] = set()
+        """Keys some source gave a refused value for (so "missing" is not reported too)."""
 
     def add(self, path: str, message: str) -> None:
         self.lines.append(f"{path}: {message}")
@@ -726,7 +728,9 @@ def _layer(
     kind, converter = spec
     value = _parse_text(kind, raw) if isinstance(raw, str) and kind != "str" else raw
     converted = problems.convert(label, converter, value, base)
-    if converted is not _MISSING:
+    if converted is _MISSING:
+        problems.refused.add(key)
+    else:
         chosen[key] = (converted, label)
 
 
@@ -867,7 +871,7 @@ def _apply_quick_start(
         return
     if "capacity" in overrides:
         rooms.append((0, {"name": QUICK_START_ROOM, "match": ("*/",), **overrides}))
-    elif file_ok:
+    elif file_ok and "capacity" not in problems.refused:
         problems.add(
             "capacity",
             "no rooms configured: pass --capacity N (or WAITROOM_CAPACITY) "
@@ -884,7 +888,7 @@ def _check_server(
     def label(key: str) -> str:
         return chosen[key][1] if key in chosen else f"server.{key}"
 
-    if require_upstream and value("upstream") is None:
+    if require_upstream and value("upstream") is None and "upstream" not in problems.refused:
         problems.add(
             "upstream",
             "required to serve: pass --upstream URL, set WAITROOM_UPSTREAM or "
