@@ -50,11 +50,11 @@ STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
 #: placeholders filled by the renderer and by the page script (the same rules in both).
 MESSAGES: dict[str, dict[str, str]] = {
     "en": {
-        "page_title": "You're in the queue",
+        "page_title": "You’re in the queue",
         "room_label": "Waiting room",
-        "waiting_heading": "You're in the queue",
+        "waiting_heading": "You’re in the queue",
         "waiting_lead": (
-            "This page updates by itself. Keep it open: when it's your turn, you'll be taken "
+            "This page updates by itself. Keep it open: when it’s your turn, you’ll be taken "
             "to the site automatically."
         ),
         "position_label": "Your place in line",
@@ -72,7 +72,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "eta_range_hours": "about {low}–{high} hours",
         "announce_position": "You are number {n} in line.",
         "announce_next": "You are next in line.",
-        "admitted_heading": "It's your turn!",
+        "admitted_heading": "It’s your turn!",
         "admitted_text": "Taking you to the site now…",
         "admitted_link": "Continue to the site",
         "expired_heading": "Your place has expired",
@@ -90,7 +90,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "leave": "Leave the queue",
         "reconnecting": "Reconnecting…",
         "noscript_hint": "This page reloads by itself every {n} seconds.",
-        "footer": "Please don't refresh: you keep your place as long as this page is open.",
+        "footer": "You keep your place as long as this page stays open.",
         "error_retry": "Try again",
         "thousands_separator": ",",
     },
@@ -138,9 +138,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "leave": "Warteschlange verlassen",
         "reconnecting": "Verbindung wird wiederhergestellt…",
         "noscript_hint": "Diese Seite lädt sich alle {n} Sekunden selbst neu.",
-        "footer": (
-            "Bitte nicht neu laden: Sie behalten Ihren Platz, solange diese Seite geöffnet ist."
-        ),
+        "footer": "Sie behalten Ihren Platz, solange diese Seite geöffnet bleibt.",
         "error_retry": "Erneut versuchen",
         "thousands_separator": ".",
     },
