@@ -218,11 +218,24 @@ def build_app(settings: Settings, **engine_kwargs: Any) -> Any:
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
         trusted_proxies=settings.trusted_proxies,
-        error_page=engine.pages.default.error_page_bytes
-        if hasattr(engine.pages.default, "error_page_bytes")
-        else None,
+        error_page=_error_page(engine.pages.default),
     )
     return WaitroomMiddleware(proxy, engine=engine)
+
+
+_ERROR_TITLES = {
+    502: "The site is not answering",
+    503: "The site is unavailable",
+    504: "The site is taking too long",
+}
+
+
+def _error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
+    def render(status: int, message: str) -> bytes:
+        title = _ERROR_TITLES.get(status, "Something went wrong")
+        return renderer.error_page(status, title, message).encode()
+
+    return render
 
 
 def app_factory() -> Any:

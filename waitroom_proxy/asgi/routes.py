@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from waitroom_proxy.asgi.middleware import cookie_header
@@ -84,6 +84,14 @@ def build_routes(engine: Engine) -> Starlette:
             cookie_header(SESSION_COOKIE, "", 0, secure=sec),
             cookie_header(TICKET_COOKIE, "", 0, secure=sec),
         ]
+        if "text/html" in request.headers.get("accept", ""):
+            # A plain form post (no JavaScript): answer with a page, not JSON.
+            page = engine.pages.default.error_page(
+                200, "You left", "Your place is free for the next visitor."
+            )
+            resp = HTMLResponse(page, headers={"cache-control": "no-store"})
+            resp.raw_headers.extend(cookies)
+            return resp
         return _json({"status": "left" if left else "unknown"}, 200, cookies)
 
     async def jwks(request: Request) -> Response:

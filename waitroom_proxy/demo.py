@@ -1,0 +1,77 @@
+"""``waitroom-proxy demo``: a small built-in origin behind the proxy, capacity 2, embedded store.
+
+Open the printed URL in two or three browser windows (or private windows: each is a visitor):
+the first two get the shop, the next one waits and is let in when someone clicks "leave".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from waitroom_proxy.bootstrap import build_app
+from waitroom_proxy.config import Settings
+from waitroom_proxy.domain.policy import Bypass, RoomPolicy
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo shop</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
+button{{font-size:1rem;padding:.5rem 1rem}}</style></head><body>
+<h1>Demo shop: you are in</h1>
+<p>You hold one of the {capacity} places. Path asked: <code>{path}</code></p>
+<p>Your session token reached this origin in the <code>Waitroom-Verified</code> header
+({verified} characters).</p>
+<form method="post" action="/_waitroom/leave"><button>Leave (frees your place)</button></form>
+</body></html>"""
+
+
+def demo_origin(capacity: int) -> Starlette:
+    """The demo's origin: a page that says who got in."""
+
+    async def page(request: Request) -> Response:
+        verified = request.headers.get("waitroom-verified", "")
+        body = _PAGE.format(
+            capacity=capacity, path=html.escape(request.url.path), verified=len(verified)
+        )
+        return HTMLResponse(body)
+
+    return Starlette(routes=[Route("/{path:path}", page, methods=["GET", "POST"])])
+
+
+async def _main(host: str, port: int, origin_port: int, capacity: int) -> None:
+    origin = uvicorn.Server(
+        uvicorn.Config(demo_origin(capacity), host="127.0.0.1", port=origin_port,
+                       log_level="warning", access_log=False)
+    )  # fmt: skip
+    room = RoomPolicy(
+        name="demo",
+        capacity=capacity,
+        heartbeat_interval=2,
+        session_ttl=120,
+        abandon_after=30,
+        bypass=Bypass(paths=("/favicon.ico",)),
+    )
+    settings = Settings(rooms=(room,), upstream=f"http://127.0.0.1:{origin_port}")
+    app: Any = build_app(settings)
+    proxy = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    print(f"waitroom-proxy demo: open http://{host}:{port}/ in up to {capacity + 1} windows")
+    print(f"  capacity {capacity}; origin at http://127.0.0.1:{origin_port}/ (behind the proxy)")
+    print(f"  JSON status: curl -H 'Accept: application/json' http://{host}:{port}/")
+    print("  Ctrl-C stops")
+    await asyncio.gather(origin.serve(), proxy.serve())
+
+
+def run_demo(port: int = 8080, host: str = "127.0.0.1", capacity: int = 2) -> None:
+    """Run the demo until interrupted."""
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_main(host, port, port + 1, capacity))
