@@ -1,0 +1,1 @@
+"""ASGI layer: the gatekeeper middleware, the streaming reverse proxy, routes and admin API."""
