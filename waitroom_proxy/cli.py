@@ -202,7 +202,7 @@ def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) ->
     "--log-level",
     env="WAITROOM_LOG_LEVEL",
     metavar="LEVEL",
-    help="critical, error, warning, info, debug or trace [info].",
+    help="critical, error, warning, info or debug [info].",
 )
 @click.pass_context
 def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
@@ -210,7 +210,15 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
 
     Quick start: waitroom-proxy serve --upstream http://127.0.0.1:8000 --capacity 100
     """
-    settings = _load(ctx, config, _given(ctx, params), require_upstream=True)
+    flags = _given(ctx, params)
+    settings = _load(ctx, config, flags, require_upstream=True)
+    # With --workers N, uvicorn's worker processes rebuild the settings from the environment
+    # (bootstrap.app_factory): hand them the flags through it so every worker sees the same
+    # configuration as this check did. Flags outrank env, so this changes nothing here.
+    for key, value in flags.items():
+        os.environ[f"WAITROOM_{key.upper()}"] = str(value)
+    if ctx.get_parameter_source("config") is ParameterSource.COMMANDLINE and config:
+        os.environ["WAITROOM_CONFIG"] = config
     from waitroom_proxy import bootstrap  # lazy: the server stack is heavy
 
     bootstrap.run(settings)

@@ -73,7 +73,8 @@ class Settings:
 # --------------------------------------------------------------------------------------------
 
 ENV_PREFIX = "WAITROOM_"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+"""Python logging levels (uvicorn's extra "trace" has no ``logging`` level of its own)."""
 PAGE_STATUSES = (200, 202, 429, 503)
 QUICK_START_ROOM = "default"
 MIN_SECRET_BYTES = 32

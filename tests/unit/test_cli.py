@@ -41,11 +41,15 @@ BROKEN_PROBLEMS = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests' own WAITROOM_* variables only."""
+def clean_env() -> Iterator[None]:
+    """The tests' own WAITROOM_* variables only; ``serve`` exports its flags, so restore all."""
+    saved = dict(os.environ)
     for name in list(os.environ):
         if name.startswith("WAITROOM_"):
-            monkeypatch.delenv(name)
+            del os.environ[name]
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
@@ -159,6 +163,21 @@ def test_serve_quick_start(runner: CliRunner, served: list[Settings]) -> None:
     assert settings.upstream == "http://127.0.0.1:8000"
     assert settings.port == 9000
     assert settings.rooms == (RoomPolicy(name="default", capacity=100),)
+
+
+def test_serve_hands_its_flags_to_worker_processes(
+    runner: CliRunner, served: list[Settings]
+) -> None:
+    # uvicorn workers rebuild settings from the environment (bootstrap.app_factory).
+    args = ["serve", "-c", str(EXAMPLE), "--upstream", "http://o:1", "--port", "9005"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert os.environ["WAITROOM_CONFIG"] == str(EXAMPLE)
+    assert os.environ["WAITROOM_UPSTREAM"] == "http://o:1"
+    assert os.environ["WAITROOM_PORT"] == "9005"
+    from waitroom_proxy.config import load_settings
+
+    assert load_settings(None, env=os.environ) == served[0]
 
 
 def test_serve_flags_beat_env_beats_file(

@@ -348,7 +348,7 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
         '::1/128, got "nope"',
         'server.prefix: must be a path like "/_waitroom" (leading slash, no trailing slash), '
         'got "_waitroom/"',
-        'server.log_level: must be one of critical, error, warning, info, debug, trace, got "loud"',
+        'server.log_level: must be one of critical, error, warning, info, debug, got "loud"',
         "server.store_timeout: must be > 0, got 0",
         "server.max_body_bytes: must be an integer >= 1, got 1.5",
         "server.secret: must be at least 32 bytes long, got 5 (generate one: "
