@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
 import shutil
@@ -423,6 +424,67 @@ def test_toml_helper_escapes_strings_and_nests_tables(helm: str, tmp_path: Path)
     assert result.returncode == 0, result.stderr
     config = tomllib.loads(yaml.safe_load(result.stdout)["data"]["waitroom.toml"])
     assert config == {"server": server, "rooms": rooms}
+
+
+@pytest.mark.parametrize("name", CI_NAMES)
+def test_rendered_config_and_env_load_in_the_process(helm: str, name: str, tmp_path: Path) -> None:
+    """The ConfigMap, env and args of the pod are accepted by the real settings loader."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from waitroom_proxy.config import load_settings
+    from waitroom_proxy.errors import ConfigError
+
+    docs = _docs(helm, name)
+    container = _proxy_container(docs)
+    text = _one(docs, "ConfigMap")["data"]["waitroom.toml"]
+    # Operator templates are mounted files in the pod: stand in for them here.
+    page = tmp_path / "page.html"
+    page.write_text("<p>{{ position }}</p>")
+    text = re.sub(r'(?m)^template = ".*"$', f"template = {json.dumps(str(page))}", text)
+    config = tmp_path / "waitroom.toml"
+    config.write_text(text)
+    pem = tmp_path / "signing-key.pem"
+    pem.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    stand_ins = {
+        "WAITROOM_SECRET": "s" * 40,
+        "WAITROOM_PREVIOUS_SECRETS": "p" * 40,
+        "WAITROOM_ADMIN_TOKEN": "t" * 24,
+        "WAITROOM_STORE_URL": "redis://store.example:6379/0",
+    }
+    env = {}
+    for var, entry in _env(container).items():
+        if "valueFrom" in entry:
+            env[var] = stand_ins[var]
+        elif var == "WAITROOM_SIGNING_KEY_FILE":
+            env[var] = str(pem)
+        else:
+            env[var] = entry["value"]
+    args = container["args"]
+    assert args[:3] == ["serve", "--config", "/etc/waitroom/waitroom.toml"]
+    flags = {
+        args[i].removeprefix("--").replace("-", "_"): args[i + 1] for i in range(3, len(args), 2)
+    }
+    try:
+        settings = load_settings(str(config), env=env, flags=flags, require_upstream=True)
+    except ConfigError as exc:
+        pytest.fail(f"ci/{name}-values.yaml makes a config the process refuses:\n{exc}")
+    values = _values(name)
+    assert settings.upstream is not None
+    assert (settings.host, settings.port) == ("0.0.0.0", 8080)
+    assert (settings.admin_host, settings.admin_port) == ("0.0.0.0", 9090)
+    assert settings.workers == values.get("workers", 1)
+    assert len(settings.trusted_proxies) == len(values.get("trustedProxies", []))
+    expected = values.get("rooms") or [{"name": "default"}]
+    if values.get("config"):
+        expected = tomllib.loads(values["config"])["rooms"]
+    assert [r.name for r in settings.rooms] == [r["name"] for r in expected]
 
 
 @pytest.mark.parametrize("name", CI_NAMES)

@@ -127,6 +127,9 @@ Called from the Deployment so every install path goes through it.
 {{- if and (not (include "waitroom-proxy.hasStore" .)) (or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1)) }}
 {{- fail "more than one replica needs a shared store: set store.url, store.existingSecret or dragonfly.enabled=true (or replicaCount=1 for the in-process store)" }}
 {{- end }}
+{{- if and (not (include "waitroom-proxy.hasStore" .)) (gt (int .Values.workers) 1) }}
+{{- fail "workers > 1 needs a shared store: set store.url, store.existingSecret or dragonfly.enabled=true (or workers=1)" }}
+{{- end }}
 {{- end }}
 
 {{/*
