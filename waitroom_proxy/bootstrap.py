@@ -203,7 +203,7 @@ def build_engine(
     return Engine(settings, gate, controller_interval=controller_interval)
 
 
-def build_app(settings: Settings, **engine_kwargs: Any) -> Any:
+def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: Any) -> Any:
     """The standalone proxy app: the gatekeeper in front of the upstream origin."""
     from waitroom_proxy.asgi.middleware import WaitroomMiddleware
     from waitroom_proxy.asgi.proxy import UpstreamProxy
@@ -220,7 +220,11 @@ def build_app(settings: Settings, **engine_kwargs: Any) -> Any:
         trusted_proxies=settings.trusted_proxies,
         error_page=_error_page(engine.pages.default),
     )
-    return WaitroomMiddleware(proxy, engine=engine)
+    from waitroom_proxy.asgi.chain import RequestContext
+
+    app = RequestContext(WaitroomMiddleware(proxy, engine=engine), access_log_enabled=access_log)
+    app.engine = engine  # type: ignore[attr-defined]
+    return app
 
 
 _ERROR_TITLES = {
@@ -249,11 +253,12 @@ def run(settings: Settings) -> None:
     """Serve the standalone proxy (and the admin listener) until interrupted."""
     import uvicorn
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from waitroom_proxy.asgi.chain import configure_logging
+
+    configure_logging(settings.log_level)
     common: dict[str, Any] = {
         "log_level": settings.log_level,
+        "log_config": None,
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,

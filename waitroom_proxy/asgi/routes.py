@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -22,6 +23,8 @@ from waitroom_proxy.errors import StoreError
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from waitroom_proxy.bootstrap import Engine
 
 
@@ -34,7 +37,7 @@ def _json(
     return resp
 
 
-def build_routes(engine: Engine) -> Starlette:
+def build_routes(engine: Engine) -> ASGIApp:
     """The Starlette app for ``{prefix}/*``."""
     gate = engine.gate
     prefix = engine.prefix
@@ -127,6 +130,18 @@ def build_routes(engine: Engine) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.add_route(prefix + "/{rest:path}", not_found)
+    origins = engine.settings.cors_origins
+    if origins:
+        # The JSON routes may be called from the site's own front-end on another origin
+        # (a mobile web app, a separate SPA host): configured origins only, with cookies.
+        return CORSMiddleware(
+            app,
+            allow_origins=list(origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-request-id"],
+            max_age=600,
+        )
     return app
 
 
