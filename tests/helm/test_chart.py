@@ -1,8 +1,8 @@
 """Checks of the Helm chart ``helm/waitroom-proxy`` (DESIGN §10).
 
-Every ``ci/*-values.yaml`` is linted (plain and ``--strict``), rendered, validated against the
-Kubernetes 1.37 schemas with ``kubernetes-validate --strict`` and compared with its golden render
-in ``tests/helm/golden/``. ``UPDATE_GOLDEN=1`` rewrites the golden files instead of comparing.
+Every ``ci/*-values.yaml`` (and ``examples/helm-production-values.yaml``) is linted (plain and
+``--strict``), rendered, validated against the Kubernetes 1.37 schemas with
+``kubernetes-validate --strict`` and compared with its golden render in ``tests/helm/golden/``. ``UPDATE_GOLDEN=1`` rewrites the golden files instead of comparing.
 The Prometheus Operator resources (no schema in kubernetes-validate) are checked by hand here.
 
 helm comes from PATH or ``<repo>/.tools/helm`` (``scripts/install-helm.sh``); when it is missing
@@ -29,8 +29,12 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "waitroom-proxy"
 GOLDEN = Path(__file__).resolve().parent / "golden"
-CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-CI_NAMES = [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
+VALUES_FILES = {
+    p.name.removesuffix("-values.yaml"): p for p in (CHART / "ci").glob("*-values.yaml")
+}
+# The documented production example is held to the same checks.
+VALUES_FILES["example-production"] = REPO / "examples" / "helm-production-values.yaml"
+CI_NAMES = sorted(VALUES_FILES)
 RELEASE = "wr"
 NAMESPACE = "shop"
 FULLNAME = f"{RELEASE}-waitroom-proxy"
@@ -68,7 +72,7 @@ def _template(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @functools.cache
 def _rendered(helm: str, name: str) -> str:
-    result = _template(helm, "-f", str(CHART / "ci" / f"{name}-values.yaml"))
+    result = _template(helm, "-f", str(VALUES_FILES[name]))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -84,7 +88,7 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str = FULLNAME) -> dict[st
 
 
 def _values(name: str) -> dict[str, Any]:
-    return yaml.safe_load((CHART / "ci" / f"{name}-values.yaml").read_text())
+    return yaml.safe_load(VALUES_FILES[name].read_text())
 
 
 def _proxy_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -112,7 +116,7 @@ def test_ci_values_cover_the_required_scenarios() -> None:
 @pytest.mark.parametrize("strict", [False, True], ids=["lint", "lint-strict"])
 @pytest.mark.parametrize("name", CI_NAMES)
 def test_lint(helm: str, name: str, strict: bool) -> None:
-    args = [helm, "lint", str(CHART), "-f", str(CHART / "ci" / f"{name}-values.yaml")]
+    args = [helm, "lint", str(CHART), "-f", str(VALUES_FILES[name])]
     result = _run([*args, "--strict"] if strict else args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ERROR]" not in result.stdout
@@ -181,7 +185,7 @@ def test_golden_render(helm: str, name: str) -> None:
             )
         )
         pytest.fail(
-            f"render of ci/{name}-values.yaml differs from golden/{name}.yaml; if intended, "
+            f"render of {VALUES_FILES[name].name} differs from golden/{name}.yaml; if intended, "
             f"rerun with UPDATE_GOLDEN=1 and review the diff:\n{diff}"
         )
 
@@ -474,7 +478,7 @@ def test_rendered_config_and_env_load_in_the_process(helm: str, name: str, tmp_p
     try:
         settings = load_settings(str(config), env=env, flags=flags, require_upstream=True)
     except ConfigError as exc:
-        pytest.fail(f"ci/{name}-values.yaml makes a config the process refuses:\n{exc}")
+        pytest.fail(f"{VALUES_FILES[name].name} makes a config the process refuses:\n{exc}")
     values = _values(name)
     assert settings.upstream is not None
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
