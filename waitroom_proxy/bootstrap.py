@@ -262,6 +262,7 @@ def run(settings: Settings) -> None:
         "access_log": False,
         "proxy_headers": False,
         "server_header": False,
+        "date_header": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
