@@ -2,14 +2,15 @@
 
 The server renders the page with :class:`PageRenderer` under the production CSP and answers
 ``POST /_waitroom/heartbeat`` with whatever JSON the test scripts (``room.answer``), so each
-test steps the page through states deterministically. Browser tests are plain ``def`` tests
-(see ``tests/fixtures/browser.py``).
+test steps the page through states deterministically. The server runs in a thread with its own
+loop; the browser tests run on the session loop (see ``tests/fixtures/browser.py``).
 
 Set ``WAITROOM_UPDATE_SCREENSHOT=1`` to rewrite ``docs/waiting-page.png``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import threading
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -180,62 +182,62 @@ def room(scripted_room: ScriptedRoom) -> ScriptedRoom:
     return scripted_room
 
 
-@pytest.fixture
-def requests_seen(context: BrowserContext) -> list[str]:
+@pytest_asyncio.fixture(loop_scope="session")
+async def requests_seen(context: BrowserContext) -> list[str]:
     seen: list[str] = []
     context.on("request", lambda request: seen.append(request.url))
-    context.add_init_script(WATCH_SCRIPT)
+    await context.add_init_script(WATCH_SCRIPT)
     return seen
 
 
-def assert_clean(page: Page, requests_seen: list[str], server: BackgroundServer) -> None:
+async def assert_clean(page: Page, requests_seen: list[str], server: BackgroundServer) -> None:
     """No CSP violation, no script error, and no request to anywhere but our server."""
-    assert page.evaluate("window.__cspViolations") == []
-    assert page.evaluate("window.__errors") == []
+    assert await page.evaluate("window.__cspViolations") == []
+    assert await page.evaluate("window.__errors") == []
     foreign = [url for url in requests_seen if not url.startswith(server.base + "/")]
     assert foreign == []
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
 
 
-def test_numbers_update_live_region_announces_and_admitted_navigates(
+async def test_numbers_update_live_region_announces_and_admitted_navigates(
     page: Page, room: ScriptedRoom, server: BackgroundServer, requests_seen: list[str]
 ) -> None:
-    page.goto(f"{server.base}/page")
-    expect(page.locator("#wr-position")).to_have_text("3")
-    expect(page.locator("#wr-ahead")).to_have_text("2")
-    expect(page.locator("#wr-queue")).to_have_text("10")
-    expect(page.locator("#wr-eta")).to_have_text("about 2–3 minutes")
+    await page.goto(f"{server.base}/page")
+    await expect(page.locator("#wr-position")).to_have_text("3")
+    await expect(page.locator("#wr-ahead")).to_have_text("2")
+    await expect(page.locator("#wr-queue")).to_have_text("10")
+    await expect(page.locator("#wr-eta")).to_have_text("about 2–3 minutes")
     live = page.locator("#wr-live")
-    assert live.get_attribute("aria-live") == "polite"
-    expect(live).to_contain_text("You are number 3 in line.")
-    expect(page.locator("#wr-progress")).to_have_attribute("value", "0")
+    assert await live.get_attribute("aria-live") == "polite"
+    await expect(live).to_contain_text("You are number 3 in line.")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "0")
 
     room.answer = status(position=2, ahead=1, queue_length=12, eta_seconds=None)
-    expect(page.locator("#wr-position")).to_have_text("2")
-    expect(page.locator("#wr-ahead")).to_have_text("1")
-    expect(page.locator("#wr-queue")).to_have_text("12")
-    expect(page.locator("#wr-eta")).to_have_text("calculating…")
-    expect(live).to_contain_text("You are number 2 in line.")
+    await expect(page.locator("#wr-position")).to_have_text("2")
+    await expect(page.locator("#wr-ahead")).to_have_text("1")
+    await expect(page.locator("#wr-queue")).to_have_text("12")
+    await expect(page.locator("#wr-eta")).to_have_text("calculating…")
+    await expect(live).to_contain_text("You are number 2 in line.")
     # Progress is measured from the first position seen (3, kept in sessionStorage).
-    expect(page.locator("#wr-progress")).to_have_attribute("value", "33")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "33")
 
     room.answer = status(position=1, ahead=0, eta_seconds={"p50": 20, "p90": 40})
-    expect(page.locator("#wr-position")).to_have_text("1")
-    expect(live).to_contain_text("You are next in line.")
-    expect(page.locator("#wr-eta")).to_have_text("less than a minute")
-    expect(page.locator("#wr-progress")).to_have_attribute("value", "67")
-    assert_clean(page, requests_seen, server)
+    await expect(page.locator("#wr-position")).to_have_text("1")
+    await expect(live).to_contain_text("You are next in line.")
+    await expect(page.locator("#wr-eta")).to_have_text("less than a minute")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "67")
+    await assert_clean(page, requests_seen, server)
 
     room.answer = status(status="admitted", position=0, ahead=0, return_to="/target")
-    page.wait_for_url(f"{server.base}/target")
-    expect(page.locator("#arrived")).to_have_text("arrived")
+    await page.wait_for_url(f"{server.base}/target")
+    await expect(page.locator("#arrived")).to_have_text("arrived")
 
     # Every heartbeat was a same-origin POST asking for JSON.
     assert room.heartbeats >= 3
@@ -245,7 +247,7 @@ def test_numbers_update_live_region_announces_and_admitted_navigates(
     assert f"{server.base}/target" in requests_seen
 
 
-def test_eta_wording_in_the_browser_matches_the_renderer(
+async def test_eta_wording_in_the_browser_matches_the_renderer(
     page: Page, room: ScriptedRoom, server: BackgroundServer, requests_seen: list[str]
 ) -> None:
     cases: list[Any] = [
@@ -259,35 +261,35 @@ def test_eta_wording_in_the_browser_matches_the_renderer(
         {"p50": 30, "p90": 59},
         None,
     ]
-    page.goto(f"{server.base}/page")
+    await page.goto(f"{server.base}/page")
     for i, eta in enumerate(cases):
         room.answer = status(position=100 + i, eta_seconds=eta)
-        expect(page.locator("#wr-position")).to_have_text(str(100 + i))
-        expect(page.locator("#wr-eta")).to_have_text(format_eta(eta, MESSAGES["en"]))
-    assert_clean(page, requests_seen, server)
+        await expect(page.locator("#wr-position")).to_have_text(str(100 + i))
+        await expect(page.locator("#wr-eta")).to_have_text(format_eta(eta, MESSAGES["en"]))
+    await assert_clean(page, requests_seen, server)
 
 
-def test_german_page_formats_numbers_like_the_renderer(
+async def test_german_page_formats_numbers_like_the_renderer(
     page: Page, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
     room.lang = "de"
     room.initial = status(position=42, queue_length=1200)
-    page.goto(f"{server.base}/page")
-    assert page.locator("html").get_attribute("lang") == "de"
-    expect(page.locator("#wr-queue")).to_have_text("1.200")
+    await page.goto(f"{server.base}/page")
+    assert await page.locator("html").get_attribute("lang") == "de"
+    await expect(page.locator("#wr-queue")).to_have_text("1.200")
     room.answer = status(position=1234, queue_length=1234567, eta_seconds={"p50": 90, "p90": 150})
-    expect(page.locator("#wr-position")).to_have_text("1.234")
-    expect(page.locator("#wr-queue")).to_have_text("1.234.567")
-    expect(page.locator("#wr-eta")).to_have_text("etwa 2–3 Minuten")
-    expect(page.locator("#wr-live")).to_contain_text("Sie sind Nummer 1.234")
+    await expect(page.locator("#wr-position")).to_have_text("1.234")
+    await expect(page.locator("#wr-queue")).to_have_text("1.234.567")
+    await expect(page.locator("#wr-eta")).to_have_text("etwa 2–3 Minuten")
+    await expect(page.locator("#wr-live")).to_contain_text("Sie sind Nummer 1.234")
 
 
-def test_polling_pauses_while_hidden_and_resumes_at_once(
+async def test_polling_pauses_while_hidden_and_resumes_at_once(
     page: Page, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
-    page.goto(f"{server.base}/page")
-    wait_until(lambda: room.heartbeats >= 2)
-    page.evaluate(
+    await page.goto(f"{server.base}/page")
+    await wait_until(lambda: room.heartbeats >= 2)
+    await page.evaluate(
         """() => {
         Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
         Object.defineProperty(document, "visibilityState",
@@ -297,15 +299,15 @@ def test_polling_pauses_while_hidden_and_resumes_at_once(
     )
     # One heartbeat may have been in flight when the page went hidden; then nothing for
     # 1.5 s, i.e. about 7 periods of 0.2 s.
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
     before = room.heartbeats
-    time.sleep(1.5)
+    await asyncio.sleep(1.5)
     assert room.heartbeats == before
 
     # Slow the schedule right down: a heartbeat arriving now proves the page polled at once
     # on becoming visible rather than on its timer.
     room.answer = status(position=2, refresh_seconds=60)
-    page.evaluate(
+    await page.evaluate(
         """() => {
         Object.defineProperty(document, "hidden", {configurable: true, get: () => false});
         Object.defineProperty(document, "visibilityState",
@@ -313,11 +315,11 @@ def test_polling_pauses_while_hidden_and_resumes_at_once(
         document.dispatchEvent(new Event("visibilitychange"));
     }"""
     )
-    expect(page.locator("#wr-position")).to_have_text("2", timeout=2000)
+    await expect(page.locator("#wr-position")).to_have_text("2", timeout=2000)
     assert room.heartbeats == before + 1
 
 
-def test_hostile_room_name_and_return_to_render_as_text(
+async def test_hostile_room_name_and_return_to_render_as_text(
     page: Page, room: ScriptedRoom, server: BackgroundServer, requests_seen: list[str]
 ) -> None:
     hostile = (
@@ -326,139 +328,139 @@ def test_hostile_room_name_and_return_to_render_as_text(
     )
     room.initial = status(room=hostile, return_to='"><img src=/x2 onerror=window.__xss=4>')
     room.answer = status(room=hostile, position=2)
-    page.goto(f"{server.base}/page")
-    expect(page.locator("#wr-room")).to_have_text(hostile)
-    expect(page.locator("#wr-position")).to_have_text("2")
-    assert page.evaluate("typeof window.__xss") == "undefined"
-    assert page.locator("img").count() == 0
-    assert page.locator("svg").count() == 0
+    await page.goto(f"{server.base}/page")
+    await expect(page.locator("#wr-room")).to_have_text(hostile)
+    await expect(page.locator("#wr-position")).to_have_text("2")
+    assert await page.evaluate("typeof window.__xss") == "undefined"
+    assert await page.locator("img").count() == 0
+    assert await page.locator("svg").count() == 0
     assert not any(url.endswith(("/x1", "/x2")) for url in requests_seen)
-    assert_clean(page, requests_seen, server)
+    await assert_clean(page, requests_seen, server)
 
 
 @pytest.mark.parametrize(
     "return_to",
     ["//evil.example/", "/\\evil.example/", "/\t/evil.example/", "javascript:window.__xss=5"],
 )
-def test_admitted_with_foreign_return_to_reloads_instead(
+async def test_admitted_with_foreign_return_to_reloads_instead(
     page: Page,
     room: ScriptedRoom,
     server: BackgroundServer,
     requests_seen: list[str],
     return_to: str,
 ) -> None:
-    page.goto(f"{server.base}/page")
+    await page.goto(f"{server.base}/page")
     # What the reload will show: a distinct position, and no polling for a minute.
     room.initial = status(position=7, refresh_seconds=60)
     room.answer = status(status="admitted", return_to=return_to)
     # The page reloads itself (the proxy then lets the admitted visitor through).
-    expect(page.locator("#wr-position")).to_have_text("7")
+    await expect(page.locator("#wr-position")).to_have_text("7")
     assert room.page_loads == 2
     assert page.url == f"{server.base}/page"
-    assert page.evaluate("typeof window.__xss") == "undefined"
+    assert await page.evaluate("typeof window.__xss") == "undefined"
     foreign = [url for url in requests_seen if not url.startswith(server.base + "/")]
     assert foreign == []
 
 
-def test_reconnecting_is_shown_and_cleared(
+async def test_reconnecting_is_shown_and_cleared(
     page: Page, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
     room.fail_heartbeats = True
-    page.goto(f"{server.base}/page")
+    await page.goto(f"{server.base}/page")
     notice = page.locator("#wr-reconnecting")
-    expect(notice).to_be_visible()
-    expect(notice).to_have_text("Reconnecting…")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_have_text("Reconnecting…")
     failed = room.heartbeats
     room.fail_heartbeats = False
     room.answer = status(position=2)
     # Backoff starts at about one second (with jitter) and the page keeps trying.
-    expect(page.locator("#wr-position")).to_have_text("2", timeout=5000)
-    expect(notice).to_be_hidden()
+    await expect(page.locator("#wr-position")).to_have_text("2", timeout=5000)
+    await expect(notice).to_be_hidden()
     assert room.heartbeats > failed
 
 
-def test_expired_offers_rejoin_and_stops_polling(
+async def test_expired_offers_rejoin_and_stops_polling(
     page: Page, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
-    page.goto(f"{server.base}/page")
+    await page.goto(f"{server.base}/page")
     room.answer = status(status="expired")
-    expect(page.locator("#wr-expired")).to_be_visible()
-    expect(page.locator("#wr-waiting")).to_be_hidden()
-    expect(page.locator("#wr-live")).to_contain_text("Your place has expired")
+    await expect(page.locator("#wr-expired")).to_be_visible()
+    await expect(page.locator("#wr-waiting")).to_be_hidden()
+    await expect(page.locator("#wr-live")).to_contain_text("Your place has expired")
     polls = room.heartbeats
-    time.sleep(0.8)
+    await asyncio.sleep(0.8)
     assert room.heartbeats == polls
-    page.get_by_role("link", name="Rejoin the queue").click()
-    wait_until(lambda: room.page_loads >= 2)
+    await page.get_by_role("link", name="Rejoin the queue").click()
+    await wait_until(lambda: room.page_loads >= 2)
 
 
 @pytest.mark.parametrize(
     ("state", "heading"),
     [("rejected", "Sold out"), ("full", "The waiting room is full")],
 )
-def test_rejected_and_full_show_their_message(
+async def test_rejected_and_full_show_their_message(
     page: Page, room: ScriptedRoom, server: BackgroundServer, state: str, heading: str
 ) -> None:
-    page.goto(f"{server.base}/page")
+    await page.goto(f"{server.base}/page")
     room.answer = status(status=state)
-    expect(page.get_by_role("heading", name=heading)).to_be_visible()
-    expect(page.locator("#wr-waiting")).to_be_hidden()
+    await expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    await expect(page.locator("#wr-waiting")).to_be_hidden()
 
 
-def test_leave_the_queue(page: Page, room: ScriptedRoom, server: BackgroundServer) -> None:
-    page.goto(f"{server.base}/page")
-    page.get_by_role("button", name="Leave the queue").click()
-    expect(page.get_by_role("heading", name="You left the queue")).to_be_visible()
-    wait_until(lambda: room.leaves == 1)
+async def test_leave_the_queue(page: Page, room: ScriptedRoom, server: BackgroundServer) -> None:
+    await page.goto(f"{server.base}/page")
+    await page.get_by_role("button", name="Leave the queue").click()
+    await expect(page.get_by_role("heading", name="You left the queue")).to_be_visible()
+    await wait_until(lambda: room.leaves == 1)
     polls = room.heartbeats
-    time.sleep(0.8)
+    await asyncio.sleep(0.8)
     assert room.heartbeats == polls
 
 
-def test_without_javascript_meta_refresh_reloads_and_shows_position(
+async def test_without_javascript_meta_refresh_reloads_and_shows_position(
     browser: Browser, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
     room.initial = status(position=42, ahead=41, queue_length=1200, refresh_seconds=1)
-    ctx = browser.new_context(java_script_enabled=False)
+    ctx = await browser.new_context(java_script_enabled=False)
     try:
-        page = ctx.new_page()
+        page = await ctx.new_page()
         page.set_default_timeout(10_000)
-        page.goto(f"{server.base}/page")
+        await page.goto(f"{server.base}/page")
         refresh = page.locator('meta[http-equiv="refresh"]')
-        assert refresh.get_attribute("content") == "1"
-        expect(page.locator("#wr-position")).to_have_text("42")
-        expect(page.locator("#wr-queue")).to_have_text("1,200")
+        assert await refresh.get_attribute("content") == "1"
+        await expect(page.locator("#wr-position")).to_have_text("42")
+        await expect(page.locator("#wr-queue")).to_have_text("1,200")
         # The static bar shows the share of the queue behind the visitor.
-        assert page.locator("#wr-progress").get_attribute("value") == "96"
+        assert await page.locator("#wr-progress").get_attribute("value") == "96"
         # The leave form needs the script: it stays hidden.
-        expect(page.locator("#wr-leave")).to_be_hidden()
-        wait_until(lambda: room.page_loads >= 2, timeout=5)
+        await expect(page.locator("#wr-leave")).to_be_hidden()
+        await wait_until(lambda: room.page_loads >= 2, timeout=5)
         assert room.heartbeats == 0
     finally:
-        ctx.close()
+        await ctx.close()
 
 
-def test_reduced_motion_and_narrow_screens(
+async def test_reduced_motion_and_narrow_screens(
     browser: Browser, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
     room.initial = status(position=1234567, ahead=1234566, queue_length=9876543, refresh_seconds=60)
-    ctx = browser.new_context(viewport={"width": 320, "height": 640}, reduced_motion="reduce")
+    ctx = await browser.new_context(viewport={"width": 320, "height": 640}, reduced_motion="reduce")
     try:
-        page = ctx.new_page()
+        page = await ctx.new_page()
         page.set_default_timeout(10_000)
-        page.goto(f"{server.base}/page")
-        expect(page.locator("#wr-position")).to_have_text("1,234,567")
-        width = page.evaluate("document.documentElement.scrollWidth")
+        await page.goto(f"{server.base}/page")
+        await expect(page.locator("#wr-position")).to_have_text("1,234,567")
+        width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= 320
-        animation = page.evaluate(
+        animation = await page.evaluate(
             "getComputedStyle(document.querySelector('.room .dot')).animationName"
         )
         assert animation == "none"
     finally:
-        ctx.close()
+        await ctx.close()
 
 
-def test_screenshot(
+async def test_screenshot(
     browser: Browser, room: ScriptedRoom, server: BackgroundServer, tmp_path: Path
 ) -> None:
     room.initial = status(
@@ -469,22 +471,22 @@ def test_screenshot(
         eta_seconds={"p50": 180, "p90": 300},
         refresh_seconds=600,
     )
-    ctx = browser.new_context(viewport={"width": 720, "height": 760}, device_scale_factor=1)
+    ctx = await browser.new_context(viewport={"width": 720, "height": 760}, device_scale_factor=1)
     try:
         # As if the visitor joined at place 180 and has moved up since.
-        ctx.add_init_script("sessionStorage.setItem('waitroom:first:sale', '180')")
-        page = ctx.new_page()
+        await ctx.add_init_script("sessionStorage.setItem('waitroom:first:sale', '180')")
+        page = await ctx.new_page()
         page.set_default_timeout(10_000)
-        page.goto(f"{server.base}/page")
-        expect(page.locator("#wr-eta")).to_have_text("about 3–5 minutes")
-        expect(page.locator("#wr-progress")).to_have_attribute(
+        await page.goto(f"{server.base}/page")
+        await expect(page.locator("#wr-eta")).to_have_text("about 3–5 minutes")
+        await expect(page.locator("#wr-progress")).to_have_attribute(
             "value", str(math.floor(100 * (180 - 42) / 180 + 0.5))
         )
-        expect(page.locator("#wr-leave")).to_be_visible()
+        await expect(page.locator("#wr-leave")).to_be_visible()
         out = tmp_path / "waiting-page.png"
-        page.screenshot(path=str(out), timeout=10_000, animations="disabled")
+        await page.screenshot(path=str(out), timeout=10_000, animations="disabled")
         assert out.stat().st_size > 10_000
         if os.environ.get("WAITROOM_UPDATE_SCREENSHOT") == "1":
             (REPO / "docs" / "waiting-page.png").write_bytes(out.read_bytes())
     finally:
-        ctx.close()
+        await ctx.close()
