@@ -1,0 +1,637 @@
+"""Events on NATS JetStream (DESIGN §7).
+
+``NatsPublisher`` implements ``EventPublisher``: ``publish()`` only appends to a bounded
+in-memory buffer; a background task sends the buffer, in order, to the ``WAITROOM`` stream with
+JetStream acknowledgements and ``Nats-Msg-Id`` = event id, so a resent event is stored once
+(within the stream's duplicate window).
+
+Delivery, in short:
+
+- up to ``max_in_flight`` events are on the wire at once (a sliding window of
+  ``publish_async``); the buffer's head is removed only when its ack arrives;
+- any failure (no ack in ``ack_timeout``, disconnection, no stream) cancels the window, waits
+  (exponential backoff with full jitter, capped) and resends from the first unacknowledged
+  event. Already-stored events are recognised by their id and not stored again. A resend can
+  put an event after a later one only if the server stored the later one and lost the earlier,
+  which it does not do on one connection; in practice stream order = publish order;
+- an event the server refuses outright (an API error in its ack, a payload above the server's
+  limit, data that cannot be encoded) is retried ``max_retries`` times, then dropped and
+  counted, so one bad event cannot stall the rest;
+- while NATS is down events stay in the buffer. **When the buffer is full, the new event is
+  dropped** (and counted): the buffer keeps an unbroken run of history from the first event not
+  yet delivered, the stream shows one gap where the outage overflowed, and ``publish()`` stays a
+  bare ``deque.append`` with no interaction with events already on the wire.
+
+Counters (public attributes, read by ``waitroom_proxy.metrics``): ``published`` (acknowledged
+by JetStream), ``dropped`` (buffer full, refused by the server, or left over at close),
+``retries`` (times the window was resent after a failure), ``buffered`` (property: events
+waiting, including those in flight) and ``connected`` (property).
+
+Streams, created on connect if missing, idempotently (several replicas may race; the same
+configuration twice is accepted by the server). A stream that exists with a different
+configuration (an operator tuned it) is used as it is, with a warning:
+
+- ``WAITROOM``: subjects ``waitroom.>``, file storage, duplicate window 2 min, max age 7 days.
+- ``WAITROOM_DLQ``: JetStream max-delivery advisories of consumers on ``WAITROOM``
+  (``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.WAITROOM.>``), file storage, max age 30 days.
+
+``publish()`` must be called from the event loop's thread (as the gatekeeper does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext, api
+
+from waitroom_proxy.domain.events import (
+    SUBJECT_PREFIX,
+    encode_cloudevent,
+    event_type_of,
+    subject_for,
+)
+from waitroom_proxy.ports import Event
+
+logger = logging.getLogger(__name__)
+
+STREAM: Final = "WAITROOM"
+STREAM_SUBJECTS: Final = (f"{SUBJECT_PREFIX}.>",)
+DLQ_STREAM: Final = "WAITROOM_DLQ"
+DLQ_SUBJECTS: Final = (f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.>",)
+DUPLICATE_WINDOW_S: Final = 120.0
+MAX_AGE_S: Final = 7 * 24 * 3600.0
+DLQ_MAX_AGE_S: Final = 30 * 24 * 3600.0
+MSG_ID_HEADER: Final = "Nats-Msg-Id"
+
+# JetStream API error: "stream name already in use with a different configuration".
+_ERR_STREAM_NAME_EXISTS: Final = 10058
+
+
+def stream_configs() -> list[api.StreamConfig]:
+    """The two streams the publisher makes sure of."""
+    return [
+        api.StreamConfig(
+            name=STREAM,
+            description="waitroom-proxy events (CloudEvents JSON)",
+            subjects=list(STREAM_SUBJECTS),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=MAX_AGE_S,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+        api.StreamConfig(
+            name=DLQ_STREAM,
+            description="max-delivery advisories of consumers on WAITROOM",
+            subjects=list(DLQ_SUBJECTS),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=DLQ_MAX_AGE_S,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create ``WAITROOM`` and ``WAITROOM_DLQ`` if missing. Safe to call from many replicas.
+
+    Raises:
+        nats.errors.Error: JetStream did not answer or refused for another reason.
+    """
+    for config in stream_configs():
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _ERR_STREAM_NAME_EXISTS:
+                raise
+            logger.warning(
+                "stream %s exists with a different configuration; using it as it is",
+                config.name,
+            )
+
+
+def redact_url(url: str) -> str:
+    """The URL without user information (credentials never go to logs or messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class _Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**n))."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return random.uniform(ceiling / 2, ceiling)  # half jitter: never a zero-wait hot loop
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class _Refused(Exception):
+    """The server refused the head event (not a transient failure)."""
+
+
+class NatsPublisher:
+    """Publishes events to JetStream from a bounded buffer; see the module docstring.
+
+    Args:
+        url: NATS server URL (``nats://host:4222``; user information allowed, never logged).
+        source: CloudEvents ``source``, e.g. ``waitroom-proxy/<replica-id>``; also the NATS
+            connection name.
+        buffer_size: most events held while NATS is slow or down; beyond it new events are
+            dropped and counted.
+        max_retries: attempts for an event the server refuses before it is dropped (outages do
+            not count: events wait in the buffer for as long as it has room).
+        connect_timeout: seconds for one connection attempt.
+        max_in_flight: events sent and not yet acknowledged, at most.
+        ack_timeout: seconds to wait for the ack of the oldest event in flight.
+        backoff_base: first retry delay in seconds (doubles, with jitter, up to ``backoff_max``).
+        backoff_max: longest retry delay in seconds.
+        close_timeout: seconds ``close()`` spends delivering what is left.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        source: str,
+        buffer_size: int = 10_000,
+        max_retries: int = 5,
+        connect_timeout: float = 2.0,
+        max_in_flight: int = 64,
+        ack_timeout: float = 2.0,
+        backoff_base: float = 0.05,
+        backoff_max: float = 5.0,
+        close_timeout: float = 2.0,
+    ) -> None:
+        if buffer_size < 1 or max_in_flight < 1 or max_retries < 0:
+            raise ValueError("buffer_size and max_in_flight must be >= 1, max_retries >= 0")
+        self.url = url
+        self.source = source
+        self.buffer_size = buffer_size
+        self.max_retries = max_retries
+        self.connect_timeout = connect_timeout
+        self.max_in_flight = max_in_flight
+        self.ack_timeout = ack_timeout
+        self.close_timeout = close_timeout
+
+        self.published = 0
+        """Events acknowledged by JetStream (each counted once)."""
+        self.dropped = 0
+        """Events given up: buffer full, refused by the server, or undelivered at close."""
+        self.retries = 0
+        """Times the in-flight window was resent after a failure."""
+
+        self._buf: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._backoff = _Backoff(backoff_base, backoff_max)
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._streams_ok = False
+        self._head_refusals = 0
+        self._probe = False
+        self._connected_evt = asyncio.Event()
+        self._disconnected: asyncio.Future[None] | None = None
+        self._last_drop_log = 0.0
+        self._drops_since_log = 0
+
+    # -- EventPublisher ---------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        """Append the event to the buffer (O(1)); never blocks, never raises.
+
+        Full buffer or closed publisher → the event is dropped and counted.
+        """
+        try:
+            if self._closing or len(self._buf) >= self.buffer_size:
+                self._drop(1, "buffer full" if not self._closing else "publisher closed")
+                return
+            self._buf.append(event)
+            self._wake.set()
+        except Exception:  # pragma: no cover - nothing above should raise; never fail a request
+            self.dropped += 1
+
+    async def start(self) -> None:
+        """Start the background task and return at once (NATS may be down: it keeps trying)."""
+        if self._task is None and not self._closing:
+            self._task = asyncio.create_task(self._run(), name="waitroom-nats-publisher")
+
+    async def close(self) -> None:
+        """Deliver what can be delivered within ``close_timeout``, then stop and disconnect.
+
+        Events still buffered afterwards are counted in ``dropped``.
+        """
+        if self._closing and self._task is None and self._nc is None:
+            return
+        self._closing = True
+        if self._task is not None and self._buf and self.connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.close_timeout):
+                    await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_connection()
+        if self._buf:
+            left = len(self._buf)
+            self._buf.clear()
+            self.dropped += left
+            logger.warning("events: %d event(s) not delivered before close", left)
+
+    # -- introspection ----------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        """Events waiting to be acknowledged (in flight included)."""
+        return len(self._buf)
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to NATS."""
+        return self._nc is not None and self._nc.is_connected
+
+    def counters(self) -> dict[str, float]:
+        """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
+        return {
+            "published": self.published,
+            "dropped": self.dropped,
+            "retries": self.retries,
+            "buffered": self.buffered,
+            "connected": 1.0 if self.connected else 0.0,
+        }
+
+    async def flush(self) -> bool:
+        """Wait until the buffer is empty (every event acknowledged or dropped). Bound it with
+        ``asyncio.timeout``. Returns False at once if the background task is not running."""
+        while self._buf:
+            if self._task is None or self._task.done():
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    def __repr__(self) -> str:
+        return (
+            f"NatsPublisher(url={redact_url(self.url)!r}, source={self.source!r}, "
+            f"connected={self.connected}, buffered={self.buffered}, published={self.published}, "
+            f"dropped={self.dropped})"
+        )
+
+    # -- background task --------------------------------------------------------------------
+
+    def _drop(self, n: int, why: str) -> None:
+        self.dropped += n
+        self._drops_since_log += n
+        now = time.monotonic()
+        if now - self._last_drop_log >= 10.0:  # at most one warning per 10 s
+            logger.warning(
+                "events: dropped %d event(s) (%s); %d dropped in total",
+                self._drops_since_log,
+                why,
+                self.dropped,
+            )
+            self._last_drop_log = now
+            self._drops_since_log = 0
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._nc is None:
+                    await self._connect()
+                if not self._streams_ok:
+                    assert self._js is not None
+                    await ensure_streams(self._js)
+                    self._streams_ok = True
+                await self._pump()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._after_failure(exc)
+
+    async def _after_failure(self, exc: BaseException) -> None:
+        nc = self._nc
+        self._probe = True
+        if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.js.errors.NotFoundError):
+            self._streams_ok = False  # stream missing (new server?): make it again
+        if isinstance(exc, _Refused):
+            self._head_refusals += 1
+            if self._head_refusals > self.max_retries and self._buf:
+                self._buf.popleft()
+                self._head_refusals = 0
+                self._drop(1, f"refused by the server: {exc.__cause__!r}")
+        if nc is not None and nc.is_closed:
+            self._nc = self._js = None
+        if self._buf:
+            self.retries += 1
+        delay = self._backoff.next()
+        logger.debug("events: %r; retrying in %.2f s", exc, delay)
+        await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        nc = NatsClient()
+
+        async def on_error(exc: Exception) -> None:
+            logger.debug("events: NATS error: %r", exc)
+
+        async def on_disconnected() -> None:
+            self._connected_evt.clear()
+            if self._disconnected is not None and not self._disconnected.done():
+                self._disconnected.set_result(None)
+            if not self._closing:
+                logger.warning("events: disconnected from NATS; buffering (%d)", len(self._buf))
+
+        async def on_reconnected() -> None:
+            self._streams_ok = False  # the server may be a new one
+            self._connected_evt.set()
+            logger.warning("events: reconnected to NATS")
+
+        try:
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=[self.url],
+                    name=self.source,
+                    connect_timeout=max(1, round(self.connect_timeout)),
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,  # once connected, never give up
+                    reconnect_time_wait=1,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                ),
+                timeout=self.connect_timeout,
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
+        self._nc = nc
+        self._js = nc.jetstream(timeout=self.ack_timeout)
+        self._connected_evt.set()
+        logger.info("events: connected to NATS at %s", redact_url(self.url))
+
+    async def _close_connection(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.close(), timeout=1.0)
+            except (TimeoutError, nats.errors.Error, OSError):
+                logger.debug("events: NATS close did not finish cleanly", exc_info=True)
+
+    async def _pump(self) -> None:
+        """Send the buffer in order with up to ``max_in_flight`` acks pending; return never,
+        raise on any failure (the caller backs off and calls again)."""
+        nc, js = self._nc, self._js
+        assert nc is not None and js is not None
+        buf = self._buf
+        inflight: deque[asyncio.Future[api.PubAck]] = deque()
+        loop = asyncio.get_running_loop()
+        refill_at = self.max_in_flight // 2
+        try:
+            while True:
+                if not nc.is_connected:
+                    await self._wait_connected(nc)
+                    continue
+                if self._probe and buf:
+                    await self._send_head_alone(js)
+                    continue
+                # Take every acknowledged event off the head of the buffer, in order.
+                while inflight and inflight[0].done():
+                    inflight[0].result()  # raises on an error ack (the head is then probed)
+                    inflight.popleft()
+                    buf.popleft()
+                    self.published += 1
+                    self._head_refusals = 0
+                    self._backoff.reset()
+                # Refill once the window is half empty: acks then arrive in runs, and the loop
+                # waits once per run instead of once per event.
+                if len(inflight) <= refill_at:
+                    await self._fill(js, inflight)
+                if not inflight:
+                    self._wake.clear()
+                    if not buf:
+                        await self._wake.wait()
+                    continue
+                head = inflight[0]
+                if not head.done():
+                    if self._disconnected is None or self._disconnected.done():
+                        self._disconnected = loop.create_future()
+                    done, _ = await asyncio.wait(
+                        (head, self._disconnected),
+                        timeout=self.ack_timeout,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if head not in done:
+                        raise TimeoutError("no ack" if not done else "disconnected")
+        finally:
+            for fut in inflight:
+                fut.cancel()
+
+    async def _fill(
+        self, js: JetStreamContext, inflight: deque[asyncio.Future[api.PubAck]]
+    ) -> None:
+        """Send events from the first one not yet sent until the window is full."""
+        buf = self._buf
+        while len(inflight) < self.max_in_flight and len(inflight) < len(buf):
+            event = buf[len(inflight)]
+            try:
+                payload = encode_cloudevent(event, self.source)
+            except (ValueError, TypeError, RecursionError):
+                del buf[len(inflight)]
+                self._drop(1, "data cannot be encoded as JSON")
+                continue
+            try:
+                fut = await js.publish_async(
+                    subject_for(event), payload, headers={MSG_ID_HEADER: event.id}
+                )
+            except nats.errors.MaxPayloadError:
+                if not inflight:
+                    self._probe = True  # the probe drops it after max_retries
+                    raise
+                return  # let the events before it go first
+            inflight.append(fut)
+
+    async def _send_head_alone(self, js: JetStreamContext) -> None:
+        """After a failure, send the oldest event alone and wait for its ack.
+
+        ``publish_async`` reports an error ack only as a missing ack (nats-py raises inside its
+        reply handler instead of failing the future), so a refused event would look like a
+        slow server forever. The request/reply ``publish`` reports it properly: a refusal counts
+        towards ``max_retries`` for that event; 503 (JetStream not ready) and timeouts do not.
+        """
+        event = self._buf[0]
+        try:
+            payload = encode_cloudevent(event, self.source)
+        except (ValueError, TypeError, RecursionError):
+            self._buf.popleft()
+            self._drop(1, "data cannot be encoded as JSON")
+            return
+        try:
+            await js.publish(
+                subject_for(event),
+                payload,
+                timeout=self.ack_timeout,
+                headers={MSG_ID_HEADER: event.id},
+            )
+        except nats.errors.MaxPayloadError as exc:
+            raise _Refused(str(exc)) from exc
+        except nats.js.errors.APIError as exc:
+            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                raise  # JetStream not ready: transient
+            raise _Refused(str(exc)) from exc
+        self._buf.popleft()
+        self.published += 1
+        self._probe = False
+        self._head_refusals = 0
+        self._backoff.reset()
+
+    async def _wait_connected(self, nc: NatsClient) -> None:
+        if nc.is_closed:
+            raise nats.errors.ConnectionClosedError
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected_evt.wait(), timeout=1.0)
+        if nc.is_connected and not self._streams_ok:
+            raise nats.errors.ConnectionReconnectingError  # back to _run: check the streams
+
+
+# -- tail ------------------------------------------------------------------------------------
+
+
+def format_event(raw: bytes, subject: str) -> str:
+    """One line for a stored event: ``time  type  room  data-JSON``.
+
+    Messages that are not CloudEvents are shown as the subject and raw payload.
+    """
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
+        when = str(doc.get("time", "-"))
+        type_ = event_type_of(str(doc.get("type", "-")))
+        room = str(doc.get("subject") or "-")
+        data = json.dumps(doc.get("data", {}), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return f"-  {subject}  -  {raw.decode(errors='replace')}"
+    return f"{when}  {type_}  {room}  {data}"
+
+
+def tail(
+    nats_url: str,
+    room: str | None,
+    *,
+    out: TextIO | None = None,
+    max_events: int | None = None,
+    connect_timeout: float = 3.0,
+    on_ready: Callable[[], Any] | None = None,
+) -> None:
+    """Print new events (one line each) until interrupted (the ``events tail`` command).
+
+    Subscribes with an ephemeral ordered consumer delivering only new messages, to
+    ``waitroom.<room>.*.*`` (one room) or ``waitroom.>`` (everything, system events included).
+
+    Args:
+        nats_url: NATS URL.
+        room: only this room, or None for all.
+        out: where to print (default stdout).
+        max_events: return after printing this many (for tests); None = until Ctrl-C.
+        connect_timeout: seconds to reach NATS before giving up.
+        on_ready: called once the subscription is live (for tests).
+
+    Raises:
+        SystemExit: NATS cannot be reached or has no ``WAITROOM`` stream (message on stderr).
+    """
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_tail(nats_url, room, out or sys.stdout, max_events, connect_timeout, on_ready))
+
+
+async def _tail(
+    url: str,
+    room: str | None,
+    out: TextIO,
+    max_events: int | None,
+    connect_timeout: float,
+    on_ready: Callable[[], Any] | None,
+) -> None:
+    last_error: list[BaseException] = []
+
+    async def on_error(exc: Exception) -> None:
+        last_error.append(exc)
+
+    nc = NatsClient()
+    try:
+        await asyncio.wait_for(
+            nc.connect(
+                servers=[url],
+                name="waitroom-proxy events tail",
+                connect_timeout=max(1, round(connect_timeout)),
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                error_cb=on_error,
+            ),
+            timeout=connect_timeout,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        cause = last_error[-1] if last_error else exc
+        raise SystemExit(
+            f"waitroom-proxy events tail: cannot reach NATS at {redact_url(url)}: "
+            f"{cause or type(cause).__name__}"
+        ) from None
+    try:
+        js = nc.jetstream()
+        subject = f"{SUBJECT_PREFIX}.{room}.*.*" if room else f"{SUBJECT_PREFIX}.>"
+        try:
+            sub = await js.subscribe(
+                subject,
+                stream=STREAM,
+                ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.NEW,
+            )
+        except nats.js.errors.NotFoundError:
+            raise SystemExit(
+                f"waitroom-proxy events tail: no {STREAM} stream at {redact_url(url)} "
+                "(it is created when a proxy with this NATS URL starts)"
+            ) from None
+        if on_ready is not None:
+            on_ready()
+        seen = 0
+        async for msg in sub.messages:
+            print(format_event(msg.data, msg.subject), file=out, flush=True)
+            seen += 1
+            if max_events is not None and seen >= max_events:
+                break
+        await sub.unsubscribe()
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
