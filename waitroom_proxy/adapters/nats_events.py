@@ -334,6 +334,7 @@ class NatsPublisher:
                     await ensure_streams(self._js)
                     self._streams_ok = True
                 await self._pump()
+                self._streams_ok = False  # reconnected: the server may be a new one
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -368,11 +369,10 @@ class NatsPublisher:
             self._connected_evt.clear()
             if self._disconnected is not None and not self._disconnected.done():
                 self._disconnected.set_result(None)
-            if not self._closing:
+            if self._nc is nc and not self._closing:
                 logger.warning("events: disconnected from NATS; buffering (%d)", len(self._buf))
 
         async def on_reconnected() -> None:
-            self._streams_ok = False  # the server may be a new one
             self._connected_evt.set()
             logger.warning("events: reconnected to NATS")
 
@@ -409,8 +409,9 @@ class NatsPublisher:
                 logger.debug("events: NATS close did not finish cleanly", exc_info=True)
 
     async def _pump(self) -> None:
-        """Send the buffer in order with up to ``max_in_flight`` acks pending; return never,
-        raise on any failure (the caller backs off and calls again)."""
+        """Send the buffer in order with up to ``max_in_flight`` acks pending. Returns after a
+        reconnection (so ``_run`` checks the streams again); raises on any failure (``_run``
+        backs off and calls again)."""
         nc, js = self._nc, self._js
         assert nc is not None and js is not None
         buf = self._buf
@@ -420,7 +421,10 @@ class NatsPublisher:
         try:
             while True:
                 if not nc.is_connected:
-                    await self._wait_connected(nc)
+                    if await self._wait_connected(nc):
+                        if buf:
+                            self.retries += 1  # resuming after an outage
+                        return  # back to _run: check the streams (the server may be new)
                     continue
                 if self._probe and buf:
                     await self._send_head_alone(js)
@@ -515,13 +519,13 @@ class NatsPublisher:
         self._head_refusals = 0
         self._backoff.reset()
 
-    async def _wait_connected(self, nc: NatsClient) -> None:
+    async def _wait_connected(self, nc: NatsClient) -> bool:
+        """Wait (up to 1 s) for nats-py to reconnect. True once it has."""
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._connected_evt.wait(), timeout=1.0)
-        if nc.is_connected and not self._streams_ok:
-            raise nats.errors.ConnectionReconnectingError  # back to _run: check the streams
+        return nc.is_connected
 
 
 # -- tail ------------------------------------------------------------------------------------
