@@ -304,25 +304,36 @@ async def test_keepalive_connections_are_reused(origin: Origin) -> None:
     assert len(ports) == 1
 
 
+def rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@asynccontextmanager
+async def rss_peak() -> AsyncIterator[dict[str, int]]:
+    """Sample this process's RSS every 20 ms; yields {"base": ..., "peak": ...}."""
+    stats = {"base": rss(), "peak": 0}
+
+    async def sample() -> None:
+        while True:
+            stats["peak"] = max(stats["peak"], rss())
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        yield stats
+    finally:
+        sampler.cancel()
+        stats["peak"] = max(stats["peak"], rss())
+
+
 @pytest.mark.slow
 async def test_200_mib_upload_streams_with_bounded_memory(origin: Origin) -> None:
     chunk = b"\0" * (1 << 20)
     total = 200 * len(chunk)
-
-    def rss() -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    peak = 0
-
-    async def sample() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, rss())
-            await asyncio.sleep(0.02)
 
     async def body() -> AsyncIterator[bytes]:
         for _ in range(200):
@@ -330,13 +341,26 @@ async def test_200_mib_upload_streams_with_bounded_memory(origin: Origin) -> Non
 
     async with proxied(origin.url) as (url, _), httpx.AsyncClient(timeout=60) as client:
         await client.get(url + "/echo")  # warm up every code path first
-        base = rss()
-        sampler = asyncio.create_task(sample())
-        try:
-            resp = await client.post(url + "/upload", content=body())
-        finally:
-            sampler.cancel()
+        async with rss_peak() as mem:
+            resp = await client.post(url + "/upload?slow_mib=32", content=body())
     assert resp.json() == {"bytes": total}
     # Client, proxy and origin all live in this process: if any of them buffered the body,
     # RSS would grow by ~200 MiB.
-    assert peak - base < 40 * (1 << 20), f"RSS grew by {(peak - base) >> 20} MiB"
+    grew = mem["peak"] - mem["base"]
+    assert grew < 40 * (1 << 20), f"RSS grew by {grew >> 20} MiB"
+
+
+@pytest.mark.slow
+async def test_200_mib_download_to_a_slow_client_with_bounded_memory(origin: Origin) -> None:
+    # The client reads slowly: the proxy must stop reading the (fast) origin, not queue its body.
+    async with proxied(origin.url) as (url, _), httpx.AsyncClient(timeout=60) as client:
+        await client.get(url + "/echo")
+        received = 0
+        async with rss_peak() as mem, client.stream("GET", url + "/download?mib=200") as resp:
+            async for data in resp.aiter_raw(1 << 20):
+                received += len(data)
+                if received < (32 << 20):
+                    await asyncio.sleep(0.005)  # slow at first, while queues would fill
+    assert received == 200 << 20
+    grew = mem["peak"] - mem["base"]
+    assert grew < 40 * (1 << 20), f"RSS grew by {grew >> 20} MiB"

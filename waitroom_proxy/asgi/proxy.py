@@ -29,6 +29,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
 from .upstream import (
@@ -223,7 +224,7 @@ class UpstreamProxy:
                 else:
                     headers.append((b"content-length", str(len(body)).encode()))
 
-        target = scope.get("raw_path") or scope["path"].encode("utf-8")
+        target = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
         if self._prefix:
             target = self._prefix + target
         qs = scope.get("query_string")
@@ -420,7 +421,7 @@ class UpstreamProxy:
         host_s = host.decode("latin-1")
         if not _HOST_RE.match(host_s):
             host_s = self._pool.authority
-        target = (scope.get("raw_path") or scope["path"].encode("utf-8")).decode("latin-1")
+        target = (scope.get("raw_path") or quote(scope["path"]).encode("ascii")).decode("latin-1")
         qs = scope.get("query_string") or b""
         uri = f"{'wss' if self._pool.secure else 'ws'}://{host_s}{self._prefix.decode()}{target}"
         if qs:
@@ -446,7 +447,7 @@ class UpstreamProxy:
             logger.info("upstream refused WebSocket %s: %s", scope["path"], exc)
             await self._ws_deny(scope, send, exc.response.status_code, None)
             return
-        except (TimeoutError, OSError, Exception) as exc:
+        except Exception as exc:  # refused, reset, timeout, bad handshake: never leak it
             status = 504 if isinstance(exc, TimeoutError) else 502
             logger.warning("upstream WebSocket error (%d) for %s: %s", status, scope["path"], exc)
             await self._ws_deny(scope, send, status, exc)

@@ -25,6 +25,7 @@ import asyncio
 import collections
 import logging
 import ssl as _ssl
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -232,8 +233,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check here.
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self.got_data = True
