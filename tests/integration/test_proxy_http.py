@@ -364,3 +364,29 @@ async def test_200_mib_download_to_a_slow_client_with_bounded_memory(origin: Ori
     assert received == 200 << 20
     grew = mem["peak"] - mem["base"]
     assert grew < 40 * (1 << 20), f"RSS grew by {grew >> 20} MiB"
+
+
+def test_works_under_uvloop() -> None:
+    # Production runs uvicorn with uvloop, whose transports differ from asyncio's.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> list[int]:
+        async def gen() -> AsyncIterator[bytes]:
+            yield b"a" * 70000
+            yield b"b"
+
+        async with (
+            run_origin() as origin,
+            proxied(origin.url) as (url, _),
+            httpx.AsyncClient() as client,
+        ):
+            r1 = await client.get(url + "/echo")
+            r2 = await client.post(url + "/upload", content=gen())
+            r3 = await client.get(url + "/download?mib=3")
+            r4 = await client.head(url + "/length")
+            assert r2.json() == {"bytes": 70001}
+            assert len(r3.content) == 3 << 20
+            return [r.status_code for r in (r1, r2, r3, r4)]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(scenario()) == [200, 200, 200, 200]
