@@ -1,0 +1,1 @@
+"""The waiting page, error page and dashboard templates (shipped as package data)."""
