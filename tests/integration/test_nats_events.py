@@ -294,6 +294,8 @@ async def test_outage_buffers_then_delivers_and_counts_overflow(
         assert not pub.connected
         assert pub.buffered == buffer_size
         assert pub.dropped == len(sent) - buffer_size
+        c = pub.counters()
+        assert (c["connected"], c["buffered"], c["dropped"]) == (0.0, buffer_size, pub.dropped)
         print(f"\npublish() worst case while NATS was down: {worst * 1e6:.1f} us")
         assert worst < 0.05  # generous: it is a deque append (typically ~1 us)
     finally:

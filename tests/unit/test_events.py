@@ -165,6 +165,7 @@ async def test_memory_publisher_records_events() -> None:
         0,
         True,
     )
+    assert pub.counters()["published"] == 2
     pub.clear()
     assert pub.events == []
     await pub.close()
@@ -186,6 +187,13 @@ async def test_log_publisher_logs_at_debug(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.INFO, logger="waitroom_proxy.events"):
         pub.publish(e)  # not logged at INFO, still counted
     assert pub.published == 2 and pub.dropped == 0 and pub.buffered == 0
+    assert pub.counters() == {
+        "published": 2,
+        "dropped": 0,
+        "retries": 0,
+        "buffered": 0,
+        "connected": 1.0,
+    }
     await pub.close()
 
 

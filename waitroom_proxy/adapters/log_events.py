@@ -51,6 +51,16 @@ class LogPublisher:
                 "event %s dropped: cannot encode", getattr(event, "id", "?"), exc_info=True
             )
 
+    def counters(self) -> dict[str, float]:
+        """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
+        return {
+            "published": self.published,
+            "dropped": self.dropped,
+            "retries": self.retries,
+            "buffered": self.buffered,
+            "connected": 1.0 if self.connected else 0.0,
+        }
+
     async def start(self) -> None:
         """Nothing to start."""
 
@@ -82,6 +92,16 @@ class MemoryPublisher:
         """Record the event."""
         self.events.append(event)
         self.published += 1
+
+    def counters(self) -> dict[str, float]:
+        """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
+        return {
+            "published": self.published,
+            "dropped": self.dropped,
+            "retries": self.retries,
+            "buffered": self.buffered,
+            "connected": 1.0 if self.connected else 0.0,
+        }
 
     async def start(self) -> None:
         """Mark as started."""

@@ -10,13 +10,14 @@ Delivery, in short:
 - up to ``max_in_flight`` events are on the wire at once (a sliding window of
   ``publish_async``); the buffer's head is removed only when its ack arrives;
 - any failure (no ack in ``ack_timeout``, disconnection, no stream) cancels the window, waits
-  (exponential backoff with full jitter, capped) and resends from the first unacknowledged
-  event. Already-stored events are recognised by their id and not stored again. A resend can
-  put an event after a later one only if the server stored the later one and lost the earlier,
-  which it does not do on one connection; in practice stream order = publish order;
-- an event the server refuses outright (an API error in its ack, a payload above the server's
-  limit, data that cannot be encoded) is retried ``max_retries`` times, then dropped and
-  counted, so one bad event cannot stall the rest;
+  (exponential backoff with jitter, capped at ``backoff_max``), sends the oldest event alone
+  (``publish`` with a proper error reply) and then resumes the window from there. Events the
+  server already stored are recognised by their id and not stored again, so a lost ack never
+  makes a duplicate. Stream order = publish order, except if the server refused one event
+  transiently and accepted the next (then the resent one lands after it);
+- an event the server refuses outright (an API error, a payload above the server's limit) is
+  tried ``max_retries`` more times, then dropped and counted, so one bad event cannot stall
+  the rest; data that cannot be encoded as JSON is dropped at once;
 - while NATS is down events stay in the buffer. **When the buffer is full, the new event is
   dropped** (and counted): the buffer keeps an unbroken run of history from the first event not
   yet delivered, the stream shows one gap where the outage overflowed, and ``publish()`` stays a
@@ -24,7 +25,7 @@ Delivery, in short:
 
 Counters (public attributes, read by ``waitroom_proxy.metrics``): ``published`` (acknowledged
 by JetStream), ``dropped`` (buffer full, refused by the server, or left over at close),
-``retries`` (times the window was resent after a failure), ``buffered`` (property: events
+``retries`` (times sending resumed after a failure or an outage), ``buffered`` (property: events
 waiting, including those in flight) and ``connected`` (property).
 
 Streams, created on connect if missing, idempotently (several replicas may race; the same
@@ -139,7 +140,7 @@ def redact_url(url: str) -> str:
 
 
 class _Backoff:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**n))."""
+    """Exponential backoff with jitter: uniform(c/2, c), c = min(cap, base * 2**n)."""
 
     def __init__(self, base: float, cap: float) -> None:
         self.base = base
@@ -208,7 +209,7 @@ class NatsPublisher:
         self.dropped = 0
         """Events given up: buffer full, refused by the server, or undelivered at close."""
         self.retries = 0
-        """Times the in-flight window was resent after a failure."""
+        """Times sending resumed after a failure or an outage (with events waiting)."""
 
         self._buf: deque[Event] = deque()
         self._wake = asyncio.Event()
