@@ -286,7 +286,7 @@ class Connection(asyncio.Protocol):
         if name in HOP_BY_HOP:
             if name == b"transfer-encoding":
                 self.until_eof = False
-            elif name == b"connection":
+            elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
                 tokens = connection_tokens(value)
                 self._named = tokens if self._named is None else self._named | tokens
             return
