@@ -332,6 +332,8 @@ async def test_streams_are_created_and_a_second_replica_starts_fine(
     nats_url: str, js: JetStreamContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     await _delete_streams(js)
+    with pytest.raises(SystemExit, match="no WAITROOM stream"):
+        await asyncio.to_thread(tail, nats_url, None)
     # Two replicas starting at the same moment race to create the streams.
     a = NatsPublisher(nats_url, source="waitroom-proxy/replica-a")
     b = NatsPublisher(nats_url, source="waitroom-proxy/replica-b")
