@@ -199,6 +199,7 @@ def build_engine(
         metrics=metrics,
         clock=clock,
         replica_id=replica_id,
+        client_rate_limit=settings.client_rate_limit,
     )
     return Engine(settings, gate, controller_interval=controller_interval)
 

@@ -66,6 +66,9 @@ class Settings:
     log_level: str = "info"
     max_body_bytes: int | None = None
     """Request bodies larger than this are refused with 413 (None = no limit)."""
+    client_rate_limit: int = 600
+    """Enqueue and heartbeat requests allowed per client IP per minute (sliding window in the
+    store; 0 = no limit). Generous by default: many visitors can share one NAT address."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +455,7 @@ _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "cors_origins": ("list", _list(_origin)),
     "log_level": ("str", _choice(LOG_LEVELS)),
     "max_body_bytes": ("int", _integer(1)),
+    "client_rate_limit": ("int", _integer(0)),
 }
 
 _BYPASS_KEYS: dict[str, Converter] = {

@@ -63,9 +63,14 @@ async def _main(host: str, port: int, origin_port: int, capacity: int) -> None:
     app: Any = build_app(settings)
     proxy = uvicorn.Server(
         uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False,
-            server_header=False, date_header=False,
-        )  # fmt: skip
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            date_header=False,
+        )
     )
     print(f"waitroom-proxy demo: open http://{host}:{port}/ in up to {capacity + 1} windows")
     print(f"  capacity {capacity}; origin at http://127.0.0.1:{origin_port}/ (behind the proxy)")

@@ -1,9 +1,9 @@
 """The project's exceptions, as one tree.
 
-    WaitroomError
-    ├── ConfigError        bad configuration: carries every problem found, each with its key path
-    ├── StoreError         the Redis-protocol store failed or timed out (callers apply fail_mode)
-    └── TokenError         a ticket or session token is malformed, forged, expired or misused
+WaitroomError
+├── ConfigError        bad configuration: carries every problem found, each with its key path
+├── StoreError         the Redis-protocol store failed or timed out (callers apply fail_mode)
+└── TokenError         a ticket or session token is malformed, forged, expired or misused
 """
 
 from __future__ import annotations

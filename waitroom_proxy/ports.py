@@ -195,6 +195,12 @@ class Store(Protocol):
         """Set keys of the room's runtime state map (an empty string deletes a key)."""
         ...
 
+    async def hit(self, client: str, limit: int, window_ms: int) -> int:
+        """Per-client rate limit (sliding window, ``domain.ratelimit``): record one hit of
+        ``client`` (e.g. an IP address) and return 0, or, when ``limit`` hits already fall in
+        the last ``window_ms``, record nothing and return the ms to wait."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
         ...

@@ -175,6 +175,7 @@ class Gatekeeper:
         clock: Callable[[], float] = time.time,
         replica_id: str | None = None,
         replicas_hint: int = 1,
+        client_rate_limit: int = 0,
     ) -> None:
         self.store = store
         self.publisher = publisher
@@ -184,6 +185,7 @@ class Gatekeeper:
         self.clock = clock
         self.replica_id = replica_id or secrets.token_hex(4)
         self.replicas_hint = max(1, replicas_hint)
+        self.client_rate_limit = client_rate_limit
         self.rooms: dict[str, RoomRuntime] = {
             p.name: RoomRuntime(
                 base=p,
@@ -515,6 +517,21 @@ class Gatekeeper:
             room.fail_open_tokens -= 1.0
             return True
         return False
+
+    async def client_wait(self, client_ip: str | None) -> float:
+        """Per-client rate limit on enqueue and heartbeat: 0 to go on, else seconds to wait.
+
+        A store failure never blocks a visitor here: the limit is a guard, not a gate.
+        """
+        if self.client_rate_limit <= 0 or not client_ip:
+            return 0.0
+        try:
+            wait_ms = await self._call(
+                "hit", lambda: self.store.hit(client_ip, self.client_rate_limit, 60_000)
+            )
+        except StoreError:
+            return 0.0
+        return float(wait_ms) / 1000.0
 
     # ----------------------------------------------------------------- status
     def status_dict(

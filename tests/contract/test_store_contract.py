@@ -563,3 +563,14 @@ async def test_scripts_reload_after_script_flush(store_env: StoreEnv) -> None:
     await s.arrive(R, "a", LIM)
     await store_env.raw.script_flush()
     assert (await s.arrive(R, "b", LIM)).status is ACTIVE
+
+
+async def test_client_rate_limit_hits(store_env: StoreEnv) -> None:
+    """``hit``: the same sliding-window answers from every store."""
+    store = store_env.store
+    client = "198.51.100.7"
+    for _ in range(3):
+        assert await store.hit(client, 3, 60_000) == 0
+    wait = await store.hit(client, 3, 60_000)
+    assert 0 < wait <= 60_000
+    assert await store.hit(client + "x", 3, 60_000) == 0, "clients are counted apart"

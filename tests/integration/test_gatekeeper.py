@@ -98,6 +98,7 @@ async def make_proxy(store_kind: str, request: pytest.FixtureRequest) -> AsyncIt
         else:
             inner = MemoryStore()
         store = CountingStore(inner)
+        server_kwargs = room_kwargs.pop("server", {})
         room_name = room_kwargs.pop("name", None) or f"r{abs(hash(request.node.name)) % 10**8}"
         policy = RoomPolicy(
             name=room_name,
@@ -107,7 +108,9 @@ async def make_proxy(store_kind: str, request: pytest.FixtureRequest) -> AsyncIt
             **room_kwargs,
         )
         async with serve_asgi(origin) as origin_url:
-            settings = Settings(rooms=(policy,), upstream=origin_url, secret=SECRET)
+            settings = Settings(
+                rooms=(policy,), upstream=origin_url, secret=SECRET, **server_kwargs
+            )
             app = build_app(settings, store=store, controller_interval=0.1)
             async with serve_asgi(app) as url:
                 yield {"url": url, "store": store, "origin": origin, "engine": app.engine,
@@ -311,3 +314,24 @@ def test_settings_repr_hides_secret() -> None:
     s = Settings(rooms=(), secret=SECRET, admin_token="tok-" + "y" * 20)
     assert SECRET not in repr(s) and "tok-" not in repr(s)
     assert replace(s, secret="z" * 40).secret == "z" * 40
+
+
+async def test_client_rate_limit(make_proxy: Any) -> None:
+    async with make_proxy(capacity=1, server={"client_rate_limit": 4}) as env:
+        async with client(env["url"]) as a:
+            assert (await a.get("/")).status_code == 200  # admitted: counts one hit
+            # A session's requests are not rate limited (no store call at all).
+            for _ in range(10):
+                assert (await a.get("/")).status_code == 200
+        codes = []
+        async with client(env["url"]) as b:
+            for _ in range(3):
+                codes.append((await b.get("/", headers={"accept": "application/json"})).status_code)
+            r = await b.post("/_waitroom/heartbeat")
+            codes.append(r.status_code)
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+            r = await b.get("/", headers={"accept": "application/json"})
+            assert r.status_code == 429 and r.json()["status"] == "rate_limited"
+            r = await b.get("/")
+            assert r.status_code == 429 and "text/html" in r.headers["content-type"]
+        assert codes == [200, 200, 200, 429]

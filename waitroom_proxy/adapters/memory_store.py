@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from waitroom_proxy.domain.ratelimit import WindowState
+from waitroom_proxy.domain.ratelimit import hit as rate_hit
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
 
 __all__ = ["TICK_LIMIT", "MemoryStore"]
@@ -77,6 +79,7 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
+        self._hits: dict[str, WindowState] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(rooms={len(self._rooms)})"
@@ -357,6 +360,17 @@ class MemoryStore:
                 meta.pop(key, None)
             else:
                 meta[key] = value
+
+    async def hit(self, client: str, limit: int, window_ms: int) -> int:
+        """See ``waitroom_proxy.ports.Store.hit``."""
+        now = self._now()
+        state, wait = rate_hit(self._hits.get(client), now, limit, window_ms)
+        if state is not None:
+            self._hits[client] = state
+        if len(self._hits) > 100_000:  # bounded: forget windows that no longer count
+            oldest = now // window_ms - 1
+            self._hits = {k: v for k, v in self._hits.items() if v.index >= oldest}
+        return wait
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""

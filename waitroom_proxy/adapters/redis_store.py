@@ -64,6 +64,7 @@ SCRIPT_NAMES = (
     "stats",
     "revoked_since",
     "set_meta",
+    "hit",
 )
 
 _STATUS = {
@@ -316,6 +317,11 @@ class RedisStore:
         for key, value in values.items():
             args += [key, value]
         await self._run("set_meta", (k.meta,), args)
+
+    async def hit(self, client: str, limit: int, window_ms: int) -> int:
+        """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""
+        key = f"{KEY_PREFIX}:{{rl:{client}}}"
+        return int(await self._run("hit", (key,), (self._clock_offset_ms, limit, window_ms)))
 
     async def ping(self) -> None:
         """See ``waitroom_proxy.ports.Store.ping``."""

@@ -98,6 +98,7 @@ PUBLIC_PATHS = frozenset({"/admin/", "/admin/dashboard"})
 """The dashboard shell: static, data-free, served without a token (see the module docstring)."""
 _PLACE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _MASK = "********"
+_COUNTER_NAMES = ("published", "dropped", "retries", "buffered", "connected")
 _NO_STORE = {"cache-control": "no-store"}
 
 
@@ -484,13 +485,8 @@ def build_admin(engine: Engine, token: str) -> ASGIApp:
             store_up = True
         except StoreError:
             store_up = False
-        counters = getattr(gate.publisher, "counters", None)
-        events: dict[str, Any] = {"publisher": type(gate.publisher).__name__, "counters": None}
-        if callable(counters):
-            try:
-                events["counters"] = {str(k): v for k, v in dict(counters()).items()}
-            except Exception:  # a broken publisher must not break the dashboard
-                log.exception("event publisher counters failed")
+        events = {"publisher": type(gate.publisher).__name__,
+                  "counters": _publisher_counters(gate.publisher)}  # fmt: skip
         rooms = [await fresh_room(r) for r in list(gate.rooms.values())]
         return _json({
             "replica": gate.replica_id,
@@ -545,6 +541,25 @@ def build_admin(engine: Engine, token: str) -> ASGIApp:
     )
     app.router.redirect_slashes = False
     return BearerAuth(app, token, public_paths=PUBLIC_PATHS)
+
+
+def _publisher_counters(publisher: Any) -> dict[str, float] | None:
+    """The event publisher's counters (``counters()``, else its plain attributes), or None."""
+    try:
+        counters = getattr(publisher, "counters", None)
+        if callable(counters):
+            raw = dict(counters())
+        else:
+            raw = {k: getattr(publisher, k) for k in _COUNTER_NAMES if hasattr(publisher, k)}
+        out = {
+            str(k): float(v)
+            for k, v in raw.items()
+            if isinstance(v, int | float) and math.isfinite(v)
+        }
+    except Exception:  # a broken publisher must not break the dashboard
+        log.exception("event publisher counters failed")
+        return None
+    return out or None
 
 
 def _refuse_constant(name: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -83,7 +84,6 @@ class WaitroomMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Any = None, *, engine: Any = None) -> None:
         from waitroom_proxy.asgi.proxy import UpstreamProxy
-
         from waitroom_proxy.bootstrap import build_engine
 
         if engine is None:
@@ -164,6 +164,11 @@ class WaitroomMiddleware:
                 return
 
         ticket = gate.read_ticket(ticket_value)
+        if gate.client_rate_limit:
+            wait = await gate.client_wait(self.trusted.client_ip(scope))
+            if wait > 0:
+                await self._too_many(scope, send, room, wait, accept)
+                return
         outcome = await gate.arrive(room, ticket, request_url(scope), now)
         await self._answer(scope, receive, send, outcome, accept)
 
@@ -204,6 +209,26 @@ class WaitroomMiddleware:
         html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
         await _respond(send, status, b"text/html; charset=utf-8", html.encode(), headers)
+
+    async def _too_many(
+        self, scope: Scope, send: Send, room: RoomRuntime, wait: float, accept: bytes
+    ) -> None:
+        """429 with Retry-After: this client sent too many enqueue/heartbeat requests."""
+        self.metrics.request(room.name, "rejected")
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        retry = str(max(1, math.ceil(wait))).encode()
+        if wants_json(accept):
+            body = json.dumps({"status": "rate_limited", "room": room.name,
+                               "retry_after": int(retry)}).encode()  # fmt: skip
+            await _respond(send, 429, b"application/json", body, [(b"retry-after", retry)])
+            return
+        html = self.pages.default.error_page(
+            429, "Too many requests", "Please wait a moment before trying again."
+        )
+        await _respond(send, 429, b"text/html; charset=utf-8", html.encode(),
+                       [(b"retry-after", retry)])  # fmt: skip
 
     def _status_code(self, outcome: Outcome) -> int:
         if outcome.kind == "full" or outcome.kind == "error":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -59,6 +60,12 @@ def build_routes(engine: Engine) -> ASGIApp:
             return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
                           "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
                           "return_to": "/"})  # fmt: skip
+        wait = await gate.client_wait(engine.trusted.client_ip(request.scope))
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            return _json({"status": "rate_limited", "room": ticket.room,
+                          "retry_after": int(retry)}, 429,
+                         [(b"retry-after", retry.encode())])  # fmt: skip
         outcome = await gate.heartbeat(ticket, ticket.return_to, now)
         if outcome is None:
             return _json({"status": "expired", "room": ticket.room}, cookies=[
