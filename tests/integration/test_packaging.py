@@ -1,0 +1,78 @@
+"""A non-editable install (a wheel in a fresh venv) ships the templates and the Lua scripts,
+and its console script and ``python -m`` entry work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(out), str(REPO)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    (whl,) = out.glob("waitroom_proxy-*.whl")
+    return whl
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in (
+        "waitroom_proxy/py.typed",
+        "waitroom_proxy/templates/waiting.html",
+        "waitroom_proxy/templates/error.html",
+        "waitroom_proxy/templates/waitroom.js",
+        "waitroom_proxy/templates/waitroom.css",
+        "waitroom_proxy/adapters/lua/arrive.lua",
+        "waitroom_proxy/adapters/lua/tick.lua",
+        "waitroom_proxy/adapters/lua/hit.lua",
+    ):
+        assert required in names, required
+
+
+def test_fresh_venv_install_finds_templates(wheel: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q",
+         str(wheel)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    # Dependencies come from the test venv's site-packages (appended, so the wheel's copy of
+    # the package wins over the editable checkout).
+    deps = sysconfig.get_paths()["purelib"]
+    env = {"PYTHONPATH": deps, "PATH": "/usr/bin:/bin"}
+    probe = (
+        "import waitroom_proxy, sys;"
+        "from waitroom_proxy.asgi.page import PageRenderer;"
+        "html = PageRenderer().waiting_page({'status': 'waiting', 'room': 'r', 'position': 3},"
+        " nonce='abcdefgh12345678');"
+        "assert 'wr-position' in html;"
+        "print(waitroom_proxy.__file__)"
+    )
+    out = subprocess.run([str(py), "-c", probe], env=env, capture_output=True, text=True,
+                         timeout=60, check=True, cwd=tmp_path)  # fmt: skip
+    assert out.stdout.strip().startswith(str(env_dir)), out.stdout
+    example = REPO / "examples" / "waitroom.toml"
+    for cmd in (
+        [str(env_dir / "bin" / "waitroom-proxy"), "check-config", str(example)],
+        [str(py), "-m", "waitroom_proxy", "check-config", str(example)],
+    ):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "OK" in r.stdout
