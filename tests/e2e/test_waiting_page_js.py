@@ -274,6 +274,7 @@ async def test_german_page_formats_numbers_like_the_renderer(
 ) -> None:
     room.lang = "de"
     room.initial = status(position=42, queue_length=1200)
+    room.answer = room.initial  # the first poll may come before the check below
     await page.goto(f"{server.base}/page")
     assert await page.locator("html").get_attribute("lang") == "de"
     await expect(page.locator("#wr-queue")).to_have_text("1.200")
