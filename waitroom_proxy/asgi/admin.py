@@ -37,7 +37,11 @@ nothing else and carries a strict Content-Security-Policy with a per-response no
 reads that map on each tick, so all replicas follow within about a second; the replica that
 served the request applies the change at once. Overrides merge: a PATCH changes only the fields
 it names, and a ``null`` value removes that field's override. Two operators patching the same
-room at the same instant on different replicas may race (last write wins per request).
+room at the same instant on different replicas may race (last write wins per request). Values
+are checked with the config loader's own converters (same rules, same messages) and its
+cross-field rules on the policy that would result, plus upper bounds (a year for durations,
+10⁹ for counts) so nothing overflows the store's millisecond integers; nothing is stored unless
+every field passes.
 
 **Errors** are JSON ``{"detail": ...}``: 400 for a body that is not JSON, 422 for a value that
 is refused (``detail`` lists every problem as ``{"field", "error"}``), 404 for an unknown room
@@ -74,6 +78,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from waitroom_proxy.asgi.page import _builtin_source, content_security_policy, new_nonce
 from waitroom_proxy.config import _ROOM_KEYS, _Invalid
 from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.rules import limits_for
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, RoomStats, TickResult
 from waitroom_proxy.service import MUTABLE_FIELDS, RoomRuntime
@@ -98,6 +103,16 @@ PUBLIC_PATHS = frozenset({"/admin/", "/admin/dashboard"})
 """The dashboard shell: static, data-free, served without a token (see the module docstring)."""
 _PLACE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _MASK = "********"
+_MAX_SECONDS = 366 * 86_400
+_MAX_COUNT = 1_000_000_000
+_UPPER_BOUNDS: dict[str, float] = {
+    "capacity": _MAX_COUNT,
+    "admit_rate": _MAX_COUNT,
+    "max_queue_length": _MAX_COUNT,
+    **{k: _MAX_SECONDS for k in ("session_ttl", "session_max", "heartbeat_interval",
+                                 "abandon_after", "claim_timeout")},
+}  # fmt: skip
+"""Above these, values stop making sense and overflow the store's millisecond integers."""
 _COUNTER_NAMES = ("published", "dropped", "retries", "buffered", "connected")
 _NO_STORE = {"cache-control": "no-store"}
 
@@ -240,6 +255,10 @@ def validate_overrides(
             merged[key] = _wire(_ROOM_KEYS[key](value, Path(".")))
         except _Invalid as exc:
             problems.extend(Problem(key + suffix, msg) for suffix, msg in exc.items)
+            continue
+        limit = _UPPER_BOUNDS.get(key)
+        if limit is not None and merged[key] > limit:
+            problems.append(Problem(key, f"must be <= {limit:g}, got {merged[key]:g}"))
     if problems:
         return merged, problems
     try:
@@ -249,7 +268,8 @@ def validate_overrides(
         if "fail_mode" in values:
             values["fail_mode"] = FailMode(values["fail_mode"])
         effective = dataclasses.replace(base, **values)
-    except (TypeError, ValueError) as exc:  # a stored override no longer fits
+        limits_for(effective)  # what the store will be given must be computable
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. a stored override no longer fits
         return merged, [Problem("body", f"overrides do not apply: {exc}")]
     problems.extend(_cross_field(effective))
     return merged, problems
@@ -582,10 +602,11 @@ def _dashboard_template() -> Any:
 
 # --------------------------------------------------------------------------- OpenAPI
 def _policy_schema() -> dict[str, Any]:
-    seconds = {"type": "number", "exclusiveMinimum": 0}
+    seconds = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": _MAX_SECONDS}
+    count = {"type": "integer", "maximum": _MAX_COUNT}
     return {
-        "capacity": {"type": "integer", "minimum": 1},
-        "admit_rate": {"type": "integer", "minimum": 0, "description": "per minute; 0 = none"},
+        "capacity": {**count, "minimum": 1},
+        "admit_rate": {**count, "minimum": 0, "description": "per minute; 0 = none"},
         "session_ttl": seconds,
         "session_renewal": {"type": "boolean"},
         "session_max": seconds,
@@ -594,7 +615,7 @@ def _policy_schema() -> dict[str, Any]:
         "claim_timeout": seconds,
         "mode": {"type": "string", "enum": [m.value for m in Mode]},
         "page_status": {"type": "integer", "enum": [200, 202, 429, 503]},
-        "max_queue_length": {"type": "integer", "minimum": 1},
+        "max_queue_length": {**count, "minimum": 1},
         "fail_mode": {"type": "string", "enum": [m.value for m in FailMode]},
     }
 
