@@ -85,8 +85,9 @@ def wait_http(url: str, proc: Proc, timeout: float = 20.0) -> None:
         except httpx.TransportError:
             pass
         if not proc.alive():
-            raise AssertionError(f"process exited early ({proc.popen.returncode}):\n"
-                                 f"{proc.output()[-3000:]}")
+            raise AssertionError(
+                f"process exited early ({proc.popen.returncode}):\n{proc.output()[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer in {timeout} s:\n{proc.output()[-3000:]}")
         time.sleep(0.05)
