@@ -317,21 +317,34 @@ def test_settings_repr_hides_secret() -> None:
 
 
 async def test_client_rate_limit(make_proxy: Any) -> None:
-    async with make_proxy(capacity=1, server={"client_rate_limit": 4}) as env:
+    # The client address comes from X-Forwarded-For (the peer is a trusted proxy): a fresh
+    # address per run, so counts left in the shared store by other tests don't interfere.
+    import secrets
+
+    ip = f"203.0.113.{secrets.randbelow(250) + 1}"
+    fwd = {"x-forwarded-for": ip}
+    server = {"client_rate_limit": 4, "trusted_proxies": ("127.0.0.1/32",)}
+    async with make_proxy(capacity=1, server=server) as env:
+        if hasattr(env["store"].inner, "_client"):
+            await env["store"].inner._client.delete(f"wr:{{rl:{ip}}}")
         async with client(env["url"]) as a:
-            assert (await a.get("/")).status_code == 200  # admitted: counts one hit
+            assert (await a.get("/", headers=fwd)).status_code == 200  # admitted: one hit
             # A session's requests are not rate limited (no store call at all).
             for _ in range(10):
-                assert (await a.get("/")).status_code == 200
+                assert (await a.get("/", headers=fwd)).status_code == 200
         codes = []
         async with client(env["url"]) as b:
+            json_fwd = {**fwd, "accept": "application/json"}
             for _ in range(3):
-                codes.append((await b.get("/", headers={"accept": "application/json"})).status_code)
-            r = await b.post("/_waitroom/heartbeat")
+                codes.append((await b.get("/", headers=json_fwd)).status_code)
+            r = await b.post("/_waitroom/heartbeat", headers=fwd)
             codes.append(r.status_code)
             assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-            r = await b.get("/", headers={"accept": "application/json"})
+            r = await b.get("/", headers=json_fwd)
             assert r.status_code == 429 and r.json()["status"] == "rate_limited"
-            r = await b.get("/")
+            r = await b.get("/", headers=fwd)
             assert r.status_code == 429 and "text/html" in r.headers["content-type"]
+            # Another client address is not affected.
+            r = await b.get("/", headers={"x-forwarded-for": "192.0.2.9", "accept": "application/json"})
+            assert r.status_code == 200
         assert codes == [200, 200, 200, 429]
