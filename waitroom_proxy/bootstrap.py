@@ -222,8 +222,12 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
         error_page=_error_page(engine.pages.default),
     )
     from waitroom_proxy.asgi.chain import RequestContext
+    from waitroom_proxy.asgi.hardening import HardeningGuard
 
-    app = RequestContext(WaitroomMiddleware(proxy, engine=engine), access_log_enabled=access_log)
+    app = HardeningGuard(
+        RequestContext(WaitroomMiddleware(proxy, engine=engine), access_log_enabled=access_log),
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.engine = engine  # type: ignore[attr-defined]
     return app
 
@@ -245,9 +249,12 @@ def _error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
 
 def app_factory() -> Any:
     """uvicorn ``--factory`` entry for ``--workers N``: settings from the environment."""
+    from waitroom_proxy.asgi.hardening import HardenedHttpToolsProtocol, limits_from
     from waitroom_proxy.config import load_settings
 
-    return build_app(load_settings(os.environ.get("WAITROOM_CONFIG"), os.environ))
+    settings = load_settings(os.environ.get("WAITROOM_CONFIG"), os.environ)
+    HardenedHttpToolsProtocol.limits = limits_from(settings)  # this worker process only
+    return build_app(settings)
 
 
 def run(settings: Settings) -> None:
@@ -267,7 +274,11 @@ def run(settings: Settings) -> None:
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
     }
+    from waitroom_proxy.asgi.hardening import http_protocol, limits_from
+
+    common["http"] = http_protocol(limits_from(settings))
     if settings.workers > 1:
+        common["http"] = "waitroom_proxy.asgi.hardening:HardenedHttpToolsProtocol"
         uvicorn.run(
             "waitroom_proxy.bootstrap:app_factory",
             factory=True,

@@ -66,6 +66,11 @@ class Settings:
     log_level: str = "info"
     max_body_bytes: int | None = None
     """Request bodies larger than this are refused with 413 (None = no limit)."""
+    max_header_bytes: int = 65_536
+    """Request heads (request line + headers) larger than this get 431 and a close."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request head (from connecting, or from the request's
+    first byte on a kept-alive connection); past it, 408 and a close (slowloris)."""
     client_rate_limit: int = 600
     """Enqueue and heartbeat requests allowed per client IP per minute (sliding window in the
     store; 0 = no limit). Generous by default: many visitors can share one NAT address."""
@@ -455,6 +460,8 @@ _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "cors_origins": ("list", _list(_origin)),
     "log_level": ("str", _choice(LOG_LEVELS)),
     "max_body_bytes": ("int", _integer(1)),
+    "max_header_bytes": ("int", _integer(1024)),
+    "header_timeout": ("float", _seconds),
     "client_rate_limit": ("int", _integer(0)),
 }
 

@@ -1,0 +1,392 @@
+"""HTTP hardening at the proxy's edge: what uvicorn itself does not do.
+
+Measured on uvicorn 0.54 (httptools 0.9 and h11 0.16), before this module:
+
+- no deadline for the request head: a client sending one header byte a second (slowloris)
+  holds a connection and a parser forever;
+- httptools accepts a 4 MiB header block (h11 stops at 16 KiB, with a 400, not a 431);
+- h11 serves a request with both ``Content-Length`` and ``Transfer-Encoding`` (a smuggled
+  second request behind it is served too), and duplicate or listed ``Content-Length``;
+  httptools serves ``Transfer-Encoding: gzip, chunked`` and hands the app a request with
+  ``Transfer-Encoding: xchunked`` before failing; both serve ``Transfer-Encoding`` on HTTP/1.0;
+- ``Settings.max_body_bytes`` had no enforcement anywhere.
+
+Two layers:
+
+1. **Protocol** (``http_protocol(limits)``, a subclass of uvicorn's httptools or h11 protocol,
+   passed as ``http=`` to ``uvicorn.Config``): a deadline for every request head
+   (``header_timeout``, from the connection or from the request's first byte) → 408 and close;
+   a limit on the head's size (``max_header_bytes``, request line included) → 431 and close.
+   Both answer, half-close and discard what the client still sends for a moment ("lingering
+   close"), so the client reads the status instead of a reset.
+2. **ASGI** (``HardeningGuard``, outermost): refuses with 400 and ``Connection: close`` any
+   request whose framing is ambiguous (``framing_problem``), before any app or origin sees it;
+   enforces ``max_body_bytes``: a declared ``Content-Length`` above it → 413 at once; a chunked
+   body is counted while it streams → 413 if the response has not started, else the
+   connection is cut (the app sees ``http.disconnect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_MAX_HEADER_BYTES = 65_536
+DEFAULT_HEADER_TIMEOUT = 10.0
+LINGER_SECONDS = 2.0
+"""After refusing a request, how long to keep reading (and dropping) what the client sends."""
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Limits applied by the hardened protocols."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+
+
+def _raw_response(status: int, message: str) -> bytes:
+    body = message.encode() + b"\n"
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _HeadGuard:
+    """Deadline and size limit of one connection's request heads (shared by both protocols)."""
+
+    limits: ClassVar[HttpLimits] = HttpLimits()
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+
+    def _guard_init(self) -> None:
+        self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is None and not self._refused:
+            self._deadline = self.loop.call_later(self.limits.header_timeout, self._on_deadline)
+
+    def _head_done(self) -> None:
+        self._head_bytes = 0
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _guard_lost(self) -> None:
+        for timer in (self._deadline, self._linger):
+            if timer is not None:
+                timer.cancel()
+        self._deadline = self._linger = None
+
+    def _response_in_flight(self) -> bool:
+        return False
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._response_in_flight():
+            self.transport.close()  # a pipelined head is late: no room for a status line
+            return
+        self._refuse(408, "request head not received in time")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status``, half-close, drop further input for a moment, then close."""
+        self._refused = True
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        unset_keepalive = getattr(self, "_unset_keepalive_if_required", None)
+        if unset_keepalive is not None:
+            unset_keepalive()
+        transport = self.transport
+        transport.write(_raw_response(status, message))
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    def _feed_head(
+        self, data: bytes, feed: Callable[[bytes], None], in_head: Callable[[], bool]
+    ) -> None:
+        """Feed ``data`` while a head is being received, refusing it past the size limit."""
+        room = self.limits.max_header_bytes - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            feed(data)
+            return
+        self._head_bytes = self.limits.max_header_bytes
+        if room > 0:
+            feed(data[:room])
+        if self.transport.is_closing() or self._refused:
+            return
+        if in_head():
+            self._refuse(431, f"request head larger than {self.limits.max_header_bytes} bytes")
+            return
+        feed(data[room:])
+
+
+class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
+    """uvicorn's httptools protocol with a head deadline and a head size limit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard_init()
+        self._in_head = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        super().connection_lost(exc)
+
+    def _response_in_flight(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._arm_deadline()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_done()
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._feed_head(data, super().data_received, lambda: self._in_head)
+        else:
+            super().data_received(data)
+
+
+class HardenedH11Protocol(_HeadGuard, H11Protocol):
+    """uvicorn's h11 protocol with a head deadline and a head size limit (431, not 400)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard_init()
+        # h11 refuses incomplete events above this with a 400; let our 431 come first.
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes + 1
+        )
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        super().connection_lost(exc)
+
+    def _response_in_flight(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _in_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._in_head():
+            super().data_received(data)
+            return
+        self._arm_deadline()
+        self._feed_head(data, super().data_received, self._in_head)
+        if not self._in_head():
+            self._head_done()
+
+
+def http_protocol(limits: HttpLimits, kind: str = "auto") -> type[asyncio.Protocol]:
+    """A hardened uvicorn HTTP protocol class with ``limits``.
+
+    ``kind``: ``auto`` or ``httptools`` (the default server), or ``h11``.
+
+    Pass it as ``http=`` to ``uvicorn.Config``.
+    """
+    if kind not in ("auto", "httptools", "h11"):
+        raise ValueError(f"unknown HTTP protocol kind: {kind!r}")
+    base: type[asyncio.Protocol] = (
+        HardenedH11Protocol if kind == "h11" else HardenedHttpToolsProtocol
+    )
+    return type(base.__name__, (base,), {"limits": limits})
+
+
+def limits_from(settings: Any) -> HttpLimits:
+    """The protocol limits of ``Settings`` (``max_header_bytes``, ``header_timeout``)."""
+    return HttpLimits(
+        max_header_bytes=settings.max_header_bytes, header_timeout=settings.header_timeout
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# ASGI layer
+# --------------------------------------------------------------------------------------------
+
+
+def framing_problem(
+    headers: Sequence[tuple[bytes, bytes]], http_version: str = "1.1"
+) -> str | None:
+    """Why a request's body framing is ambiguous, or None when it is sound.
+
+    Refused (RFC 9112 §6.1, §6.3): ``Content-Length`` together with ``Transfer-Encoding``;
+    more than one ``Content-Length`` (even equal), or one that is not a plain decimal;
+    more than one ``Transfer-Encoding``, or one other than ``chunked``; ``Transfer-Encoding``
+    in an HTTP/1.0 request. Header names are expected lowercased (as ASGI servers give them).
+    """
+    lengths = 0
+    encodings = 0
+    for name, value in headers:
+        if name == b"content-length":
+            lengths += 1
+            v = value.strip(b" \t")
+            if not v or not v.isdigit() or len(v) > 19:
+                return "invalid Content-Length"
+        elif name == b"transfer-encoding":
+            encodings += 1
+            if value.strip(b" \t").lower() != b"chunked":
+                return "unsupported Transfer-Encoding"
+    if lengths > 1:
+        return "more than one Content-Length"
+    if encodings:
+        if encodings > 1:
+            return "more than one Transfer-Encoding"
+        if lengths:
+            return "both Content-Length and Transfer-Encoding"
+        if http_version == "1.0":
+            return "Transfer-Encoding in an HTTP/1.0 request"
+    return None
+
+
+def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value.strip(b" \t"))
+    return None
+
+
+async def _plain(send: Send, status: int, message: str) -> None:
+    body = message.encode() + b"\n"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(Exception):
+    """A streamed request body passed the limit after the response had started."""
+
+
+class HardeningGuard:
+    """The outermost ASGI wrapper: ambiguous framing → 400, bodies over the limit → 413."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        problem = framing_problem(headers, scope.get("http_version", "1.1"))
+        if problem is not None:
+            await _plain(send, 400, problem)
+            return
+        limit = self.max_body_bytes
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        length = _declared_length(headers)
+        if length is not None:
+            if length > limit:
+                await _plain(send, 413, f"request body larger than {limit} bytes")
+                return
+            await self.app(scope, receive, send)  # the parser stops at Content-Length
+            return
+        await self._counted(scope, receive, send, limit)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        state = {"received": 0, "started": False, "refused": False, "cut": False}
+
+        async def counted_receive() -> Message:
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit:
+                    state["refused"] = True
+                    if state["started"]:
+                        state["cut"] = True
+                    else:
+                        state["started"] = True
+                        await _plain(send, 413, f"request body larger than {limit} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watched_send(message: Message) -> None:
+            if state["refused"] and not state["cut"]:
+                return  # our 413 went out; the app's answer is dropped
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        await self.app(scope, counted_receive, watched_send)
+        if state["cut"]:
+            raise BodyTooLarge(f"request body passed {limit} bytes after the response started")
+
+
+__all__ = [
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_MAX_HEADER_BYTES",
+    "BodyTooLarge",
+    "HardenedH11Protocol",
+    "HardeningGuard",
+    "HttpLimits",
+    "framing_problem",
+    "http_protocol",
+    "limits_from",
+]
