@@ -62,7 +62,7 @@ class ClientInfo:
                 if k == b"x-forwarded-proto":
                     proto = v.decode("latin-1").split(",")[0].strip().lower()
                     if proto in ("http", "https"):
-                        return proto
+                        return str(proto)
         return scheme
 
 

@@ -12,11 +12,10 @@ Configuration errors exit with status 2, one problem per line on stderr, never a
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import contextlib
 import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, NoReturn, TypeVar
 
@@ -280,13 +279,6 @@ def tail(room: str | None, nats_url: str | None) -> None:
         _fail(problems)
     from waitroom_proxy.adapters.nats_events import tail as tail_events  # lazy
 
-    try:
-        result = tail_events(nats_url, room)
-        if inspect.isawaitable(result):
-            asyncio.run(_wait(result))
-    except KeyboardInterrupt:
-        pass
-
-
-async def _wait(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+    assert nats_url is not None  # checked above: a missing URL is one of the problems
+    with contextlib.suppress(KeyboardInterrupt):
+        tail_events(nats_url, room)

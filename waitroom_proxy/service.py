@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -580,13 +581,11 @@ class Gatekeeper:
             room = self.rooms.get(name)
             if room is None or not ids:
                 continue
+            touch = functools.partial(
+                self.store.touch, room.name, sorted(ids), room.limits.session_ttl_ms
+            )
             try:
-                await self._call(
-                    "touch",
-                    lambda r=room, i=ids: self.store.touch(
-                        r.name, sorted(i), r.limits.session_ttl_ms
-                    ),
-                )
+                await self._call("touch", touch)
             except StoreError:
                 self._activity_pending.setdefault(name, set()).update(ids)
         if len(self._activity_reported) > 200_000:

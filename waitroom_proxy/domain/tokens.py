@@ -140,7 +140,7 @@ def _asymmetric_key(pem: bytes) -> _Key:
         alg = "EdDSA"
         thumb_src = {"crv": "Ed25519", "kty": "OKP", "x": jwk["x"]}
     elif isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
-        nums = public.public_numbers()  # type: ignore[union-attr]
+        nums = private.public_key().public_numbers()
         jwk = {
             "kty": "EC",
             "crv": "P-256",
