@@ -266,10 +266,12 @@ def test_events_tail_checks_url_and_room(runner: CliRunner) -> None:
     ]
 
 
-def test_events_tail_runs_sync_or_async(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_events_tail_calls_the_publisher_tail(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[tuple[str, str | None]] = []
 
-    async def tail(nats_url: str, room: str | None) -> None:
+    def tail(nats_url: str, room: str | None) -> None:
         calls.append((nats_url, room))
 
     fake_module(monkeypatch, waitroom_proxy.adapters, "nats_events", tail=tail)
