@@ -345,6 +345,8 @@ async def test_client_rate_limit(make_proxy: Any) -> None:
             r = await b.get("/", headers=fwd)
             assert r.status_code == 429 and "text/html" in r.headers["content-type"]
             # Another client address is not affected.
-            r = await b.get("/", headers={"x-forwarded-for": "192.0.2.9", "accept": "application/json"})
+            r = await b.get(
+                "/", headers={"x-forwarded-for": "192.0.2.9", "accept": "application/json"}
+            )
             assert r.status_code == 200
         assert codes == [200, 200, 200, 429]
