@@ -250,6 +250,8 @@ class Gatekeeper:
             max_age=policy.session_max,
         )
         self.cache.put(token, s)
+        # At most one renewal per session per half TTL, so this is sampled by construction.
+        self.emit("session.renewed", room.name, {"place_id": s.place_id, "jti": s.jti})
         return token
 
     # ----------------------------------------------------------------- store calls
