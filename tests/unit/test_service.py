@@ -1,0 +1,185 @@
+"""The gatekeeper service with the in-process store, a fake clock and recorded events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from waitroom_proxy.adapters.log_events import MemoryPublisher
+from waitroom_proxy.adapters.memory_store import MemoryStore
+from waitroom_proxy.controller import Controller
+from waitroom_proxy.domain.policy import FailMode, RoomPolicy
+from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
+from waitroom_proxy.errors import StoreError
+from waitroom_proxy.metrics import Metrics
+from waitroom_proxy.service import Gatekeeper
+
+SECRET = "svc-" + "s" * 32
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class BrokenStore(MemoryStore):
+    broken = False
+    calls = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name in ("arrive", "heartbeat", "claim", "tick", "stats", "touch", "get_meta"):
+            if object.__getattribute__(self, "broken"):
+
+                async def fail(*a: Any, **k: Any) -> Any:
+                    raise StoreError("down")
+
+                return fail
+        return attr
+
+
+def gate(
+    policy: RoomPolicy, store: MemoryStore | None = None, clock: Clock | None = None
+) -> tuple[Gatekeeper, MemoryPublisher, Clock]:
+    clock = clock or Clock()
+    pub = MemoryPublisher()
+    g = Gatekeeper(
+        (policy,),
+        store=store or MemoryStore(clock),
+        publisher=pub,
+        tickets=TicketSigner([SECRET]),
+        sessions=SessionSigner([SECRET]),
+        metrics=Metrics(),
+        clock=clock,
+    )
+    return g, pub, clock
+
+
+async def test_direct_admission_then_queue_then_promotion() -> None:
+    g, pub, clock = gate(RoomPolicy(name="r", capacity=1))
+    room = g.rooms["r"]
+    first = await g.arrive(room, None, "/a", clock())
+    assert first.kind == "pass" and first.session_token
+    second = await g.arrive(room, None, "/b", clock())
+    assert second.kind == "wait" and second.status["position"] == 1
+    ticket = g.read_ticket(second.cookies[0][1])
+    assert ticket is not None and ticket.return_to == "/b"
+    s1 = g.session_for(first.session_token, room, clock())
+    assert s1 is not None
+    assert await g.leave(None, s1, clock())
+    await Controller(g).run_once()
+    admitted = await g.heartbeat(ticket, ticket.return_to, clock())
+    assert admitted is not None and admitted.kind == "pass"
+    assert admitted.status["return_to"] == "/b"
+    assert pub.types() == [
+        "position.admitted", "session.started", "position.enqueued", "session.ended",
+        "position.admitted", "session.started",
+    ]  # fmt: skip
+    # The left session is refused locally at once, even though its token is still valid.
+    assert g.session_for(first.session_token, room, clock()) is None
+
+
+async def test_sliding_renewal_and_absolute_cap() -> None:
+    g, pub, clock = gate(RoomPolicy(name="r", capacity=1, session_ttl=100, session_max=250))
+    room = g.rooms["r"]
+    out = await g.arrive(room, None, "/", clock())
+    s = g.session_for(out.session_token or "", room, clock())
+    assert s is not None
+    assert g.renewal_for(room, s, clock()) is None  # fresh
+    clock.now += 60
+    token = g.renewal_for(room, s, clock())
+    assert token is not None
+    s2 = g.session_for(token, room, clock())
+    assert s2 is not None and s2.expires_at == int(clock.now) + 100
+    assert s2.started_at == s.started_at
+    clock.now += 120
+    s3 = g.session_for(g.renewal_for(room, s2, clock()) or "", room, clock())
+    assert s3 is not None and s3.expires_at == s.started_at + 250, "never past session_max"
+    assert "session.renewed" in pub.types()
+
+
+async def test_activity_is_coalesced() -> None:
+    store = MemoryStore()
+    g, _, clock = gate(RoomPolicy(name="r", capacity=1, activity_interval=30), store)
+    room = g.rooms["r"]
+    out = await g.arrive(room, None, "/", clock())
+    s = g.session_for(out.session_token or "", room, clock())
+    assert s is not None
+    touched: list[int] = []
+    real_touch = store.touch
+
+    async def touch(room_name: str, ids: Any, ttl: int) -> int:
+        touched.append(len(ids))
+        return await real_touch(room_name, ids, ttl)
+
+    store.touch = touch  # type: ignore[method-assign]
+    for _ in range(100):
+        g.note_activity(room, s, clock())
+    await g.flush_activity()
+    assert touched == []  # admitted just now: already reported
+    clock.now += 31
+    for _ in range(100):
+        g.note_activity(room, s, clock())
+    await g.flush_activity()
+    await g.flush_activity()
+    assert touched == [1]
+
+
+async def test_fail_closed_and_fail_open_share() -> None:
+    clock = Clock()
+    store = BrokenStore(clock)
+    g, pub, _ = gate(RoomPolicy(name="c", capacity=5, fail_mode=FailMode.CLOSED), store, clock)
+    store.broken = True
+    out = await g.arrive(g.rooms["c"], None, "/", clock())
+    assert out.kind == "error"
+    for _ in range(3):
+        await g.arrive(g.rooms["c"], None, "/", clock())
+    assert g.breaker.is_open and "system.store_down" in pub.types()
+
+    store2 = BrokenStore(clock)
+    g2, pub2, _ = gate(
+        RoomPolicy(name="o", capacity=5, admit_rate=60, fail_mode=FailMode.OPEN), store2, clock
+    )
+    store2.broken = True
+    passed = 0
+    for _ in range(50):
+        out = await g2.arrive(g2.rooms["o"], None, "/", clock())
+        passed += out.kind == "fail_open"
+    assert passed == 1, "60/min = 1/s: one newcomer in the same second"
+    clock.now += 10
+    for _ in range(50):
+        out = await g2.arrive(g2.rooms["o"], None, "/", clock())
+        passed += out.kind == "fail_open"
+    assert passed == 2, "the bucket holds one second's worth"
+    assert "system.fail_open_engaged" in pub2.types()
+
+
+async def test_revocation_reaches_another_replica() -> None:
+    clock = Clock()
+    store = MemoryStore(clock)
+    policy = RoomPolicy(name="r", capacity=2)
+    a, _, _ = gate(policy, store, clock)
+    b, _, _ = gate(policy, store, clock)
+    out = await a.arrive(a.rooms["r"], None, "/", clock())
+    token = out.session_token or ""
+    assert b.session_for(token, b.rooms["r"], clock()) is not None
+    s = a.session_for(token, a.rooms["r"], clock())
+    assert s is not None
+    await a.end_session(a.rooms["r"], s, "revoked")
+    await Controller(b).run_once()
+    assert b.session_for(token, b.rooms["r"], clock()) is None
+
+
+@pytest.mark.parametrize("field", ["capacity", "mode"])
+async def test_runtime_overrides_apply(field: str) -> None:
+    import json
+
+    g, _, clock = gate(RoomPolicy(name="r", capacity=1))
+    value = 7 if field == "capacity" else "queue_all"
+    await g.store.set_meta("r", {"overrides": json.dumps({field: value})})
+    await g.refresh_room_state(g.rooms["r"])
+    assert str(getattr(g.rooms["r"].policy, field)) == str(value)
