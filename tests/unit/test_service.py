@@ -32,13 +32,13 @@ class BrokenStore(MemoryStore):
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
-        if name in ("arrive", "heartbeat", "claim", "tick", "stats", "touch", "get_meta"):
-            if object.__getattribute__(self, "broken"):
+        ops = ("arrive", "heartbeat", "claim", "tick", "stats", "touch", "get_meta")
+        if name in ops and object.__getattribute__(self, "broken"):
 
-                async def fail(*a: Any, **k: Any) -> Any:
-                    raise StoreError("down")
+            async def fail(*a: Any, **k: Any) -> Any:
+                raise StoreError("down")
 
-                return fail
+            return fail
         return attr
 
 
