@@ -96,14 +96,22 @@ class RoomRuntime:
         if paused == self.paused and overrides == self.overrides:
             return False
         values = {k: v for k, v in overrides.items() if k in MUTABLE_FIELDS}
-        if "mode" in values:
-            values["mode"] = Mode(values["mode"])
-        if "fail_mode" in values:
-            values["fail_mode"] = FailMode(values["fail_mode"])
-        self.policy = dataclasses.replace(self.base, **values)
+        try:
+            if "mode" in values:
+                values["mode"] = Mode(values["mode"])
+            if "fail_mode" in values:
+                values["fail_mode"] = FailMode(values["fail_mode"])
+            policy = dataclasses.replace(self.base, **values)
+            limits = limits_for(policy, paused=paused)
+        except (ValueError, TypeError, OverflowError) as exc:
+            # The admin API validates overrides; this guards against a store edited by hand.
+            log.error("room %s: ignoring invalid runtime overrides: %s", self.base.name, exc)
+            policy = self.base
+            limits = limits_for(policy, paused=paused)
+        self.policy = policy
         self.paused = paused
         self.overrides = dict(overrides)
-        self.limits = limits_for(self.policy, paused=paused)
+        self.limits = limits
         self.eta.prior_per_second = self.policy.admit_rate / 60.0
         return True
 
@@ -130,7 +138,8 @@ class CircuitBreaker:
     """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
 
     Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds one call is let
-    through (half-open); a success closes it.
+    through (half-open: a single probe, the others still fail fast while it runs, so a slow
+    store never holds more than one request); a success closes it.
     """
 
     def __init__(self, *, threshold: int = 3, cooldown: float = 1.0) -> None:
@@ -138,19 +147,27 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self.failures = 0
         self.open_until = 0.0
+        self.probing = False
 
     def allow(self, now: float) -> bool:
-        return self.failures < self.threshold or now >= self.open_until
+        if self.failures < self.threshold:
+            return True
+        if now >= self.open_until and not self.probing:
+            self.probing = True
+            return True
+        return False
 
     def success(self) -> bool:
         """Record a success; True if the breaker was open (the store came back)."""
         was_open = self.failures >= self.threshold
         self.failures = 0
+        self.probing = False
         return was_open
 
     def failure(self, now: float) -> bool:
         """Record a failure; True if this failure opened the breaker."""
         self.failures += 1
+        self.probing = False
         if self.failures >= self.threshold:
             self.open_until = now + self.cooldown
             return self.failures == self.threshold
@@ -266,6 +283,9 @@ class Gatekeeper:
             if self.breaker.failure(time.monotonic()):
                 self._store_state(False)
             raise
+        except BaseException:
+            self.breaker.probing = False  # a cancelled probe must not keep the breaker open
+            raise
         self.metrics.store_seconds.labels(op).observe(time.monotonic() - now)
         if self.breaker.success() or not self.store_ok:
             self._store_state(True)
@@ -363,6 +383,7 @@ class Gatekeeper:
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
             if ticket is None:
+                self.metrics.admissions.labels(room.name).inc()
                 self.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
             return self._admitted(room, place_id, now, return_to, ticket)
         if view.status is PlaceStatus.PROMOTED:
