@@ -220,7 +220,10 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
         os.environ["WAITROOM_CONFIG"] = config
     from waitroom_proxy import bootstrap  # lazy: the server stack is heavy
 
-    bootstrap.run(settings)
+    # Ctrl-C: uvicorn has already shut down gracefully and re-raises SIGINT; without this,
+    # click prints "Aborted!" and exits 1.
+    with contextlib.suppress(KeyboardInterrupt):
+        bootstrap.run(settings)
 
 
 @main.command()
