@@ -1,0 +1,1 @@
+"""Benchmarks and the scale harness: ``python -m bench [--quick | --smoke]``."""
