@@ -134,6 +134,12 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+MAX_SECONDS = 31_536_000
+"""Upper bound of every duration: larger values overflow millisecond arithmetic downstream."""
+MAX_INTEGER = 1_000_000_000
+"""Upper bound of every count (capacity, rates, lengths)."""
+
+
 def _integer(lo: int | None = None, hi: int | None = None) -> Converter:
     if lo is not None and hi is not None:
         desc = f"an integer {lo}-{hi}"
@@ -150,6 +156,8 @@ def _integer(lo: int | None = None, hi: int | None = None) -> Converter:
             if hi is None and lo is not None:
                 raise _Invalid(f"must be >= {lo}, got {value}")
             raise _Invalid(f"must be {desc}, got {value}")
+        if hi is None and value > MAX_INTEGER:
+            raise _Invalid(f"must be <= {MAX_INTEGER}, got {value}")
         return value
 
     return convert
@@ -160,6 +168,8 @@ def _seconds(value: Any, base: Path) -> float:
         raise _Invalid(f"must be a number of seconds > 0, got {_show(value)}")
     if value <= 0:
         raise _Invalid(f"must be > 0, got {_show(value)}")
+    if value > MAX_SECONDS:
+        raise _Invalid(f"must be <= {MAX_SECONDS} (one year), got {_show(value)}")
     return float(value)
 
 

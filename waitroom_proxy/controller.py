@@ -16,6 +16,7 @@ import logging
 import random
 
 from waitroom_proxy.errors import StoreError
+from waitroom_proxy.ports import TickResult
 from waitroom_proxy.service import Gatekeeper, RoomRuntime
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,29 @@ class Controller:
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._revoked_since: dict[str, int] = {}
+        self._stopping = False
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="waitroom-controller")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            self._stopping = True
+            # A cancellation can be absorbed by a library call in flight (seen with redis-py):
+            # cancel until the task is really done; the flag ends the loop in any case.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.5)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
         with contextlib.suppress(StoreError):
             await self.gate.flush_activity()
 
     async def _run(self) -> None:
-        while True:
+        self._stopping = False
+        while not self._stopping:
             await self.run_once()
             await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))
 
@@ -63,11 +71,13 @@ class Controller:
             log.exception("controller: activity flush failed")
         self.gate.cache.prune(self.gate.clock())
 
-    async def tick_room(self, room: RoomRuntime, force: int = 0) -> None:
+    async def tick_room(self, room: RoomRuntime, force: int = 0) -> TickResult:
         gate = self.gate
         store = gate.store
         await gate.refresh_room_state(room)
-        result = await gate._call("tick", lambda: store.tick(room.name, room.limits, force))
+        result: TickResult = await gate._call(
+            "tick", lambda: store.tick(room.name, room.limits, force)
+        )
         m = gate.metrics
         name = room.name
         for pid in result.promoted:
@@ -87,6 +97,7 @@ class Controller:
         if result.expired_sessions:
             m.sessions_ended.labels(name, "idle").inc(len(result.expired_sessions))
         stats = await gate._call("stats", lambda: store.stats(name))
+        m.capacity.labels(name).set(room.policy.capacity)
         m.queue_length.labels(name).set(stats.queue_length)
         m.active_sessions.labels(name).set(stats.active)
         m.promoted.labels(name).set(stats.promoted)
@@ -102,3 +113,4 @@ class Controller:
             room.fail_open_active = False
             m.fail_open.labels(name).set(0)
             log.warning("room %s: store back, fail-open ended", name)
+        return result

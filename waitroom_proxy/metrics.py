@@ -39,7 +39,10 @@ class Metrics:
             "waitroom_promoted", "Promoted visitors not yet claimed.", ["room"], registry=r
         )
         self.admissions = Counter(
-            "waitroom_admissions", "Admissions made by this replica.", ["room"], registry=r
+            "waitroom_admissions",
+            "Admissions by this replica (direct at arrival, and promotions by its controller).",
+            ["room"],
+            registry=r,
         )
         self.abandoned = Counter(
             "waitroom_abandoned", "Waiters who stopped heart-beating.", ["room"], registry=r
@@ -89,6 +92,12 @@ class Metrics:
         )  # fmt: skip
         self.paused = Gauge(
             "waitroom_paused", "1 while admissions are paused.", ["room"], registry=r
+        )
+        self.capacity = Gauge(
+            "waitroom_capacity",
+            "Configured capacity (with runtime overrides).",
+            ["room"],
+            registry=r,
         )
         self._request_children: dict[tuple[str, str], Callable[[], None]] = {}
         self.store_up.set(1)

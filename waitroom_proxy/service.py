@@ -449,12 +449,12 @@ class Gatekeeper:
                 and now - ticket.last_seen <= room.policy.abandon_after
             ):
                 # The store lost the place (restart, failover) but the holder kept polling:
-                # re-enter with the score the signed ticket carries.
+                # re-enter with the score the signed ticket carries. Never admitted directly
+                # (an emptied queue looks free): the controller promotes in score order.
+                queued = dataclasses.replace(room.limits, direct_admit=False)
                 view = await self._call(
                     "arrive",
-                    lambda: self.store.arrive(
-                        room.name, ticket.place_id, room.limits, ticket.score
-                    ),
+                    lambda: self.store.arrive(room.name, ticket.place_id, queued, ticket.score),
                 )
         except StoreError:
             return self._fail(room, return_to, now, heartbeat=True, ticket=ticket)

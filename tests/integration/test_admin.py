@@ -82,21 +82,8 @@ class Env:
 
 
 async def stop_controller(engine: Engine) -> None:
-    """Stop the engine's controller before its server shuts down, cancelling until it ends.
-
-    Workaround, test-only: ``Controller.stop`` cancels its task once and awaits it; when that
-    one cancellation is swallowed on the way through a store call (seen with the Redis store,
-    now and then), the loop goes on and the shutdown hangs. Remove once the controller is fixed.
-    """
-    task = engine.controller._task
-    cancels = 0
-    while task is not None and not task.done():
-        task.cancel()
-        cancels += 1
-        await asyncio.wait({task}, timeout=0.5)
-    engine.controller._task = None
-    if cancels > 1:
-        print(f"controller needed {cancels} cancellations to stop", file=sys.stderr)
+    """Stop the engine's controller before its server shuts down."""
+    await engine.controller.stop()
 
 
 @pytest.fixture(params=["memory", "redis"])

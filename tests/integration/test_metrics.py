@@ -106,7 +106,7 @@ async def test_metrics_after_a_journey(make_env: Any) -> None:
     assert value(m, "waitroom_queue_length", room=room) == 0
     assert value(m, "waitroom_active_sessions", room=room) == 1
     assert value(m, "waitroom_promoted", room=room) == 0
-    assert value(m, "waitroom_admissions_total", room=room) == 1, "B, promoted by the controller"
+    assert value(m, "waitroom_admissions_total", room=room) == 2, "A at once, B by the controller"
     assert value(m, "waitroom_wait_seconds_count", room=room) == 1
     assert value(m, "waitroom_eta_error_seconds_count", room=room) == 1
     assert value(m, "waitroom_store_up") == 1
