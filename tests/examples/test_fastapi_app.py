@@ -5,6 +5,7 @@ waiter is admitted."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import sys
@@ -12,17 +13,16 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.examples.procs import REPO, Proc, free_port, wait_http
-
-pytest.importorskip("fastapi", reason="fastapi is in the test extras: pip install -e '.[test]'")
+from tests.examples.procs import REPO, Proc, free_port, missing, wait_http
 
 SECRET = "fastapi-example-" + "s" * 32
 WAITING = 'id="wr-waiting-h"'
 
 
 def test_fastapi_example(tmp_path: Path) -> None:
+    if importlib.util.find_spec("fastapi") is None:
+        missing("fastapi is not installed: it is in the test extras (pip install -e '.[test]')")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAITROOM_")}
     env |= {"WAITROOM_CAPACITY": "1", "WAITROOM_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}
