@@ -220,7 +220,10 @@ def render(
     if "scale" in results:
         res = results["scale"]
         c = scale_cfg
-        plots = report.scale_plots(c, res, plots_dir, "")
+        try:
+            plots = report.scale_plots(c, res, plots_dir, "")
+        except ImportError:
+            plots = []
         rel = "results/" if full else ""
         lines += [
             "## 3. Scale and fairness",
@@ -244,7 +247,10 @@ def render(
             "",
             report.scale_tables(c, res),
             "",
-            *[f"![scale run]({rel}{p})" for p in plots],
+            *(
+                [f"![scale run]({rel}{p})" for p in plots]
+                or ["(plots skipped: matplotlib is not installed; `pip install '.[bench]'`)"]
+            ),
             "",
         ]
     lines += targets_section(results, scale_cfg)
