@@ -125,7 +125,8 @@ async def proxy_rig(
     origin = CountingOrigin()
     events = publisher if publisher is not None else RecordingPublisher()
     async with serve_asgi(origin) as origin_url:
-        settings = Settings(rooms=(policy,), upstream=origin_url, secret=SECRET, **(server or {}))
+        options: dict[str, Any] = {"secret": SECRET, **(server or {})}
+        settings = Settings(rooms=(policy,), upstream=origin_url, **options)
         app = build_app(
             settings,
             store=store,
