@@ -38,8 +38,8 @@ MODES: dict[str, dict[str, Any]] = {
     "quick": {
         "admitted": {"duration": 2, "connections": [64], "sizes": ["1 KiB"], "rounds": 1,
                      "with_logged": True, "latency_duration": 1},
-        "waiting": {"duration": 3, "concurrency": 64, "idle": 1.0},
-        "scale": scale.ScaleConfig(waiters=5_000, arrival_rate=1_000, phase_a=30, phase_b=12,
+        "waiting": {"duration": 2.5, "concurrency": 64, "idle": 1.0},
+        "scale": scale.ScaleConfig(waiters=5_000, arrival_rate=1_000, phase_a=25, phase_b=10,
                                    window=10, hold=(3, 8), connections_per_replica=8),
     },
     "smoke": {
@@ -185,13 +185,18 @@ def render(
             "server), each Python server (1 worker; `uvicorn --loop uvloop --http httptools "
             "--no-access-log`, or `granian --interface asgi --loop uvloop`). The origin serves "
             "static files. The waiting room runs on a Redis store with a session cookie taken "
-            "from its first response (`Cookie: waitroom_session=...` on every request). "
+            "from its first response (`Cookie: waitroom_session=...` on every request, sent "
+            "to every target alike). "
             "Store commands per admitted request: the waiting-room servers run with the "
             "admission controller paused (`BENCH_CONTROLLER_INTERVAL=3600`, it ticks once at "
             "start-up), and the `INFO commandstats` delta over each wrk run (INFO excluded) is "
             "divided by the requests. 'waitroom + access log' is the request chain fully on "
             "(JSON access-log lines at info, written to /dev/null), as `waitroom-proxy serve` "
-            "runs by default; the other waitroom rows have the access log off.",
+            "runs by default; the other waitroom rows have the access log off. 'server CPU "
+            "µs / req' is the user + system CPU time of the server's process group over the "
+            "run divided by the requests: far less sensitive to other load on the machine than "
+            "req/s (for the two nginx rows it is the one nginx worker, which for `proxy_pass` "
+            "also serves the origin; for the Python rows the origin's CPU is not included).",
             "",
             f"Load average before / after this part: {res['load_before']} / {res['load_after']}.",
             "",

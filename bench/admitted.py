@@ -30,6 +30,7 @@ from bench.common import (
     Proc,
     WrkResult,
     free_port,
+    group_cpu_seconds,
     loadavg,
     pinned,
     tool,
@@ -91,6 +92,7 @@ class Target:
     server: str = ""
     cookie: str = ""
     proc: Proc | None = None
+    pgid: int = 0  # the process group whose CPU time is charged to this target
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Cell:
     connections: int
     runs: list[WrkResult] = field(default_factory=list)
     store_calls: list[int] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU per request
 
     @property
     def rps(self) -> float:
@@ -175,6 +178,8 @@ def run(
     procs: list[Proc] = [
         Proc("nginx", pinned(SERVER_CPU, [nginx, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)]))
     ]
+    for t in targets:
+        t.pgid = procs[0].pid
     sync = redis.Redis.from_url(store_url, decode_responses=True)
     sync.flushall()
     try:
@@ -188,12 +193,19 @@ def run(
                 log=None if factory == "waitroom_logged" else tmp / f"{factory}-{server}.log",
             )
             procs.append(proc)
-            targets.append(Target(name, f"http://127.0.0.1:{port}", kind, server, proc=proc))
+            targets.append(
+                Target(name, f"http://127.0.0.1:{port}", kind, server, proc=proc, pgid=proc.pid)
+            )
         for t in targets:
             probe = "/_waitroom/healthz" if t.kind == "waitroom" else "/1k"
             wait_http(t.url + probe, timeout=30)
             if t.kind == "waitroom":
                 t.cookie = _session_cookie(t.url)
+        # Every target gets the same request: the bare proxy and nginx forward the cookie to
+        # the origin, the waiting room strips it and sends Waitroom-Verified instead.
+        shared = next((t.cookie for t in targets if t.cookie), "")
+        for t in targets:
+            t.cookie = t.cookie or shared
         cells: dict[tuple[str, str, int], Cell] = {}
         for t in targets:  # warm up: connections, caches, the verified-token cache
             headers = [f"Cookie: waitroom_session={t.cookie}"] if t.cookie else []
@@ -207,11 +219,14 @@ def run(
                         cell = cells.setdefault((t.name, size, conns), Cell(t.name, size, conns))
                         headers = [f"Cookie: waitroom_session={t.cookie}"] if t.cookie else []
                         before = store_calls(sync) if t.kind == "waitroom" else 0
+                        cpu0 = group_cpu_seconds(t.pgid)
                         result = wrk(
                             t.url + "/" + SIZES[size], duration=duration, connections=conns,
                             headers=headers,
                         )  # fmt: skip
                         cell.runs.append(result)
+                        cpu = group_cpu_seconds(t.pgid) - cpu0
+                        cell.cpu_us.append(1e6 * cpu / max(1, result.requests))
                         if t.kind == "waitroom":
                             cell.store_calls.append(store_calls(sync) - before)
         latency: dict[str, WrkResult] = {}

@@ -67,3 +67,23 @@ def server_cmd(server: str, factory: str, port: int) -> list[str]:
             "--loop", "uvloop", "--log-level", "warning", "--no-access-log", target,
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}")
+
+
+def waitroom_core() -> Any:
+    """Diagnostics: ``WaitroomMiddleware`` around the proxy, without the request chain
+    (``HardeningGuard``, ``RequestContext``): what the chain costs on the real server."""
+    from waitroom_proxy.asgi.middleware import WaitroomMiddleware
+    from waitroom_proxy.bootstrap import build_app
+
+    app = build_app(_settings(), access_log=False, **_engine_kwargs())
+    proxy = app.engine  # the engine; the proxy is rebuilt the way build_app does
+    from waitroom_proxy.asgi.proxy import UpstreamProxy
+
+    settings = proxy.settings
+    upstream = UpstreamProxy(
+        settings.upstream,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+        trusted_proxies=settings.trusted_proxies,
+    )
+    return WaitroomMiddleware(upstream, engine=app.engine)
