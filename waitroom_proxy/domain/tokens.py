@@ -36,6 +36,10 @@ from waitroom_proxy.errors import TokenError
 SESSION_TYP = "waitroom-session+jwt"
 TICKET_SALT = "waitroom-ticket-v1"
 MAX_COOKIE_LEN = 4096
+CLOCK_SKEW = 300
+"""Seconds a token's ``nbf`` lies before its ``iat``: replicas whose clocks differ by up to this
+accept each other's fresh tokens (with 5 s, a replica 90 s ahead issued sessions that every
+other replica refused as "not yet valid", and a visitor could not even leave)."""
 
 
 def new_place_id() -> str:
@@ -220,7 +224,7 @@ class SessionSigner:
             "aud": room,
             "sub": place_id,
             "iat": iat,
-            "nbf": iat - 5,
+            "nbf": iat - CLOCK_SKEW,
             "exp": exp,
             "jti": jti,
             "sst": sst,
