@@ -77,17 +77,9 @@ async def _executions(context: BrowserContext, hits: list[str], html: str) -> in
         await page.close()
 
 
-JINJA2_UNESCAPED = pytest.mark.xfail(
-    strict=True,
-    reason="PageRenderer autoescapes operator templates by file extension only "
-    "(select_autoescape html/htm/xml/j2/jinja): a template named *.jinja2, *.tpl or *.txt "
-    "renders room and return_to (visitor-controlled) unescaped",
-)
-
-
 @pytest.mark.parametrize(
     "template",
-    ["builtin", "custom.html", pytest.param("custom.jinja2", marks=JINJA2_UNESCAPED)],
+    ["builtin", "custom.html", "custom.jinja2", "custom.tpl"],
 )
 async def test_hostile_fields_never_execute(
     browser: Browser, tmp_path: Path, template: str

@@ -30,7 +30,6 @@ from jinja2 import (
     StrictUndefined,
     Template,
     TemplateNotFound,
-    select_autoescape,
 )
 from markupsafe import Markup
 
@@ -294,7 +293,9 @@ class PageRenderer:
             loaders[_OPERATOR] = FileSystemLoader(str(Path(template_path).parent))
         self._env = Environment(
             loader=PrefixLoader(loaders),
-            autoescape=select_autoescape(["html", "htm", "xml", "j2", "jinja"]),
+            # Every template here renders HTML, whatever its file name: always escape (a
+            # ``*.jinja2`` or ``*.tpl`` operator template must not render visitor data raw).
+            autoescape=True,
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
