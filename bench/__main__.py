@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import admitted, report, scale, waiting
-from bench.common import CLIENT_CPU, SERVER_CPU, cpu_count, loadavg, machine, tool
+from bench.common import CLIENT_CPU, SERVER_CPU, cpu_count, loadavg, machine, pinned, tool
 
 HERE = Path(__file__).resolve().parent
 PARTS = ("admitted", "waiting", "scale")
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"part 3: scale run with {scale_cfg.waiters:,} waiters ...", flush=True)
         with redis_server() as (url, _version), nats_server(None) as (nats_url, _nv):
             results["scale"] = scale.run(scale_cfg, nats_url=nats_url, store_url=url)
+    if full and ("admitted" in parts or "waiting" in parts):
+        print("profiles: in-process hot-path layers, store client ...", flush=True)
+        results["profiles"] = _profiles()
     results["load_end"] = loadavg()
     results["seconds"] = time.time() - started
 
@@ -148,6 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"\nwrote {out / name}", flush=True)
     return 0
+
+
+def _profiles() -> dict[str, str]:
+    """The attribution tables (bench/hotpath.py, bench/redis_client_bench.py), each pinned to
+    one core."""
+    out = {}
+    for name, args in (
+        ("hotpath", ["-m", "bench.hotpath", "--n", "100000"]),
+        ("store_client", ["-m", "bench.redis_client_bench", "--calls", "20000"]),
+    ):
+        cmd = pinned(SERVER_CPU, [sys.executable, *args])
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("|")]
+        out[name] = "\n".join(lines) if lines else f"(failed: {done.stderr[-300:]})"
+    return out
 
 
 def render(
@@ -259,6 +279,8 @@ def render(
             "",
         ]
     lines += targets_section(results, scale_cfg)
+    if "profiles" in results:
+        lines += profile_section(results["profiles"])
     return "\n".join(lines) + "\n"
 
 
@@ -342,3 +364,60 @@ def targets_section(results: dict[str, Any], c: scale.ScaleConfig) -> list[str]:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def profile_section(profiles: dict[str, str]) -> list[str]:
+    return [
+        "## Where the time goes (profiles)",
+        "",
+        "**Admitted request, in-process** (`python -m bench.hotpath`: each layer around a stub "
+        "app that answers at once, one core, uvloop; µs per request above the stub):",
+        "",
+        profiles.get("hotpath", "-"),
+        "",
+        "**One store call** (`python -m bench.redis_client_bench`: the heartbeat script, 64 in "
+        "flight; the client's own CPU per call):",
+        "",
+        profiles.get("store_client", "-"),
+        "",
+        PROFILE_NOTES,
+    ]
+
+
+PROFILE_NOTES = """\
+Notes from py-spy (`py-spy record -r 300` on the server under load, raw stacks aggregated by
+function) and cProfile, taken while writing this harness; the tables above are re-measured on
+every full run.
+
+- **Admitted traffic** (target ≥ 1.0× the bare proxy). The waiting room runs the same
+  `UpstreamProxy`; what it adds is Python work spread over about 70 extra function calls per
+  request, no single hot spot: in `WaitroomMiddleware.__call__` the header loop, `read_cookies`
+  (the Cookie header is parsed here and again by `strip_cookie_names` in
+  `upstream_request_headers`, +1.3 µs), room matching (`normalize_host` + `RoomMatcher.match`
+  on every request, even with one catch-all room), two Prometheus `Counter.inc` (each takes a
+  lock), a per-request `on_response` closure scanning the origin's headers, the session token
+  re-encoded to bytes for `Waitroom-Verified`; in `RequestContext` a request id from
+  `secrets.token_hex` (an `os.urandom` syscall per request), a copy of the response header list
+  and a second `send` wrapper. Fixes, in the order of gain: one fused fast path for "valid
+  session, proxied" (match the room from a per-host cache, keep the raw cookie bytes, strip the
+  room cookie once and hand the proxy the final header list, count with plain ints exported by
+  a collector at scrape time), a counter-based request id (random per-process prefix +
+  `itertools.count`), no `on_response` closure when there is nothing to add. The access log
+  (JSON line per request) is the largest single layer (see the table): logging via
+  `logging` + `json.dumps` costs more than the whole gatekeeper; an access logger that formats
+  with a pre-built template and writes in batches would cut most of it. `gc.freeze()` after
+  start-up gave about 8 % less CPU per request in one side-by-side run (noisy; worth a try).
+- **Heartbeats and enqueues** (targets 5k/s and 3k/s per core). About 40 % of the server's
+  samples are the two socket writes (to Redis in redis-py's `StreamWriter.writelines`, to the
+  client in uvicorn's `send`; on loopback the kernel does the receiver's work in the sender's
+  context); Starlette routing, `Request` and `JSONResponse` about 10 %; redis-py's command
+  machinery 10-15 % (see the store-call table: a pipelined asyncio-protocol client with hiredis
+  costs a fraction of redis-py's CPU per call); itsdangerous `loads` + `dumps` of the ticket
+  on every heartbeat about 11 %. To reach 5k/s: a lean pipelined store client, the heartbeat
+  route in raw ASGI like the hot path, and re-signing the ticket only when its content changes
+  (or a cheaper HMAC format). With `client_rate_limit` on (the default, 600/min per IP), every
+  enqueue and heartbeat costs one more EVALSHA (`hit`); the harness turns it off because all
+  its traffic comes from one address.
+- **Store memory per waiter** ≈ 240-250 bytes in the queue and heartbeat sets (MEMORY USAGE);
+  the `used_memory` delta also counts the server's own buffers and is higher for small crowds.
+"""

@@ -87,3 +87,14 @@ def waitroom_core() -> Any:
         trusted_proxies=settings.trusted_proxies,
     )
     return WaitroomMiddleware(upstream, engine=app.engine)
+
+
+def waitroom_gc_frozen() -> Any:
+    """Diagnostics: ``waitroom`` with ``gc.freeze()`` after start-up (the long-lived objects
+    of the import graph moved out of the collector's generations)."""
+    import gc
+
+    app = waitroom()
+    gc.collect()
+    gc.freeze()
+    return app

@@ -39,13 +39,18 @@ def admitted_tables(res: dict[str, Any]) -> str:
             vs_bare = "-"
             if kind == "waitroom" and (bare_name, size, conns) in cells:
                 vs_bare = f"{cell.rps / cells[(bare_name, size, conns)].rps:.2f}×"
+            cpu = statistics.median(cell.cpu_us)
+            cpu_vs = "-"
+            if kind == "waitroom" and (bare_name, size, conns) in cells:
+                bare_cpu = statistics.median(cells[(bare_name, size, conns)].cpu_us)
+                cpu_vs = f"{cpu / bare_cpu:.2f}×"
             calls = "-"
             if cell.store_calls:
                 calls = f"{sum(cell.store_calls) / sum(r.requests for r in cell.runs):.4f}"
             rows.append(
                 [name, _f(cell.rps), f"{100 * cell.rps / nginx:.0f} %", vs_bare,
                  _f(med.p50_ms, 2), _f(med.p99_ms, 2),
-                 str(sum(r.all_errors for r in cell.runs)), calls]
+                 str(sum(r.all_errors for r in cell.runs)), _f(cpu, 1), cpu_vs, calls]
             )  # fmt: skip
         out.append(
             f"**{size}, {conns} connections** (median of {len(cell.runs)} run(s) of "
@@ -59,6 +64,8 @@ def admitted_tables(res: dict[str, Any]) -> str:
                     "p50 ms",
                     "p99 ms",
                     "errors",
+                    "server CPU µs / req",
+                    "CPU × bare",
                     "store cmds / request",
                 ],
                 rows,
@@ -107,11 +114,13 @@ def waiting_table(res: dict[str, Any]) -> str:
         for r in ops:
             rows.append(
                 [server, r["op"], _f(r["per_s"]), _f(r["p50_ms"], 1), _f(r["p99_ms"], 1),
-                 str(r["errors"]), f"{r['evalsha_per_op']:.2f}", f"{r['commands_per_op']:.1f}",
+                 str(r["errors"]), _f(r["server_cpu_us"]), f"{r['evalsha_per_op']:.2f}",
+                 f"{r['commands_per_op']:.1f}",
                  f"{100 * r['client_cpu']:.0f} %"]
             )  # fmt: skip
     return _table(
-        ["server", "operation", "per s", "p50 ms", "p99 ms", "errors", "EVALSHA / op",
+        ["server", "operation", "per s", "p50 ms", "p99 ms", "errors", "server CPU µs / op",
+         "EVALSHA / op",
          "store commands / op", "load client CPU"],
         rows,
     )  # fmt: skip

@@ -26,7 +26,15 @@ import redis
 
 from bench.admitted import store_calls
 from bench.apps import server_cmd
-from bench.common import SERVER_CPU, Proc, free_port, loadavg, pinned, wait_http
+from bench.common import (
+    SERVER_CPU,
+    Proc,
+    free_port,
+    group_cpu_seconds,
+    loadavg,
+    pinned,
+    wait_http,
+)
 from bench.loadclient import LoadClient, Tally, drive
 
 ROOM_TOML = """
@@ -51,6 +59,7 @@ async def _phase(
     concurrency: int,
     sync: redis.Redis,
     idle: float,
+    pgid: int,
 ) -> dict[str, Any]:
     # The controller's background store traffic, measured while nothing else happens.
     c0, e0 = store_calls(sync), evalsha_calls(sync)
@@ -60,6 +69,7 @@ async def _phase(
     tally = Tally()
     c0, e0 = store_calls(sync), evalsha_calls(sync)
     cpu0 = time.process_time()
+    server0 = group_cpu_seconds(pgid)
 
     async def op(i: int) -> None:
         t = time.perf_counter()
@@ -72,6 +82,7 @@ async def _phase(
 
     _done, secs = await drive(op, duration=duration, concurrency=concurrency)
     client_cpu = (time.process_time() - cpu0) / secs
+    server_cpu = group_cpu_seconds(pgid) - server0
     calls = store_calls(sync) - c0 - bg_calls * secs
     evals = evalsha_calls(sync) - e0 - bg_eval * secs
     n = max(1, tally.ok + tally.failed)
@@ -85,12 +96,13 @@ async def _phase(
         "evalsha_per_op": evals / n,
         "commands_per_op": calls / n,
         "client_cpu": client_cpu,
+        "server_cpu_us": 1e6 * server_cpu / n,
         "seconds": secs,
     }
 
 
 async def _run(
-    base: str, sync: redis.Redis, duration: float, concurrency: int, idle: float
+    base: str, sync: redis.Redis, duration: float, concurrency: int, idle: float, pgid: int
 ) -> list[dict[str, Any]]:
     client = LoadClient(base, pool_size=concurrency + 8)
     tickets: list[str] = []
@@ -126,7 +138,13 @@ async def _run(
     try:
         # warm-up: connections, Jinja template, scripts loaded
         await drive(enqueue_html, duration=min(1.0, duration), concurrency=concurrency)
-        kw = {"duration": duration, "concurrency": concurrency, "sync": sync, "idle": idle}
+        kw = {
+            "duration": duration,
+            "concurrency": concurrency,
+            "sync": sync,
+            "idle": idle,
+            "pgid": pgid,
+        }
         rows.append(await _phase(client, "enqueue (JSON)", enqueue_json, **kw))
         rows.append(await _phase(client, "enqueue (HTML page)", enqueue_html, **kw))
         rows.append(await _phase(client, "heartbeat", heartbeat, **kw))
@@ -172,7 +190,7 @@ def run(
             try:
                 wait_http(f"http://127.0.0.1:{port}/_waitroom/healthz", timeout=30)
                 rows = asyncio.run(
-                    _run(f"http://127.0.0.1:{port}", sync, duration, concurrency, idle)
+                    _run(f"http://127.0.0.1:{port}", sync, duration, concurrency, idle, proc.pid)
                 )
                 if not proc.alive():
                     raise RuntimeError(f"{proc.name} died (see {tmp})")
