@@ -112,7 +112,7 @@ async def test_ambiguous_framing_refused_without_origin_hits(
     h11 = "h11" in request.node.callspec.id
     results = {}
     for name, data in SMUGGLING.items():
-        raw, closed = await exchange(rig.url, data)
+        raw, closed = await exchange(rig.url, data, timeout=2)
         results[name] = (statuses(raw), closed)
     refused = [n for n, (s, c) in results.items() if s == [400] and c]
     report(
