@@ -159,6 +159,17 @@ class Store(Protocol):
         Returns how many were extended."""
         ...
 
+    async def restore(
+        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+    ) -> int:
+        """After the store lost its data: count these sessions as ACTIVE again (deadline now +
+        ``session_ttl_ms``), skipping ids that are active, waiting or promoted, and raise the
+        arrival sequence to at least ``min_seq`` (newcomers then queue behind the waiters of
+        the lost state, who re-enter with their tickets' scores). No capacity check: these
+        visitors are already in (their tokens verify locally). Returns how many sessions were
+        added. Only for a replica that saw the room's incarnation marker vanish."""
+        ...
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """Give up the place or end the session, freeing the slot at once. An ACTIVE session is
         also added to *revoked* until now + ``revoke_for_ms``. Returns the status it had

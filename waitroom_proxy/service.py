@@ -83,6 +83,12 @@ class RoomRuntime:
     fail_open_at: float = 0.0
     fail_open_active: bool = False
     last_stats: RoomStats | None = None
+    incarnation: str | None = None
+    """The store's marker of this room's state; a change means the store lost the state."""
+    held_until: float = 0.0
+    held: bool = False
+    max_score: int = 0
+    """Highest FIFO arrival score this replica has seen (re-established after a store loss)."""
 
     def __post_init__(self) -> None:
         self.limits = limits_for(self.policy, paused=self.paused)
@@ -91,10 +97,15 @@ class RoomRuntime:
     def name(self) -> str:
         return self.base.name
 
-    def apply(self, paused: bool, overrides: dict[str, Any]) -> bool:
-        """Apply runtime state from the store; True if anything changed."""
-        if paused == self.paused and overrides == self.overrides:
+    def apply(self, paused: bool, overrides: dict[str, Any], held: bool = False) -> bool:
+        """Apply runtime state from the store; True if anything changed.
+
+        ``held``: admissions are held after the store lost its state (see
+        ``Gatekeeper.refresh_room_state``); like a pause, but not shown as one.
+        """
+        if paused == self.paused and overrides == self.overrides and held == self.held:
             return False
+        self.held = held
         values = {k: v for k, v in overrides.items() if k in MUTABLE_FIELDS}
         try:
             if "mode" in values:
@@ -102,12 +113,12 @@ class RoomRuntime:
             if "fail_mode" in values:
                 values["fail_mode"] = FailMode(values["fail_mode"])
             policy = dataclasses.replace(self.base, **values)
-            limits = limits_for(policy, paused=paused)
+            limits = limits_for(policy, paused=paused or held)
         except (ValueError, TypeError, OverflowError) as exc:
             # The admin API validates overrides; this guards against a store edited by hand.
             log.error("room %s: ignoring invalid runtime overrides: %s", self.base.name, exc)
             policy = self.base
-            limits = limits_for(policy, paused=paused)
+            limits = limits_for(policy, paused=paused or held)
         self.policy = policy
         self.paused = paused
         self.overrides = dict(overrides)
@@ -400,6 +411,8 @@ class Gatekeeper:
         if view.status is PlaceStatus.FULL:
             return Outcome("full", room, status=self.status_dict(room, "full", view, return_to))
         if view.status is PlaceStatus.WAITING:
+            if room.policy.mode is Mode.FIFO and view.score > room.max_score:
+                room.max_score = view.score
             eta = room.eta.estimate(view.ahead)
             if ticket is None or ticket.place_id != place_id:
                 ticket = Ticket(
@@ -620,6 +633,19 @@ class Gatekeeper:
     async def refresh_room_state(self, room: RoomRuntime) -> None:
         """Follow runtime changes made through the admin API (kept in the store)."""
         meta = await self._call("meta", lambda: self.store.get_meta(room.name))
+        now = self.clock()
+        marker = meta.get("incarnation")
+        if marker is None or marker != room.incarnation:
+            if room.incarnation is not None:
+                await self._after_store_loss(room, now, first=marker is None)
+            if marker is None:
+                marker = secrets.token_hex(8)
+                mark = {"incarnation": marker}
+                await self._call("meta", lambda: self.store.set_meta(room.name, mark))
+            room.incarnation = marker
+        with contextlib.suppress(ValueError):
+            room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
+        held = now < room.held_until
         paused = meta.get("paused") == "1"
         try:
             overrides = json.loads(meta.get("overrides") or "{}")
@@ -627,5 +653,43 @@ class Gatekeeper:
             overrides = {}
         if not isinstance(overrides, dict):
             overrides = {}
-        room.apply(paused, overrides)
+        room.apply(paused, overrides, held)
         self.metrics.paused.labels(room.name).set(1 if paused else 0)
+
+    async def _after_store_loss(self, room: RoomRuntime, now: float, *, first: bool) -> None:
+        """The room's state vanished from the store (failover or restart without persistence).
+
+        Admitted visitors keep passing (their tokens verify locally) but the store no longer
+        counts them, and waiters re-enter one by one as they poll. So: count again the sessions
+        this replica knows of, put the arrival sequence back above every score it has seen, and
+        hold admissions for two poll intervals so that waiters re-enter with their tickets'
+        scores before anyone is promoted (the first replica to notice sets the hold for all).
+        """
+        policy = room.policy
+        window = (
+            policy.session_ttl + policy.session_grace
+            if policy.session_renewal
+            else policy.session_max
+        )
+        ids = [
+            pid
+            for (name, pid), seen in self._activity_reported.items()
+            if name == room.name and now - seen <= window and pid not in self.cache.revoked
+        ]
+        restored = await self._call(
+            "restore",
+            functools.partial(
+                self.store.restore, room.name, ids, room.limits.session_ttl_ms, room.max_score
+            ),
+        )
+        if first:
+            until = now + 2 * refresh_seconds(policy, 0) + 1.0
+            room.held_until = max(room.held_until, until)
+            hold = {"hold_until": f"{until:.3f}"}
+            await self._call("meta", lambda: self.store.set_meta(room.name, hold))
+        log.warning(
+            "room %s: the store lost its state; %d session(s) counted again, admissions held "
+            "for waiters to re-enter",
+            room.name,
+            restored,
+        )

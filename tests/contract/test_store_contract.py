@@ -574,3 +574,19 @@ async def test_client_rate_limit_hits(store_env: StoreEnv) -> None:
     wait = await store.hit(client, 3, 60_000)
     assert 0 < wait <= 60_000
     assert await store.hit(client + "x", 3, 60_000) == 0, "clients are counted apart"
+
+
+async def test_restore_counts_sessions_again_and_raises_the_sequence(store_env: StoreEnv) -> None:
+    """``restore``: after a loss, known sessions count again; waiters are not touched."""
+    store = store_env.store
+    lim = limits(capacity=2, direct_admit=False)
+    view = await store.arrive(R, "waiter", lim)
+    assert view.status is WAITING
+    n = await store.restore(R, ["s1", "s2", "waiter", "s1"], 10_000, min_seq=500)
+    assert n == 2, "waiting ids are skipped, duplicates counted once"
+    stats = await store.stats(R)
+    assert (stats.active, stats.queue_length) == (2, 1)
+    newcomer = await store.arrive(R, "new", lim)
+    assert newcomer.score == 501, "newcomers queue behind every score of the lost state"
+    assert await store.touch(R, ["s1"], 10_000) == 1, "restored sessions are ordinary sessions"
+    assert await store.leave(R, "s2", 1_000) is ACTIVE

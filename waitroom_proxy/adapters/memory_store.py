@@ -245,6 +245,21 @@ class MemoryStore:
                 self._set_deadline(state, place_id, deadline)
         return n
 
+    async def restore(
+        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+    ) -> int:
+        """See ``waitroom_proxy.ports.Store.restore``."""
+        state = self._room(room)
+        state.seq = max(state.seq, min_seq)
+        deadline = self._now() + session_ttl_ms
+        n = 0
+        for place_id in place_ids:
+            if place_id in state.active or place_id in state.scores or place_id in state.promoted:
+                continue
+            self._set_deadline(state, place_id, deadline)
+            n += 1
+        return n
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""
         state = self._rooms.get(room)

@@ -65,6 +65,7 @@ SCRIPT_NAMES = (
     "revoked_since",
     "set_meta",
     "hit",
+    "restore",
 )
 
 _STATUS = {
@@ -242,6 +243,24 @@ class RedisStore:
             "touch",
             (k.active,),
             (self._clock_offset_ms, session_ttl_ms, _key_ttl(session_ttl_ms), *place_ids),
+        )
+        return int(reply)
+
+    async def restore(
+        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+    ) -> int:
+        """See ``waitroom_proxy.ports.Store.restore``."""
+        k = room_keys(room)
+        reply = await self._run(
+            "restore",
+            (k.active, k.queue, k.promoted, k.counters),
+            (
+                self._clock_offset_ms,
+                session_ttl_ms,
+                _key_ttl(session_ttl_ms),
+                min(max(0, min_seq), MAX_SCORE),
+                *place_ids,
+            ),
         )
         return int(reply)
 
