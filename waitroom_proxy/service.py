@@ -534,7 +534,13 @@ class Gatekeeper:
         return Outcome("error", room, status=status, cookies=cookies)
 
     def _fail_open_allow(self, room: RoomRuntime, now: float) -> bool:
-        """Fail-open admission limited by a local estimate: this replica's share of the rate."""
+        """Fail-open admission limited by a local estimate: this replica's share of the rate.
+
+        With ``admit_rate`` set, the share is ``admit_rate / replicas``. With no rate (capacity
+        only), the estimate is the pace at which slots free up when sessions run their course:
+        ``capacity / session_ttl`` per second, shared the same way, so an outage never opens
+        the doors wide.
+        """
         if not room.fail_open_active:
             room.fail_open_active = True
             room.fail_open_at = now
@@ -542,10 +548,11 @@ class Gatekeeper:
             self.metrics.fail_open.labels(room.name).set(1)
             self.emit("system.fail_open_engaged", None, {"room": room.name})
             log.error("room %s: store down, failing open", room.name)
-        rate = room.policy.admit_rate
-        if rate <= 0:
-            return True
-        per_second = rate / 60.0 / self.replicas_hint
+        policy = room.policy
+        if policy.admit_rate > 0:
+            per_second = policy.admit_rate / 60.0 / self.replicas_hint
+        else:
+            per_second = policy.capacity / policy.session_ttl / self.replicas_hint
         room.fail_open_tokens = min(
             max(1.0, per_second), room.fail_open_tokens + (now - room.fail_open_at) * per_second
         )

@@ -183,3 +183,18 @@ async def test_runtime_overrides_apply(field: str) -> None:
     await g.store.set_meta("r", {"overrides": json.dumps({field: value})})
     await g.refresh_room_state(g.rooms["r"])
     assert str(getattr(g.rooms["r"].policy, field)) == str(value)
+
+
+async def test_fail_open_without_rate_is_still_bounded() -> None:
+    clock = Clock()
+    store = BrokenStore(clock)
+    policy = RoomPolicy(name="o", capacity=600, session_ttl=300, fail_mode=FailMode.OPEN)
+    g, _, _ = gate(policy, store, clock)
+    store.broken = True
+    passed = 0
+    for _ in range(30):
+        clock.now += 0.1
+        out = await g.arrive(g.rooms["o"], None, "/", clock())
+        passed += out.kind == "fail_open"
+    # capacity / session_ttl = 2 per second: about 6 in 3 s (+ the first token), never all 30.
+    assert 5 <= passed <= 8
