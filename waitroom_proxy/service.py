@@ -229,6 +229,7 @@ class Gatekeeper:
         self.breaker = CircuitBreaker()
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
+        self._mark_written: dict[str, float] = {}
         self.store_ok = True
 
     # ----------------------------------------------------------------- hot path helpers
@@ -653,6 +654,7 @@ class Gatekeeper:
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
         held = now < room.held_until
+        await self._count_replicas(room, meta, now)
         paused = meta.get("paused") == "1"
         try:
             overrides = json.loads(meta.get("overrides") or "{}")
@@ -700,3 +702,29 @@ class Gatekeeper:
             room.name,
             restored,
         )
+
+    async def _count_replicas(self, room: RoomRuntime, meta: dict[str, str], now: float) -> None:
+        """Keep this replica's mark in the room's meta map fresh and count the live marks.
+
+        The count is the local estimate that fail-open uses to take only this replica's share
+        of the admit rate. A mark is fresh for 15 s; marks older than an hour are removed.
+        """
+        key = f"replica:{self.replica_id}"
+        alive = 0
+        stale: dict[str, str] = {}
+        for k, v in meta.items():
+            if not k.startswith("replica:"):
+                continue
+            try:
+                age = now - float(v)
+            except ValueError:
+                age = float("inf")
+            if age < 15 or k == key:
+                alive += 1
+            elif age > 3600:
+                stale[k] = ""
+        if now - self._mark_written.get(room.name, 0.0) >= 5 or key not in meta:
+            self._mark_written[room.name] = now
+            values = {**stale, key: f"{now:.0f}"}
+            await self._call("meta", lambda: self.store.set_meta(room.name, values))
+        self.replicas_hint = max(1, alive if key in meta else alive + 1)

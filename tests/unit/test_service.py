@@ -198,3 +198,20 @@ async def test_fail_open_without_rate_is_still_bounded() -> None:
         passed += out.kind == "fail_open"
     # capacity / session_ttl = 2 per second: about 6 in 3 s (+ the first token), never all 30.
     assert 5 <= passed <= 8
+
+
+async def test_replicas_count_each_other_through_the_store() -> None:
+    clock = Clock()
+    store = MemoryStore(clock)
+    policy = RoomPolicy(name="r", capacity=2)
+    replicas = [gate(policy, store, clock)[0] for _ in range(3)]
+    for g in replicas:
+        g.replica_id = f"rep{id(g)}"
+    for _ in range(2):
+        for g in replicas:
+            await g.refresh_room_state(g.rooms["r"])
+    assert [g.replicas_hint for g in replicas] == [3, 3, 3]
+    clock.now += 30  # two replicas go away; the third keeps marking
+    await replicas[0].refresh_room_state(replicas[0].rooms["r"])
+    await replicas[0].refresh_room_state(replicas[0].rooms["r"])
+    assert replicas[0].replicas_hint == 1
