@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import statistics
 import subprocess
 import sys
@@ -95,8 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated parts: " + ",".join(PARTS))
     ap.add_argument("--waiters", type=int, default=0, help="waiters in the scale run")
     ap.add_argument("--out", type=Path, default=None, help="report directory")
+    ap.add_argument("--render-only", action="store_true", help="re-render the last run's report")
     args = ap.parse_args(argv)
     args.mode = args.mode or "full"
+    if args.render_only:
+        out = args.out or (HERE if args.mode == "full" else HERE / "results" / "quick")
+        with open(out / "last-run.pickle", "rb") as fh:
+            saved = pickle.load(fh)  # our own file, written by the run above
+        full = saved["args"].mode == "full"
+        text = render(saved["args"], saved["info"], saved["results"], saved["scale"],
+                      out / "results" if full else out, full)  # fmt: skip
+        (out / "RESULTS.md").write_text(text)
+        print(text)
+        return 0
     parts = [p for p in args.only.split(",") if p] or list(PARTS)
     if unknown := set(parts) - set(PARTS):
         ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
@@ -146,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     results["load_end"] = loadavg()
     results["seconds"] = time.time() - started
 
+    # Keep the raw results, so that a report can be re-rendered (--render-only) without
+    # re-running a quarter of an hour of measurements.
+    with open(out / "last-run.pickle", "wb") as fh:
+        pickle.dump({"args": args, "info": info, "results": results, "scale": scale_cfg}, fh)
     text = render(args, info, results, scale_cfg, plots_dir, full)
     name = "RESULTS.md"
     (out / name).write_text(text)
@@ -362,10 +378,6 @@ def targets_section(results: dict[str, Any], c: scale.ScaleConfig) -> list[str]:
     ]
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def profile_section(profiles: dict[str, str]) -> list[str]:
     return [
         "## Where the time goes (profiles)",
@@ -421,3 +433,7 @@ every full run.
 - **Store memory per waiter** ≈ 240-250 bytes in the queue and heartbeat sets (MEMORY USAGE);
   the `used_memory` delta also counts the server's own buffers and is higher for small crowds.
 """
+
+
+if __name__ == "__main__":
+    sys.exit(main())
