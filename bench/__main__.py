@@ -238,7 +238,10 @@ def render(
             "",
             report.admitted_tables(res),
             "",
-            f"**uvicorn vs granian**: {verdict}",
+            f"**uvicorn vs granian**: {verdict} The rule for offering granian as a server "
+            "choice of `waitroom-proxy serve` is 'consistently faster'; until a run says yes, "
+            "`serve` stays on uvicorn (granian remains an optional extra, `pip install "
+            "'.[granian]'`, for running `bench.apps` or your own app factory).",
             "",
         ]
     if "waiting" in results:

@@ -104,6 +104,24 @@ def granian_verdict(res: dict[str, Any]) -> tuple[str, list[float]]:
         f"{statistics.median(ratios):.2f}×, range {min(ratios):.2f}–{max(ratios):.2f}×, "
         f"faster in {faster} of {len(ratios)}."
     )
+    lat = res.get("latency") or {}
+    slower_alone = [
+        name
+        for name in lat
+        if name.endswith("(granian)")
+        and name.replace("(granian)", "(uvicorn)") in lat
+        and lat[name].p50_ms > lat[name.replace("(granian)", "(uvicorn)")].p50_ms
+    ]
+    consistent = faster == len(ratios) and not slower_alone
+    text += (
+        " Consistently faster (every cell, and no worse at 1 connection): "
+        + ("yes." if consistent else "no")
+        + (
+            f" (slower p50 at 1 connection for {len(slower_alone)} of the granian rows)."
+            if slower_alone
+            else ("." if not consistent else "")
+        )
+    )
     return text, ratios
 
 
@@ -147,9 +165,7 @@ def scale_tables(cfg: ScaleConfig, res: dict[str, Any]) -> str:
         ["waiters skipped (still waiting behind a promoted later arrival)", str(res["skipped"])],
         ["promotions seen on NATS / store admitted_total",
          f"{res['promotions']:,} / {res['admitted_total']:,} ({res['direct']} direct)"],
-        ["ETA p50 at arrival vs actual wait: median / p90 abs. error",
-         f"{s['eta_abs_err_p50']:.1f} s / {s['eta_abs_err_p90']:.1f} s "
-         f"({len(res['eta'])} admitted waiters)"],
+        *_eta_rows(res),
         ["promotion → claim (next heartbeat) p50", f"{s['claim_lag_p50']:.2f} s"],
         ["freed slot refilled (leave → promotion) p50 / p99",
          f"{s['refill_p50'] * 1000:.0f} ms / {s['refill_p99'] * 1000:.0f} ms "
@@ -172,6 +188,26 @@ def scale_tables(cfg: ScaleConfig, res: dict[str, Any]) -> str:
         f"{cfg.admit_rate}/min; every promotion, direct admissions included)\n\n"
         + _table(["window", "admitted", "per minute", "vs target"], windows)
     )
+
+
+def _eta_rows(res: dict[str, Any]) -> list[list[str]]:
+    """ETA error (p50 predicted at arrival minus the actual wait) by phase: phase B changes
+    the admission rate after the predictions were made, so its waiters get in early."""
+    b = res["series"]["phase_b"]
+    rows = []
+    for label, keep in (("phase A", lambda t: t < b), ("phase B", lambda t: t >= b)):
+        errs = [e[1] for e in res["eta"] if keep(e[0])]
+        if not errs:
+            continue
+        abs_errs = sorted(abs(x) for x in errs)
+        p90 = abs_errs[min(len(abs_errs) - 1, int(0.9 * len(abs_errs)))]
+        within = sum(1 for e in res["eta"] if keep(e[0]) and e[2] <= e[4]) / len(errs)
+        rows.append(
+            [f"ETA p50 at arrival − actual wait, {label}: median error / p90 of abs. error",
+             f"{statistics.median(errs):+.1f} s / {p90:.1f} s ({len(errs):,} waiters; actual "
+             f"wait ≤ predicted p90 for {100 * within:.0f} %)"]
+        )  # fmt: skip
+    return rows
 
 
 def scale_plots(cfg: ScaleConfig, res: dict[str, Any], out: Path, prefix: str) -> list[str]:
