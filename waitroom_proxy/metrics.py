@@ -26,9 +26,6 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "waitroom_requests", "Requests by room and outcome.", ["room", "outcome"], registry=r
-        )
         self.queue_length = Gauge(
             "waitroom_queue_length", "Visitors waiting in the queue.", ["room"], registry=r
         )
@@ -67,12 +64,6 @@ class Metrics:
             buckets=_ETA_ERR_BUCKETS,
             registry=r,
         )
-        self.upstream_responses = Counter(
-            "waitroom_upstream_responses",
-            "Responses from the origin by status class.",
-            ["status_class"],
-            registry=r,
-        )
         self.store_seconds = Histogram(
             "waitroom_store_operation_seconds",
             "Store operation latency.",
@@ -99,20 +90,56 @@ class Metrics:
             ["room"],
             registry=r,
         )
-        self._request_children: dict[tuple[str, str], Callable[[], None]] = {}
+        # The two counters bumped on every proxied request are plain integers, exported at
+        # scrape time: prometheus_client's Counter.inc takes a lock, twice per request.
+        self._requests: dict[tuple[str, str], int] = {}
+        self._upstream = [0] * 6
+        r.register(_HotCounters(self._requests, self._upstream))
         self.store_up.set(1)
 
     def request(self, room: str, outcome: str) -> None:
-        """Count one request (children cached: this runs on every request)."""
-        inc = self._request_children.get((room, outcome))
-        if inc is None:
-            inc = self.requests.labels(room, outcome).inc
-            self._request_children[(room, outcome)] = inc
-        inc()
+        """Count one request (``waitroom_requests_total{room, outcome}``)."""
+        key = (room, outcome)
+        self._requests[key] = self._requests.get(key, 0) + 1
+
+    def upstream_response(self, status: int) -> None:
+        """Count one origin response (``waitroom_upstream_responses_total{status_class}``)."""
+        cls = status // 100
+        self._upstream[cls if 1 <= cls <= 5 else 0] += 1
+
+    def request_count(self, room: str, outcome: str) -> int:
+        return self._requests.get((room, outcome), 0)
 
     def watch_publisher(self, counters: Callable[[], dict[str, float]]) -> None:
         """Expose an event publisher's counters (published, dropped, retries, buffered)."""
         self.registry.register(_PublisherCollector(counters))
+
+
+class _HotCounters(Collector):
+    """Exports the per-request counters kept as plain integers."""
+
+    _CLASSES = ("other", "1xx", "2xx", "3xx", "4xx", "5xx")
+
+    def __init__(self, requests: dict[tuple[str, str], int], upstream: list[int]) -> None:
+        self._requests = requests
+        self._upstream = upstream
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        req = CounterMetricFamily(
+            "waitroom_requests", "Requests by room and outcome.", labels=["room", "outcome"]
+        )
+        for (room, outcome), n in list(self._requests.items()):
+            req.add_metric([room, outcome], n)
+        yield req
+        up = CounterMetricFamily(
+            "waitroom_upstream_responses",
+            "Responses from the origin by status class.",
+            labels=["status_class"],
+        )
+        for cls, n in zip(self._CLASSES, self._upstream, strict=True):
+            if n or cls in ("2xx", "5xx"):
+                up.add_metric([cls], n)
+        yield up
 
 
 class _PublisherCollector(Collector):

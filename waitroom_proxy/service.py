@@ -230,6 +230,7 @@ class Gatekeeper:
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
         self._mark_written: dict[str, float] = {}
+        self._renewed: dict[str, tuple[str, Session]] = {}
         self.store_ok = True
 
     # ----------------------------------------------------------------- hot path helpers
@@ -270,6 +271,11 @@ class Gatekeeper:
             return None
         if session.expires_at >= session.started_at + policy.session_max:
             return None
+        # A client that ignores the renewed cookie (a script, a cookie-less API client) keeps
+        # sending the old token: hand out the same renewal instead of signing on every request.
+        previous = self._renewed.get(session.place_id)
+        if previous is not None and previous[1].expires_at - now > policy.session_ttl / 2:
+            return previous[0]
         token, s = self.signer.issue(
             room.name,
             session.place_id,
@@ -279,6 +285,9 @@ class Gatekeeper:
             max_age=policy.session_max,
         )
         self.cache.put(token, s)
+        if len(self._renewed) >= 100_000:
+            self._renewed.clear()
+        self._renewed[session.place_id] = (token, s)
         # At most one renewal per session per half TTL, so this is sampled by construction.
         self.emit("session.renewed", room.name, {"place_id": s.place_id, "jti": s.jti})
         return token

@@ -215,3 +215,17 @@ async def test_replicas_count_each_other_through_the_store() -> None:
     await replicas[0].refresh_room_state(replicas[0].rooms["r"])
     await replicas[0].refresh_room_state(replicas[0].rooms["r"])
     assert replicas[0].replicas_hint == 1
+
+
+async def test_renewal_is_not_signed_again_for_a_client_that_ignores_it() -> None:
+    g, pub, clock = gate(RoomPolicy(name="r", capacity=1, session_ttl=100, session_max=3600))
+    room = g.rooms["r"]
+    out = await g.arrive(room, None, "/", clock())
+    s = g.session_for(out.session_token or "", room, clock())
+    assert s is not None
+    clock.now += 60
+    first = g.renewal_for(room, s, clock())
+    for _ in range(5):
+        clock.now += 1
+        assert g.renewal_for(room, s, clock()) == first
+    assert pub.types().count("session.renewed") == 1

@@ -100,10 +100,7 @@ class WaitroomMiddleware:
         self.pages = engine.pages
         self.trusted = engine.trusted
         self._proxy = app if isinstance(app, UpstreamProxy) else None
-        upstream = self.metrics.upstream_responses
-        self._status_counters = [upstream.labels("other").inc] + [
-            upstream.labels(f"{n}xx").inc for n in range(1, 6)
-        ]
+
         self._started = False
 
     # ------------------------------------------------------------------ ASGI entry
@@ -261,12 +258,12 @@ class WaitroomMiddleware:
             set_cookies = [cookie_header(n, v, a, secure=secure) for n, v, a in cookies]
         verified = token.encode("latin-1") if token else None
 
-        count_status = self._status_counters
+        count_status = self.metrics.upstream_response
 
         def on_response(
             status: int, headers: list[tuple[bytes, bytes]]
         ) -> list[tuple[bytes, bytes]]:
-            count_status[status // 100 if 1 <= status // 100 <= 5 else 0]()
+            count_status(status)
             command = None
             for i, (k, v) in enumerate(headers):
                 if k == _COMMAND or (len(k) == 16 and k.lower() == _COMMAND):

@@ -135,7 +135,7 @@ class RoomMatcher:
         >>> matcher.match("shop.example.com:443", "/checkout/pay")
     """
 
-    __slots__ = ("_any", "_exact", "_rooms", "_wildcards")
+    __slots__ = ("_any", "_catch_all", "_exact", "_rooms", "_wildcards")
 
     def __init__(self, rooms: Iterable[RoomPolicy]) -> None:
         """Precompile every room's patterns.
@@ -165,6 +165,18 @@ class RoomMatcher:
         self._wildcards: tuple[tuple[str, _PathTable], ...] = tuple(
             sorted(wildcards.items(), key=lambda item: len(item[0]), reverse=True)
         )
+        # The common one-room set-up ("*/" only): every request matches it, whatever its host
+        # or path, so the hot path skips normalising both.
+        only = self._rooms[0] if len(self._rooms) == 1 else None
+        self._catch_all = (
+            only
+            if only is not None
+            and not self._exact
+            and not self._wildcards
+            and all(parse_pattern(p).path in ("", "/") for p in only.match)
+            and all(parse_pattern(p).host == "*" for p in only.match)
+            else None
+        )
 
     @property
     def rooms(self) -> tuple[RoomPolicy, ...]:
@@ -178,6 +190,8 @@ class RoomMatcher:
             host: The ``Host`` header (or ``:authority``), with or without port, any case.
             path: The decoded request path (ASGI ``scope["path"]``), without query string.
         """
+        if self._catch_all is not None:
+            return self._catch_all
         host = normalize_host(host)
         path = _normalize_path(path)
         table = self._exact.get(host)
