@@ -145,6 +145,16 @@ class Outcome:
     session_token: str | None = None
 
 
+def _reseal_after(room: RoomRuntime) -> float:
+    """How stale a ticket's ``last_seen`` may get before a heartbeat re-signs it.
+
+    ``last_seen`` only matters against ``abandon_after`` (a place survives a store loss while
+    its holder was seen within it), so a sixth of that is precise enough, and most polls then
+    cost no signing and send no cookie.
+    """
+    return min(room.policy.abandon_after / 6, 60.0)
+
+
 class CircuitBreaker:
     """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
 
@@ -439,6 +449,10 @@ class Gatekeeper:
                     room.name,
                     {"place_id": place_id, "position": view.position},
                 )
+            elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
+                # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
+                status = self.status_dict(room, "waiting", view, return_to, eta)
+                return Outcome("wait", room, status=status)
             else:
                 ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
             status = self.status_dict(room, "waiting", view, return_to, eta)
