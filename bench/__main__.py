@@ -405,32 +405,33 @@ function) and cProfile, taken while writing this harness; the tables above are r
 every full run.
 
 - **Admitted traffic** (target ≥ 1.0× the bare proxy). The waiting room runs the same
-  `UpstreamProxy`; what it adds is Python work spread over about 70 extra function calls per
-  request, no single hot spot: in `WaitroomMiddleware.__call__` the header loop, `read_cookies`
-  (the Cookie header is parsed here and again by `strip_cookie_names` in
-  `upstream_request_headers`, +1.3 µs), room matching (`normalize_host` + `RoomMatcher.match`
-  on every request, even with one catch-all room), two Prometheus `Counter.inc` (each takes a
-  lock), a per-request `on_response` closure scanning the origin's headers, the session token
-  re-encoded to bytes for `Waitroom-Verified`; in `RequestContext` a request id from
-  `secrets.token_hex` (an `os.urandom` syscall per request), a copy of the response header list
-  and a second `send` wrapper. Fixes, in the order of gain: one fused fast path for "valid
-  session, proxied" (match the room from a per-host cache, keep the raw cookie bytes, strip the
-  room cookie once and hand the proxy the final header list, count with plain ints exported by
-  a collector at scrape time), a counter-based request id (random per-process prefix +
-  `itertools.count`), no `on_response` closure when there is nothing to add. The access log
-  (JSON line per request) is the largest single layer (see the table): logging via
-  `logging` + `json.dumps` costs more than the whole gatekeeper; an access logger that formats
-  with a pre-built template and writes in batches would cut most of it. `gc.freeze()` after
-  start-up gave about 8 % less CPU per request in one side-by-side run (noisy; worth a try).
+  `UpstreamProxy`; what it adds is Python work spread over many small calls per request, no
+  single hot spot: two extra ASGI wrappers (`HardeningGuard`, `RequestContext`: a `send`
+  wrapper each, the request id header), the middleware's header loop and `read_cookies`
+  (the Cookie header is parsed again by `strip_cookie_names` when the proxy strips the room's
+  cookies), a per-request `on_response` closure scanning the origin's headers for
+  `Waitroom-Command`, and the added `Waitroom-Verified` header. Already done after the first
+  profiles: a one-room catch-all matches without normalising host and path; the per-request
+  counters are plain integers exported at scrape time (no `Counter.inc` lock); request ids
+  come from a per-process prefix and a counter (no `os.urandom` per request); the access log
+  is formatted directly and written once per loop turn instead of going through `logging`; a
+  renewed session token is reused for clients that ignore the new cookie. What is left, in the
+  order of gain: one fused fast path for "valid session, proxied" that hands the proxy the
+  final header list (cookie parsed once, no closure when there is nothing to add), and
+  folding the request id and the framing guard into that path. By construction the gatekeeper
+  does work the bare proxy does not, so parity is not reachable; 0.85-0.9× looks within reach.
+  `gc.freeze()` after start-up gave about 8 % less CPU per request in one side-by-side run
+  (noisy; worth a try).
 - **Heartbeats and enqueues** (targets 5k/s and 3k/s per core). About 40 % of the server's
   samples are the two socket writes (to Redis in redis-py's `StreamWriter.writelines`, to the
   client in uvicorn's `send`; on loopback the kernel does the receiver's work in the sender's
   context); Starlette routing, `Request` and `JSONResponse` about 10 %; redis-py's command
   machinery 10-15 % (see the store-call table: a pipelined asyncio-protocol client with hiredis
   costs a fraction of redis-py's CPU per call); itsdangerous `loads` + `dumps` of the ticket
-  on every heartbeat about 11 %. To reach 5k/s: a lean pipelined store client, the heartbeat
-  route in raw ASGI like the hot path, and re-signing the ticket only when its content changes
-  (or a cheaper HMAC format). With `client_rate_limit` on (the default, 600/min per IP), every
+  on every heartbeat about 11 % (since then verified tickets are cached and a ticket is
+  re-signed only when its `last_seen` is a sixth of `abandon_after` old). To reach 5k/s: a
+  lean pipelined store client and the heartbeat route in raw ASGI like the hot path.
+  With `client_rate_limit` on (the default, 600/min per IP), every
   enqueue and heartbeat costs one more EVALSHA (`hit`); the harness turns it off because all
   its traffic comes from one address.
 - **Store memory per waiter** ≈ 240-250 bytes in the queue and heartbeat sets (MEMORY USAGE);
