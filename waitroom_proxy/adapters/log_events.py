@@ -7,6 +7,7 @@ Both have the same interface and counters as ``NatsPublisher`` (``published``, `
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from waitroom_proxy.domain.events import encode_cloudevent, subject_for
 from waitroom_proxy.ports import Event
@@ -14,6 +15,17 @@ from waitroom_proxy.ports import Event
 logger = logging.getLogger("waitroom_proxy.events")
 
 DEFAULT_SOURCE = "waitroom-proxy"
+
+
+def counters_of(publisher: Any) -> dict[str, float]:
+    """A publisher's counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
+    return {
+        "published": publisher.published,
+        "dropped": publisher.dropped,
+        "retries": publisher.retries,
+        "buffered": publisher.buffered,
+        "connected": 1.0 if publisher.connected else 0.0,
+    }
 
 
 class LogPublisher:
@@ -53,13 +65,7 @@ class LogPublisher:
 
     def counters(self) -> dict[str, float]:
         """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
-        return {
-            "published": self.published,
-            "dropped": self.dropped,
-            "retries": self.retries,
-            "buffered": self.buffered,
-            "connected": 1.0 if self.connected else 0.0,
-        }
+        return counters_of(self)
 
     async def start(self) -> None:
         """Nothing to start."""
@@ -95,13 +101,7 @@ class MemoryPublisher:
 
     def counters(self) -> dict[str, float]:
         """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
-        return {
-            "published": self.published,
-            "dropped": self.dropped,
-            "retries": self.retries,
-            "buffered": self.buffered,
-            "connected": 1.0 if self.connected else 0.0,
-        }
+        return counters_of(self)
 
     async def start(self) -> None:
         """Mark as started."""

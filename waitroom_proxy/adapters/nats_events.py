@@ -59,6 +59,7 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
+from waitroom_proxy.adapters.log_events import counters_of
 from waitroom_proxy.domain.events import (
     SUBJECT_PREFIX,
     encode_cloudevent,
@@ -285,13 +286,7 @@ class NatsPublisher:
 
     def counters(self) -> dict[str, float]:
         """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
-        return {
-            "published": self.published,
-            "dropped": self.dropped,
-            "retries": self.retries,
-            "buffered": self.buffered,
-            "connected": 1.0 if self.connected else 0.0,
-        }
+        return counters_of(self)
 
     async def flush(self) -> bool:
         """Wait until the buffer is empty (every event acknowledged or dropped). Bound it with
