@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import secrets
 from typing import Any
 
 import uvicorn
@@ -59,7 +60,12 @@ async def _main(host: str, port: int, origin_port: int, capacity: int) -> None:
         abandon_after=30,
         bypass=Bypass(paths=("/favicon.ico",)),
     )
-    settings = Settings(rooms=(room,), upstream=f"http://127.0.0.1:{origin_port}")
+    # One process: a fresh random secret is right here (no warning about sharing it).
+    settings = Settings(
+        rooms=(room,),
+        upstream=f"http://127.0.0.1:{origin_port}",
+        secret=secrets.token_urlsafe(32),
+    )
     app: Any = build_app(settings)
     proxy = uvicorn.Server(
         uvicorn.Config(
