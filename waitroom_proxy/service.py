@@ -399,7 +399,7 @@ class Gatekeeper:
             )
         except StoreError:
             return self._fail(room, return_to, now)
-        return await self._after_view(room, place_id, view, ticket, return_to, now, new=True)
+        return await self._after_view(room, place_id, view, ticket, return_to, now)
 
     async def _after_view(
         self,
@@ -409,8 +409,6 @@ class Gatekeeper:
         ticket: Ticket | None,
         return_to: str,
         now: float,
-        *,
-        new: bool,
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
             if ticket is None:
@@ -495,9 +493,7 @@ class Gatekeeper:
                 )
         except StoreError:
             return self._fail(room, return_to, now, heartbeat=True, ticket=ticket)
-        return await self._after_view(
-            room, ticket.place_id, view, ticket, return_to, now, new=False
-        )
+        return await self._after_view(room, ticket.place_id, view, ticket, return_to, now)
 
     async def leave(self, ticket: Ticket | None, session: Session | None, now: float) -> bool:
         """Give up a place or end a session; frees the slot at once."""

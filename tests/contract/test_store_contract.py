@@ -479,9 +479,9 @@ async def test_tick_lists_are_capped(store_env: StoreEnv) -> None:
 # -- Redis specifics -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
 async def test_every_key_has_a_ttl(store_env: StoreEnv) -> None:
-    if store_env.raw is None:
-        pytest.skip("memory store has no keys")
+    """Redis adapters only: the memory store has no keys."""
     s = store_env.store
     lim = limits(capacity=1)
     await s.arrive(R, "a", lim)
@@ -499,8 +499,6 @@ async def test_every_key_has_a_ttl(store_env: StoreEnv) -> None:
 
 
 async def test_room_name_must_not_break_the_hash_tag(store_env: StoreEnv) -> None:
-    if store_env.raw is None:
-        pytest.skip("memory store has no keys")
     with pytest.raises(ValueError):
         await store_env.store.arrive("a}b{c", "x", LIM)
 
@@ -548,17 +546,17 @@ async def test_store_error_on_frozen_server(redis_server: object) -> None:
         await store.close()
 
 
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
 async def test_script_error_becomes_store_error(store_env: StoreEnv) -> None:
-    if store_env.raw is None:
-        pytest.skip("memory store has no scripts")
+    """Redis adapters only: the memory store has no scripts."""
     await store_env.raw.set(room_keys(R).queue, "not a zset")
     with pytest.raises(StoreError, match="arrive"):
         await store_env.store.arrive(R, "a", LIM)
 
 
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
 async def test_scripts_reload_after_script_flush(store_env: StoreEnv) -> None:
-    if store_env.raw is None:
-        pytest.skip("memory store has no scripts")
+    """Redis adapters only: the memory store has no scripts."""
     s = store_env.store
     await s.arrive(R, "a", LIM)
     await store_env.raw.script_flush()

@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowState
 from waitroom_proxy.domain.ratelimit import hit as rate_hit
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
@@ -92,6 +93,8 @@ class MemoryStore:
     def _room(self, room: str) -> _Room:
         state = self._rooms.get(room)
         if state is None:
+            if not ROOM_NAME_RE.match(room):  # the same refusal as the Redis store's keys
+                raise ValueError(f"invalid room name: {room!r}")
             state = self._rooms[room] = _Room()
         return state
 
