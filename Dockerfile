@@ -19,11 +19,14 @@ RUN groupadd --system --gid 10001 waitroom \
     --shell /usr/sbin/nologin waitroom
 
 # Only what the package build needs (.dockerignore keeps everything else out of the context).
+COPY requirements/runtime.txt /src/requirements/
 COPY pyproject.toml README.md /src/
 COPY waitroom_proxy /src/waitroom_proxy
 COPY templates /src/templates
-# A regular (non-editable) install into site-packages; the sources are removed afterwards.
-RUN pip install /src && rm -rf /src
+# The locked runtime dependencies (hashes checked; scripts/lock refreshes them), then a regular
+# (non-editable) install of the package into site-packages; the sources are removed afterwards.
+RUN pip install --require-hashes -r /src/requirements/runtime.txt \
+ && pip install --no-deps --no-build-isolation /src && rm -rf /src
 
 USER 10001:10001
 WORKDIR /tmp

@@ -77,6 +77,10 @@ def test_dockerfile_installs_the_package() -> None:
     assert froms[-1].split()[0] == "python:3.11-slim"
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     assert re.search(r"pip install\b", runs)
+    # Dependencies come from the lock, with their hashes checked.
+    assert re.search(r"pip install --require-hashes -r /src/requirements/runtime\.txt", runs)
+    assert "requirements/runtime.txt" in " ".join(r for k, r in instructions if k == "COPY")
+    assert "!requirements/runtime.txt" in (REPO / ".dockerignore").read_text().splitlines()
     assert not re.search(r"pip install[^&;]*\s(-e|--editable)\b", runs)
     exposed = {p for keyword, rest in instructions if keyword == "EXPOSE" for p in rest.split()}
     assert {"8080", "9090"} <= exposed
