@@ -249,7 +249,9 @@ async def test_start_returns_at_once_when_nats_is_down() -> None:
     )
     t0 = time.perf_counter()
     await pub.start()
-    assert time.perf_counter() - t0 < 0.1
+    # Waiting for a connection would take the connect timeout and reconnect waits (seconds);
+    # the bound leaves room for a loaded machine.
+    assert time.perf_counter() - t0 < 1.0
     for i in range(10):
         pub.publish(make(ev.POSITION_ENQUEUED, "shop", i=i))
     await asyncio.sleep(0.5)
@@ -297,7 +299,9 @@ async def test_outage_buffers_then_delivers_and_counts_overflow(
         c = pub.counters()
         assert (c["connected"], c["buffered"], c["dropped"]) == (0.0, buffer_size, pub.dropped)
         print(f"\npublish() worst case while NATS was down: {worst * 1e6:.1f} us")
-        assert worst < 0.05  # generous: it is a deque append (typically ~1 us)
+        # A deque append (typically ~1 us); waiting on the network would take seconds. The
+        # bound leaves room for a GC pause on a loaded machine.
+        assert worst < 0.5
     finally:
         nats_server.start()
 

@@ -45,7 +45,8 @@ async def test_refused_upstream_gives_friendly_502_fast() -> None:
         resp = await raw_exchange(url, b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
         elapsed = time.perf_counter() - t0
     assert resp.status == 502
-    assert elapsed < 0.1
+    # No retries and no waiting for the 5 s connect timeout (slack for a loaded machine).
+    assert elapsed < 1.0
     assert b"502 Bad Gateway" in resp.body
     assert b"not answering" in resp.body
     assert resp.get_all(b"content-type") == [b"text/html; charset=utf-8"]

@@ -235,5 +235,9 @@ async def test_store_slow_replies_bounded_by_store_timeout(store_via_fault: Any)
             duration_s=time.monotonic() - t0,
         )
         assert not n_rec.errors and not h_rec.errors
-        assert p99 <= STORE_TIMEOUT + 0.05, p99
+        # Each reply is delayed 3 s; a request waiting for one would take >= 3 s. Bounded by
+        # store_timeout per store call (a newcomer makes at most two: rate limit, then
+        # enqueue), with room for scheduling on a loaded 2-core machine.
+        assert worst < 2 * STORE_TIMEOUT + 1.0, worst
+        assert p99 < 2 * STORE_TIMEOUT + 0.5, p99
         assert all(s.status == 200 for s in s_rec.samples)

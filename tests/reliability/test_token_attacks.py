@@ -149,15 +149,20 @@ async def test_hostile_tokens_all_refused() -> None:
 
         # Through the proxy: capacity is taken, so a refused token means the waiting page.
         holder = await admitted_client(rig.url)
-        sample = rng.sample(mutated, 200) + [t for ts in kinds.values() for t in ts]
+        # Leading or trailing whitespace is not a legal header value for the client library
+        # (and a server strips it as optional whitespace): send the other mutations.
+        sendable = [m for m in mutated if m == m.strip()]
+        sample = rng.sample(sendable, 200) + [t for ts in kinds.values() for t in ts]
         served = 0
-        async with client(rig.url) as c:
-            for t in sample:
-                c.cookies.clear()
-                r = await c.get("/secret", headers={**JSON, "cookie": f"waitroom_session={t}"})
-                if r.status_code == 200 and r.json() == {"origin": True}:
-                    served += 1
-        await holder.aclose()
+        try:
+            async with client(rig.url) as c:
+                for t in sample:
+                    c.cookies.clear()
+                    r = await c.get("/secret", headers={**JSON, "cookie": f"waitroom_session={t}"})
+                    if r.status_code == 200 and r.json() == {"origin": True}:
+                        served += 1
+        finally:
+            await holder.aclose()
         report(
             "hostile tokens",
             mutated=MUTATIONS,
