@@ -145,6 +145,11 @@ class Outcome:
     session_token: str | None = None
 
 
+def _minutes(n: int) -> str:
+    """Cloudflare's ``waitTimeFormatted`` wording: "1 minute", "5 minutes"."""
+    return f"{n} minute" if n == 1 else f"{n} minutes"
+
+
 def _reseal_after(room: RoomRuntime) -> float:
     """How stale a ticket's ``last_seen`` may get before a heartbeat re-signs it.
 
@@ -628,7 +633,7 @@ class Gatekeeper:
                 "waitTime": wait_min,
                 "waitTime50Percentile": wait_min,
                 "waitTime90Percentile": (eta.p90 + 59) // 60 if eta is not None else 0,
-                "waitTimeFormatted": f"{wait_min} minutes" if eta is not None else "unavailable",
+                "waitTimeFormatted": _minutes(wait_min) if eta is not None else "unavailable",
                 "queueIsFull": status == "full",
                 "queueAll": room.policy.mode is Mode.QUEUE_ALL or room.paused,
                 "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),

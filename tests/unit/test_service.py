@@ -229,3 +229,18 @@ async def test_renewal_is_not_signed_again_for_a_client_that_ignores_it() -> Non
         clock.now += 1
         assert g.renewal_for(room, s, clock()) == first
     assert pub.types().count("session.renewed") == 1
+
+
+@pytest.mark.parametrize(
+    ("p50", "text"), [(0, "0 minutes"), (1, "1 minute"), (60, "1 minute"), (61, "2 minutes")]
+)
+def test_cloudflare_wait_time_wording(p50: int, text: str) -> None:
+    from waitroom_proxy.domain.eta import Eta
+
+    g, _, _ = gate(RoomPolicy(name="r", capacity=1))
+    body = g.status_dict(g.rooms["r"], "waiting", None, "/", Eta(p50=p50, p90=p50))
+    assert body["cfWaitingRoom"]["waitTimeFormatted"] == text
+    assert (
+        g.status_dict(g.rooms["r"], "waiting", None, "/")["cfWaitingRoom"]["waitTimeFormatted"]
+        == "unavailable"
+    )
