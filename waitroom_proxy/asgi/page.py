@@ -41,6 +41,7 @@ __all__ = [
     "format_eta",
     "is_safe_return_to",
     "new_nonce",
+    "title_for",
 ]
 
 STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
@@ -181,6 +182,23 @@ def is_safe_return_to(value: object) -> bool:
     if value[1:2] in ("/", "\\"):
         return False
     return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+_TITLE_KEYS = {
+    "waiting": "page_title",
+    "admitted": "admitted_heading",
+    "expired": "expired_heading",
+    "rejected": "rejected_heading",
+    "full": "full_heading",
+    "left": "left_heading",
+}
+
+
+def title_for(status: str, messages: Mapping[str, str]) -> str:
+    """The document title of the page in ``status``: a sold-out or full room must not be
+    titled "You're in the queue" (the tab is what a visitor sees first). The page script
+    applies the same table when the status changes (see ``waitroom.js``)."""
+    return messages[_TITLE_KEYS.get(status, "page_title")]
 
 
 def _fill(template: str, **values: object) -> str:
@@ -329,8 +347,9 @@ class PageRenderer:
         """The template context for ``status`` (a JSON status; missing fields get defaults).
 
         Besides the JSON fields, templates get: ``prefix``, ``nonce``, ``lang``, ``t`` (the
-        messages of ``lang``), ``eta_text``, ``position_text``/``ahead_text``/``queue_text``
-        (formatted numbers), ``progress`` (0-100, from position and queue length),
+        messages of ``lang``), ``title_text`` (the document title for the status),
+        ``eta_text``, ``position_text``/``ahead_text``/``queue_text`` (formatted numbers),
+        ``progress`` (0-100, from position and queue length),
         ``meta_refresh`` (whole seconds for the no-JS reload), ``return_to_safe``, ``css``,
         ``js`` and ``page_data`` (what the script reads).
         """
@@ -381,6 +400,7 @@ class PageRenderer:
             "nonce": nonce,
             "lang": language,
             "t": t,
+            "title_text": title_for(state, t),
             "eta_text": format_eta(eta_seconds, t),
             "position_text": _format_count(position, t),
             "ahead_text": _format_count(ahead, t),
