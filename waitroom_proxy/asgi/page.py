@@ -92,6 +92,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "noscript_hint": "This page reloads by itself every {n} seconds.",
         "footer": "You keep your place as long as this page stays open.",
         "error_retry": "Try again",
+        "back_to_site": "Back to the site",
         "thousands_separator": ",",
     },
     "de": {
@@ -140,6 +141,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "noscript_hint": "Diese Seite lädt sich alle {n} Sekunden selbst neu.",
         "footer": "Sie behalten Ihren Platz, solange diese Seite geöffnet bleibt.",
         "error_retry": "Erneut versuchen",
+        "back_to_site": "Zurück zur Website",
         "thousands_separator": ".",
     },
 }
@@ -431,11 +433,19 @@ class PageRenderer:
         *,
         nonce: str | None = None,
         lang: str = "en",
+        action_href: str = "",
+        action: str = "error_retry",
     ) -> str:
         """A friendly error page (502, 504, 429…): no script, nothing external.
 
+        Also the page of a plain outcome such as "You left" (a ``status_code`` below 400 shows
+        no code badge).
+
         Args:
             nonce: if the response carries a CSP with a nonce, the style tag needs it.
+            action_href: where the button goes; ``""`` reloads the page (right for an error
+                answered to a GET, wrong after a POST: pass a same-site path then).
+            action: the message key of the button's text (localised like the rest).
         """
         language = _pick_language(lang, self._messages)
         return self._error.render(
@@ -446,4 +456,6 @@ class PageRenderer:
             lang=language,
             t=self._messages[language],
             css=self._css,
+            action_href=action_href if is_safe_return_to(action_href) else "",
+            action_label=self._messages[language][action],
         )

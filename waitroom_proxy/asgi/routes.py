@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from waitroom_proxy.asgi.middleware import cookie_header
+from waitroom_proxy.asgi.page import is_safe_return_to
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
 
@@ -95,9 +96,15 @@ def build_routes(engine: Engine) -> ASGIApp:
             cookie_header(TICKET_COOKIE, "", 0, secure=sec),
         ]
         if "text/html" in request.headers.get("accept", ""):
-            # A plain form post (no JavaScript): answer with a page, not JSON.
+            # A plain form post (no JavaScript): answer with a page, not JSON. Its button
+            # goes back to the page first asked for: reloading this URL would GET /leave.
+            back = ticket.return_to if ticket is not None else "/"
             page = engine.pages.default.error_page(
-                200, "You left", "Your place is free for the next visitor."
+                200,
+                "You left",
+                "Your place is free for the next visitor.",
+                action_href=back if is_safe_return_to(back) else "/",
+                action="back_to_site",
             )
             resp = HTMLResponse(page, headers={"cache-control": "no-store"})
             resp.raw_headers.extend(cookies)
