@@ -671,9 +671,13 @@ class Gatekeeper:
             if room.incarnation is not None:
                 await self._after_store_loss(room, now, first=marker is None)
             if marker is None:
-                marker = secrets.token_hex(8)
-                mark = {"incarnation": marker}
-                await self._call("meta", lambda: self.store.set_meta(room.name, mark))
+                # Write-if-absent: replicas (or worker processes) starting on an empty store
+                # all get here at once; a plain write would let the last writer replace the
+                # first one's marker, which the first would then take for a store loss.
+                mark = secrets.token_hex(8)
+                marker = await self._call(
+                    "meta", lambda: self.store.init_meta(room.name, "incarnation", mark)
+                )
             room.incarnation = marker
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
