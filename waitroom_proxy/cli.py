@@ -7,7 +7,8 @@ A thin click layer, as in uvicorn: every command parses its flags, hands them to
 Every flag has an environment variable (shown in ``--help``). The environment itself is read by
 ``load_settings``, not by click, so a bad value is reported with the variable's name
 (``WAITROOM_PORT: must be an integer 1-65535, got "x"``) together with every other problem.
-Configuration errors exit with status 2, one problem per line on stderr, never a traceback.
+Configuration errors exit with status 2, one problem per line on stderr, never a traceback; a
+listener that cannot be opened exits with status 1 and one line naming the address.
 """
 
 from __future__ import annotations
@@ -23,15 +24,22 @@ import click
 from click.core import ParameterSource
 
 from waitroom_proxy import __version__
-from waitroom_proxy.config import Settings, load_settings, mask_url
+from waitroom_proxy.config import (
+    Settings,
+    config_warnings,
+    load_settings,
+    mask_url,
+    room_coverage,
+)
 from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, RoomPolicy
-from waitroom_proxy.errors import ConfigError
+from waitroom_proxy.errors import ConfigError, ListenError
 
 __all__ = ["format_settings", "main"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 CONFIG_ERROR_EXIT = 2
+LISTEN_ERROR_EXIT = 1
 MASK = "***"
 _SECRET_FIELDS = frozenset({"secret", "previous_secrets", "admin_token"})
 _URL_FIELDS = frozenset({"store_url", "nats_url", "upstream"})
@@ -155,6 +163,12 @@ def check_config(config: str, ignore_env: bool) -> None:
     click.echo(format_settings(settings))
     count = len(settings.rooms)
     click.echo(f"\n{config}: OK, {count} room{'s' if count != 1 else ''}")
+    # The same words `serve` logs at start (config_warnings is their one source).
+    for warning in config_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
+    note = room_coverage(settings)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) -> Callable[[_F], _F]:
@@ -222,8 +236,12 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
 
     # Ctrl-C: uvicorn has already shut down gracefully and re-raises SIGINT; without this,
     # click prints "Aborted!" and exits 1.
-    with contextlib.suppress(KeyboardInterrupt):
-        bootstrap.run(settings)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            bootstrap.run(settings)
+    except ListenError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(LISTEN_ERROR_EXIT)
 
 
 @main.command()
