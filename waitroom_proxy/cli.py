@@ -252,13 +252,21 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
     show_default=True,
     envvar="WAITROOM_PORT",
     show_envvar=True,
-    help="Port of the demo (waiting room and a toy origin on one port).",
+    help="Port of the demo, the one port it needs (its toy origin takes a free loopback port).",
 )
 def demo(port: int) -> None:
-    """Run a self-contained demo: a tiny origin behind a small waiting room."""
+    """Run a self-contained demo: a tiny origin behind a small waiting room.
+
+    Each visitor needs its own cookies: open the page in private windows or other browsers.
+    """
     from waitroom_proxy.demo import run_demo  # lazy
 
-    run_demo(port=port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_demo(port=port)
+    except ListenError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(LISTEN_ERROR_EXIT)
 
 
 @main.group()
