@@ -76,9 +76,7 @@ async def _main(host: str, port: int, capacity: int) -> None:
     )
     app: Any = build_app(settings)
     proxy = uvicorn.Server(
-        uvicorn.Config(
-            app, host=host, port=port, server_header=False, date_header=False, **quiet
-        )
+        uvicorn.Config(app, host=host, port=port, server_header=False, date_header=False, **quiet)
     )
     url = f"http://{format_address(host, port)}/"
     print(f"waitroom-proxy demo: open {url} in up to {capacity + 1} browser windows")
@@ -89,9 +87,7 @@ async def _main(host: str, port: int, capacity: int) -> None:
     print(f"  capacity {capacity}: visitor {capacity + 1} waits until someone clicks Leave")
     print(f"  JSON status: curl -H 'Accept: application/json' {url}")
     print("  Ctrl-C stops")
-    await asyncio.gather(
-        origin.serve(sockets=[origin_sock]), proxy.serve(sockets=[proxy_sock])
-    )
+    await asyncio.gather(origin.serve(sockets=[origin_sock]), proxy.serve(sockets=[proxy_sock]))
 
 
 def run_demo(port: int = 8080, host: str = "127.0.0.1", capacity: int = 2) -> None:

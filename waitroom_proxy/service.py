@@ -300,6 +300,11 @@ class Gatekeeper:
             max_age=policy.session_max,
         )
         self.cache.put(token, s)
+        # The store must hear of every renewal: its deadline for the slot (now + session_ttl
+        # + a 5 s grace) then always covers the newest token, whatever activity_interval is.
+        key = (room.name, session.place_id)
+        self._activity_reported[key] = now
+        self._activity_pending.setdefault(room.name, set()).add(session.place_id)
         if len(self._renewed) >= 100_000:
             self._renewed.clear()
         self._renewed[session.place_id] = (token, s)
