@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -99,6 +99,8 @@ class Engine:
         self.gate = gate
         self.prefix = settings.prefix.rstrip("/")
         self.upstream = settings.upstream
+        self.upstream_probe: Callable[[], Awaitable[None]] | None = None
+        """Set by ``build_app``: connects to the origin as a request would (``/readyz``)."""
         self.trusted = ClientInfo(TrustedProxies(settings.trusted_proxies))
         self.pages = Pages(settings)
         self.controller = Controller(gate, interval=controller_interval)
@@ -224,7 +226,10 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
         read_timeout=settings.upstream_read_timeout,
         trusted_proxies=settings.trusted_proxies,
         error_page=_error_page(engine.pages.default),
+        ca_file=settings.upstream_ca_file,
     )
+    # /readyz checks the origin the way requests reach it (TLS with the same context).
+    engine.upstream_probe = proxy.pool.probe
     from waitroom_proxy.asgi.chain import RequestContext
     from waitroom_proxy.asgi.hardening import HardeningGuard
 

@@ -195,6 +195,12 @@ def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) ->
     metavar="N",
     help="Max admissions per minute (0 = capacity only).",
 )
+@_env_option(
+    "--upstream-ca-file",
+    env="WAITROOM_UPSTREAM_CA_FILE",
+    metavar="FILE",
+    help="PEM CA certificates an https:// upstream must chain to (an internal CA).",
+)
 @_env_option("--host", env="WAITROOM_HOST", metavar="HOST", help="Listen address [127.0.0.1].")
 @_env_option("--port", env="WAITROOM_PORT", metavar="PORT", help="Listen port [8080].")
 @_env_option(

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class Settings:
     workers: int = 1
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs whose ``X-Forwarded-*`` headers are believed."""
+    upstream_ca_file: str | None = None
+    """PEM file of the CA certificates that an ``https://`` upstream's certificate must chain
+    to (an internal CA), instead of the system's trust store. Env
+    ``WAITROOM_UPSTREAM_CA_FILE``."""
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 60.0
     store_timeout: float = 0.5
@@ -322,6 +327,18 @@ def _existing_file(value: Any, base: Path) -> str:
     return str(path.resolve())
 
 
+def _ca_file(value: Any, base: Path) -> str:
+    """A PEM file of CA certificates that an SSL context can load (checked here, so a wrong
+    file fails at start-up and not as a 502 on every request)."""
+    path = _existing_file(value, base)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise _Invalid(f"not a PEM file of CA certificates {_show(value)} ({reason})") from None
+    return path
+
+
 _PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*$")
 
 
@@ -478,6 +495,7 @@ _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "admin_port": ("int", _integer(1, 65535)),
     "workers": ("int", _integer(1)),
     "trusted_proxies": ("list", _list(_cidr)),
+    "upstream_ca_file": ("str", _ca_file),
     "upstream_connect_timeout": ("float", _seconds),
     "upstream_read_timeout": ("float", _seconds),
     "store_timeout": ("float", _seconds),
@@ -969,6 +987,10 @@ def config_warnings(settings: Settings) -> list[str]:
             f"admin_port is {settings.admin_port} but admin_token is not set: the admin "
             "listener (metrics, admin API, dashboard) is disabled; set WAITROOM_ADMIN_TOKEN "
             "(or [server] admin_token) to enable it"
+        )
+    if settings.upstream_ca_file and not (settings.upstream or "").startswith("https://"):
+        out.append(
+            "upstream_ca_file is set but the upstream is not an https:// URL: it is not used"
         )
     if not settings.secret:
         out.append(
