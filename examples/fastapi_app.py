@@ -6,9 +6,10 @@ room's capacity get the waiting page instead of the shop; a finished checkout an
 ``Waitroom-Command: complete``, which ends the visitor's session and frees the slot for the
 next one in the queue.
 
-Run from the repository root (``pip install fastapi`` and this project first):
+Run from the repository root, after ``scripts/install test`` (the locked test dependencies
+include FastAPI and uvicorn):
 
-    WAITROOM_CAPACITY=1 uvicorn examples.fastapi_app:app --port 8000
+    WAITROOM_CAPACITY=1 .venv/bin/uvicorn examples.fastapi_app:app --port 8000
 
 then open http://127.0.0.1:8000/ in two private windows: the second waits until the first
 checks out. Settings come from the environment as for ``waitroom-proxy serve``:

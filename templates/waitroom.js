@@ -109,6 +109,11 @@
     setText("wr-live", text);
   }
 
+  var TITLE_KEYS = {
+    waiting: "page_title", admitted: "admitted_heading", expired: "expired_heading",
+    rejected: "rejected_heading", full: "full_heading", left: "left_heading"
+  };
+
   function show(status) {
     var sections = ["waiting", "admitted", "expired", "rejected", "full", "left"];
     for (var i = 0; i < sections.length; i++) {
@@ -119,6 +124,9 @@
     if (actions) { actions.hidden = status !== "waiting"; }
     var main = $("wr-main");
     if (main) { main.setAttribute("data-status", status); }
+    // The same table as page.title_for: the tab says what the page says.
+    var key = TITLE_KEYS[status] || "page_title";
+    if (t[key]) { document.title = t[key] + (state.room ? " \u00b7 " + state.room : ""); }
   }
 
   function setReconnecting(on) {

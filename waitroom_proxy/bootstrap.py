@@ -2,8 +2,8 @@
 
 ``build_engine(settings)`` wires real adapters (Redis store or the in-process store, NATS or log
 events); tests pass their own store/publisher/clock. ``build_app(settings)`` is the standalone
-proxy (``WaitroomMiddleware`` around an ``UpstreamProxy``); ``run(settings)`` serves it with
-uvicorn, plus the admin listener when configured.
+proxy (``WaitroomMiddleware`` around an ``UpstreamProxy``); ``waitroom_proxy.serving`` serves
+it (listeners, workers, the admin listener).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import PageRenderer
-from waitroom_proxy.config import Settings
+from waitroom_proxy.config import Settings, config_warnings
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
@@ -99,6 +99,8 @@ class Engine:
         self.gate = gate
         self.prefix = settings.prefix.rstrip("/")
         self.upstream = settings.upstream
+        self.upstream_probe: Callable[[], Awaitable[None]] | None = None
+        """Set by ``build_app``: connects to the origin as a request would (``/readyz``)."""
         self.trusted = ClientInfo(TrustedProxies(settings.trusted_proxies))
         self.pages = Pages(settings)
         self.controller = Controller(gate, interval=controller_interval)
@@ -139,13 +141,13 @@ class Engine:
         await self.gate.store.close()
 
 
-def _secrets(settings: Settings) -> list[str]:
+def _secrets(settings: Settings, *, warn: bool = True) -> list[str]:
     if settings.secret:
         return [settings.secret, *settings.previous_secrets]
-    log.warning(
-        "WAITROOM_SECRET is not set: using a random secret for this process only "
-        "(every replica of one site must share a secret)"
-    )
+    if warn:
+        for warning in config_warnings(settings):
+            if warning.startswith("secret "):
+                log.warning("%s", warning)
     return [secrets.token_urlsafe(32), *settings.previous_secrets]
 
 
@@ -177,10 +179,14 @@ def build_engine(
     clock: Callable[[], float] = time.time,
     registry: CollectorRegistry | None = None,
     controller_interval: float = 0.5,
+    warn: bool = True,
 ) -> Engine:
-    """Build the engine; pass ``store``/``publisher``/``clock`` to replace real adapters."""
+    """Build the engine; pass ``store``/``publisher``/``clock`` to replace real adapters.
+
+    ``warn=False``: the caller (``serve``) has already logged ``config_warnings``.
+    """
     replica_id = os.environ.get("HOSTNAME") or secrets.token_hex(4)
-    all_secrets = _secrets(settings)
+    all_secrets = _secrets(settings, warn=warn)
     private_pem = None
     if settings.signing_key_file:
         with open(settings.signing_key_file, "rb") as fh:
@@ -220,7 +226,10 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
         read_timeout=settings.upstream_read_timeout,
         trusted_proxies=settings.trusted_proxies,
         error_page=_error_page(engine.pages.default),
+        ca_file=settings.upstream_ca_file,
     )
+    # /readyz checks the origin the way requests reach it (TLS with the same context).
+    engine.upstream_probe = proxy.pool.probe
     from waitroom_proxy.asgi.chain import RequestContext
     from waitroom_proxy.asgi.hardening import HardeningGuard
 
@@ -248,76 +257,16 @@ def _error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
 
 
 def app_factory() -> Any:
-    """uvicorn ``--factory`` entry for ``--workers N``: settings from the environment."""
-    from waitroom_proxy.asgi.hardening import HardenedHttpToolsProtocol, limits_from
-    from waitroom_proxy.config import load_settings
+    """uvicorn ``--factory`` entry of a worker process (kept for ``uvicorn
+    waitroom_proxy.bootstrap:app_factory --factory``): see ``serving.worker_app``."""
+    from waitroom_proxy.serving import worker_app
 
-    settings = load_settings(os.environ.get("WAITROOM_CONFIG"), os.environ)
-    HardenedHttpToolsProtocol.limits = limits_from(settings)  # this worker process only
-    return build_app(settings)
+    return worker_app()
 
 
 def run(settings: Settings) -> None:
-    """Serve the standalone proxy (and the admin listener) until interrupted."""
-    import uvicorn
+    """Serve the standalone proxy (and the admin listener) until interrupted: see
+    ``waitroom_proxy.serving.run``."""
+    from waitroom_proxy.serving import run as serve
 
-    from waitroom_proxy.asgi.chain import configure_logging
-
-    configure_logging(settings.log_level)
-    common: dict[str, Any] = {
-        "log_level": settings.log_level,
-        "log_config": None,
-        "access_log": False,
-        "proxy_headers": False,
-        "server_header": False,
-        "date_header": False,
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 10,
-    }
-    from waitroom_proxy.asgi.hardening import http_protocol, limits_from
-
-    common["http"] = http_protocol(limits_from(settings))
-    if settings.workers > 1:
-        common["http"] = "waitroom_proxy.asgi.hardening:HardenedHttpToolsProtocol"
-        uvicorn.run(
-            "waitroom_proxy.bootstrap:app_factory",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            **common,
-        )
-        return
-    app = build_app(settings)
-    asyncio.run(_serve(app, settings, common))
-
-
-async def _serve(app: Any, settings: Settings, common: dict[str, Any]) -> None:
-    import uvicorn
-
-    servers = [
-        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, **common))
-    ]
-    admin = _admin_app(app, settings)
-    if admin is not None and settings.admin_port:
-        servers.append(
-            uvicorn.Server(
-                uvicorn.Config(
-                    admin, host=settings.admin_host, port=settings.admin_port,
-                    **{**common, "lifespan": "off"},
-                )
-            )
-        )  # fmt: skip
-    elif settings.admin_port:
-        log.warning("admin listener disabled: set WAITROOM_ADMIN_TOKEN to enable it")
-    await asyncio.gather(*(s.serve() for s in servers))
-
-
-def _admin_app(app: Any, settings: Settings) -> Any:
-    if not settings.admin_token:
-        return None
-    try:
-        from waitroom_proxy.asgi.admin import build_admin
-    except ImportError:
-        return None
-    return build_admin(app.engine, settings.admin_token)
+    serve(settings)

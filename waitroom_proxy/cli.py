@@ -7,7 +7,8 @@ A thin click layer, as in uvicorn: every command parses its flags, hands them to
 Every flag has an environment variable (shown in ``--help``). The environment itself is read by
 ``load_settings``, not by click, so a bad value is reported with the variable's name
 (``WAITROOM_PORT: must be an integer 1-65535, got "x"``) together with every other problem.
-Configuration errors exit with status 2, one problem per line on stderr, never a traceback.
+Configuration errors exit with status 2, one problem per line on stderr, never a traceback; a
+listener that cannot be opened exits with status 1 and one line naming the address.
 """
 
 from __future__ import annotations
@@ -23,15 +24,22 @@ import click
 from click.core import ParameterSource
 
 from waitroom_proxy import __version__
-from waitroom_proxy.config import Settings, load_settings, mask_url
+from waitroom_proxy.config import (
+    Settings,
+    config_warnings,
+    load_settings,
+    mask_url,
+    room_coverage,
+)
 from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, RoomPolicy
-from waitroom_proxy.errors import ConfigError
+from waitroom_proxy.errors import ConfigError, ListenError
 
 __all__ = ["format_settings", "main"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 CONFIG_ERROR_EXIT = 2
+LISTEN_ERROR_EXIT = 1
 MASK = "***"
 _SECRET_FIELDS = frozenset({"secret", "previous_secrets", "admin_token"})
 _URL_FIELDS = frozenset({"store_url", "nats_url", "upstream"})
@@ -155,6 +163,12 @@ def check_config(config: str, ignore_env: bool) -> None:
     click.echo(format_settings(settings))
     count = len(settings.rooms)
     click.echo(f"\n{config}: OK, {count} room{'s' if count != 1 else ''}")
+    # The same words `serve` logs at start (config_warnings is their one source).
+    for warning in config_warnings(settings):
+        click.echo(f"warning: {warning}", err=True)
+    note = room_coverage(settings)
+    if note:
+        click.echo(f"note: {note}", err=True)
 
 
 def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) -> Callable[[_F], _F]:
@@ -180,6 +194,12 @@ def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) ->
     env="WAITROOM_ADMIT_RATE",
     metavar="N",
     help="Max admissions per minute (0 = capacity only).",
+)
+@_env_option(
+    "--upstream-ca-file",
+    env="WAITROOM_UPSTREAM_CA_FILE",
+    metavar="FILE",
+    help="PEM CA certificates an https:// upstream must chain to (an internal CA).",
 )
 @_env_option("--host", env="WAITROOM_HOST", metavar="HOST", help="Listen address [127.0.0.1].")
 @_env_option("--port", env="WAITROOM_PORT", metavar="PORT", help="Listen port [8080].")
@@ -222,8 +242,12 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
 
     # Ctrl-C: uvicorn has already shut down gracefully and re-raises SIGINT; without this,
     # click prints "Aborted!" and exits 1.
-    with contextlib.suppress(KeyboardInterrupt):
-        bootstrap.run(settings)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            bootstrap.run(settings)
+    except ListenError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(LISTEN_ERROR_EXIT)
 
 
 @main.command()
@@ -234,13 +258,21 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
     show_default=True,
     envvar="WAITROOM_PORT",
     show_envvar=True,
-    help="Port of the demo (waiting room and a toy origin on one port).",
+    help="Port of the demo, the one port it needs (its toy origin takes a free loopback port).",
 )
 def demo(port: int) -> None:
-    """Run a self-contained demo: a tiny origin behind a small waiting room."""
+    """Run a self-contained demo: a tiny origin behind a small waiting room.
+
+    Each visitor needs its own cookies: open the page in private windows or other browsers.
+    """
     from waitroom_proxy.demo import run_demo  # lazy
 
-    run_demo(port=port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_demo(port=port)
+    except ListenError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(LISTEN_ERROR_EXIT)
 
 
 @main.group()

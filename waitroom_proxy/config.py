@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ class Settings:
     workers: int = 1
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs whose ``X-Forwarded-*`` headers are believed."""
+    upstream_ca_file: str | None = None
+    """PEM file of the CA certificates that an ``https://`` upstream's certificate must chain
+    to (an internal CA), instead of the system's trust store. Env
+    ``WAITROOM_UPSTREAM_CA_FILE``."""
     upstream_connect_timeout: float = 5.0
     upstream_read_timeout: float = 60.0
     store_timeout: float = 0.5
@@ -322,6 +327,18 @@ def _existing_file(value: Any, base: Path) -> str:
     return str(path.resolve())
 
 
+def _ca_file(value: Any, base: Path) -> str:
+    """A PEM file of CA certificates that an SSL context can load (checked here, so a wrong
+    file fails at start-up and not as a 502 on every request)."""
+    path = _existing_file(value, base)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or str(exc)
+        raise _Invalid(f"not a PEM file of CA certificates {_show(value)} ({reason})") from None
+    return path
+
+
 _PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*$")
 
 
@@ -350,11 +367,26 @@ def _is_hostname(host: str) -> bool:
 
 
 def _bind_host(value: Any, base: Path) -> str:
-    if not isinstance(value, str) or not _is_hostname(value.strip().lower()):
-        raise _Invalid(
-            f'must be a host name or IP address to listen on (e.g. "0.0.0.0"), got {_show(value)}'
-        )
-    return value.strip()
+    """A listen address, in the form ``socket.bind`` takes: ``[::1]`` (the URL spelling of an
+    IPv6 address) becomes ``::1``, so what passes here also binds."""
+    desc = 'must be a host name or IP address to listen on (e.g. "0.0.0.0" or "::")'
+    if not isinstance(value, str):
+        raise _Invalid(f"{desc}, got {_show(value)}")
+    text = value.strip()
+    if text.startswith("[") or text.endswith("]"):
+        inner = text.removeprefix("[").removesuffix("]")
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise _Invalid(
+                f"{desc}: brackets only enclose an IPv6 address, got {_show(value)}"
+            ) from None
+        if not (text.startswith("[") and text.endswith("]")):
+            raise _Invalid(f"{desc}: unbalanced brackets, got {_show(value)}")
+        return inner
+    if not _is_hostname(text.lower()):
+        raise _Invalid(f"{desc}, got {_show(value)}")
+    return text
 
 
 def _origin(value: Any, base: Path) -> str:
@@ -463,6 +495,7 @@ _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "admin_port": ("int", _integer(1, 65535)),
     "workers": ("int", _integer(1)),
     "trusted_proxies": ("list", _list(_cidr)),
+    "upstream_ca_file": ("str", _ca_file),
     "upstream_connect_timeout": ("float", _seconds),
     "upstream_read_timeout": ("float", _seconds),
     "store_timeout": ("float", _seconds),
@@ -919,9 +952,12 @@ def _check_server(
     port, admin_port = value("port"), value("admin_port")
     wildcard = {"0.0.0.0", "::"}  # noqa: S104 - compared with, not bound to
     hosts = {value("host"), value("admin_host")}
+    workers = value("workers")
     if admin_port == port and (len(hosts) == 1 or hosts & wildcard):
         problems.add(label("admin_port"), f"must differ from port ({port}), got {admin_port}")
-    workers = value("workers")
+    elif admin_port == port and workers > 1:
+        # Every worker serves both listeners and tells them apart by their port.
+        problems.add(label("admin_port"), f"must differ from port ({port}) with more than 1 worker")
     if workers > 1:
         if value("store_url") is None:
             problems.add(
@@ -939,3 +975,40 @@ def _check_server(
 
 _SETTINGS_DEFAULTS = Settings(rooms=())
 _ROOM_DEFAULTS = RoomPolicy(name=QUICK_START_ROOM, capacity=1)
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """What is legal but probably not meant: ``serve`` logs these at start and
+    ``check-config`` prints them, in the same words (one source, so the two never disagree).
+    """
+    out: list[str] = []
+    if settings.admin_port is not None and not settings.admin_token:
+        out.append(
+            f"admin_port is {settings.admin_port} but admin_token is not set: the admin "
+            "listener (metrics, admin API, dashboard) is disabled; set WAITROOM_ADMIN_TOKEN "
+            "(or [server] admin_token) to enable it"
+        )
+    if settings.upstream_ca_file and not (settings.upstream or "").startswith("https://"):
+        out.append(
+            "upstream_ca_file is set but the upstream is not an https:// URL: it is not used"
+        )
+    if not settings.secret:
+        out.append(
+            "secret is not set: a random secret is used for this process only (every replica "
+            "of one site must share one: set WAITROOM_SECRET)"
+        )
+    return out
+
+
+def room_coverage(settings: Settings) -> str | None:
+    """A note when no room matches every host: requests for other hosts (``localhost``
+    among them) are not queued at all, which surprises whoever tries a config on their own
+    machine. ``None`` when some room matches ``*`` hosts."""
+    patterns = [(room.name, pattern) for room in settings.rooms for pattern in room.match]
+    if any(pattern.split("/", 1)[0] == "*" for _, pattern in patterns):
+        return None
+    shown = "; ".join(f"{room.name}: {', '.join(room.match)}" for room in settings.rooms)
+    return (
+        "no room matches every host, so requests for any other host (127.0.0.1 and "
+        f"localhost among them) pass to the upstream without a queue. Rooms match: {shown}"
+    )

@@ -1,7 +1,9 @@
 """``waitroom-proxy demo``: a small built-in origin behind the proxy, capacity 2, embedded store.
 
-Open the printed URL in two or three browser windows (or private windows: each is a visitor):
-the first two get the shop, the next one waits and is let in when someone clicks "leave".
+Open the printed URL in two or three private windows (or different browsers: each needs its
+own cookies to be a visitor of its own): the first two get the shop, the next one waits and is
+let in when someone clicks "leave". One port: the toy origin takes a free loopback port of its
+own, which only the proxy uses.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.routing import Route
 from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, RoomPolicy
+from waitroom_proxy.listen import bind_listener, format_address
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Demo shop</title>
@@ -47,11 +50,16 @@ def demo_origin(capacity: int) -> Starlette:
     return Starlette(routes=[Route("/{path:path}", page, methods=["GET", "POST"])])
 
 
-async def _main(host: str, port: int, origin_port: int, capacity: int) -> None:
+async def _main(host: str, port: int, capacity: int) -> None:
+    # Both sockets first: a port in use ends here, in one line, before the banner. The origin
+    # takes any free loopback port (only the proxy talks to it), so the demo needs one port.
+    proxy_sock = bind_listener(host, port, "--port")
+    origin_sock = bind_listener("127.0.0.1", 0, "the demo origin")
+    origin_port = origin_sock.getsockname()[1]
+    quiet: dict[str, Any] = {"log_level": "warning", "access_log": False}
     origin = uvicorn.Server(
-        uvicorn.Config(demo_origin(capacity), host="127.0.0.1", port=origin_port,
-                       log_level="warning", access_log=False)
-    )  # fmt: skip
+        uvicorn.Config(demo_origin(capacity), host="127.0.0.1", port=origin_port, **quiet)
+    )
     room = RoomPolicy(
         name="demo",
         capacity=capacity,
@@ -68,24 +76,25 @@ async def _main(host: str, port: int, origin_port: int, capacity: int) -> None:
     )
     app: Any = build_app(settings)
     proxy = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            date_header=False,
-        )
+        uvicorn.Config(app, host=host, port=port, server_header=False, date_header=False, **quiet)
     )
-    print(f"waitroom-proxy demo: open http://{host}:{port}/ in up to {capacity + 1} windows")
-    print(f"  capacity {capacity}; origin at http://127.0.0.1:{origin_port}/ (behind the proxy)")
-    print(f"  JSON status: curl -H 'Accept: application/json' http://{host}:{port}/")
+    url = f"http://{format_address(host, port)}/"
+    print(f"waitroom-proxy demo: open {url} in up to {capacity + 1} browser windows")
+    print(
+        "  each visitor needs its own cookies: use a private window or another browser for "
+        "each one (tabs of one window share a visitor)"
+    )
+    print(f"  capacity {capacity}: visitor {capacity + 1} waits until someone clicks Leave")
+    print(f"  JSON status: curl -H 'Accept: application/json' {url}")
     print("  Ctrl-C stops")
-    await asyncio.gather(origin.serve(), proxy.serve())
+    await asyncio.gather(origin.serve(sockets=[origin_sock]), proxy.serve(sockets=[proxy_sock]))
 
 
 def run_demo(port: int = 8080, host: str = "127.0.0.1", capacity: int = 2) -> None:
-    """Run the demo until interrupted."""
+    """Run the demo until interrupted.
+
+    Raises:
+        ListenError: ``port`` cannot be used (the message names it); nothing was printed.
+    """
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(_main(host, port, port + 1, capacity))
+    asyncio.run(_main(host, port, capacity))

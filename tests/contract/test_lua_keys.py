@@ -145,6 +145,7 @@ async def test_scripts_touch_only_declared_keys(redis_server: object) -> None:
         await store.stats(r)
         await store.revoked_since(r, 0)
         await store.set_meta(r, {"paused": "1", "x": ""})
+        await store.init_meta(r, "incarnation", "m1")
         await store.get_meta(r)
         await store.leave(r, "zz", 1)
         sync.echo("monitor-end")

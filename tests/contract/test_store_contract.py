@@ -426,6 +426,27 @@ async def test_meta(store_env: StoreEnv) -> None:
     assert await s.get_meta("other-room") == {}
 
 
+async def test_init_meta_writes_only_if_absent(store_env: StoreEnv) -> None:
+    s = store_env.store
+    assert await s.init_meta(R, "incarnation", "first") == "first"
+    assert await s.init_meta(R, "incarnation", "second") == "first"
+    assert await s.get_meta(R) == {"incarnation": "first"}
+    await s.set_meta(R, {"paused": "1"})
+    assert await s.init_meta(R, "incarnation", "third") == "first"
+    assert await s.get_meta(R) == {"incarnation": "first", "paused": "1"}
+    await s.set_meta(R, {"incarnation": ""})  # gone (a store that lost its state)
+    assert await s.init_meta(R, "incarnation", "fourth") == "fourth"
+    with pytest.raises(ValueError):
+        await s.init_meta(R, "incarnation", "")
+
+
+async def test_init_meta_racers_agree_on_one_value(store_env: StoreEnv) -> None:
+    s = store_env.store
+    answers = await asyncio.gather(*(s.init_meta(R, "incarnation", f"v{i}") for i in range(20)))
+    assert len(set(answers)) == 1, answers
+    assert (await s.get_meta(R))["incarnation"] == answers[0]
+
+
 async def test_stats(store_env: StoreEnv) -> None:
     s = store_env.store
     empty = await s.stats(R)

@@ -21,6 +21,7 @@ from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
+from waitroom_proxy.demo import demo_origin
 from waitroom_proxy.domain.policy import RoomPolicy
 
 HEARTBEAT = 1.0
@@ -80,3 +81,35 @@ async def test_capacity_one_journey(
             finally:
                 await ctx_a.close()
                 await ctx_b.close()
+
+
+async def test_leaving_without_javascript_and_coming_back(browser: Browser) -> None:
+    """The demo origin's plain form posts to ``/_waitroom/leave``: the answer is a "You left"
+    page without a status-code badge, whose button leads back to the site (it used to reload
+    the POST's URL as a GET: a 404 JSON)."""
+    room = RoomPolicy(name="leave-nojs", capacity=1, heartbeat_interval=HEARTBEAT)
+    async with serve_asgi(demo_origin(1)) as origin_url:
+        settings = Settings(rooms=(room,), upstream=origin_url, secret="leave-" + "l" * 32)
+        app = build_app(settings, store=MemoryStore(), controller_interval=0.2)
+        async with serve_asgi(app) as url:
+            ctx = await browser.new_context(java_script_enabled=False)
+            try:
+                page = await ctx.new_page()
+                await page.goto(url + "/shop")
+                await expect(
+                    page.get_by_role("heading", name="Demo shop: you are in")
+                ).to_be_visible()
+                await page.get_by_role("button", name="Leave (frees your place)").click()
+                await expect(page.get_by_role("heading", name="You left")).to_be_visible()
+                assert await page.locator(".code").count() == 0
+                assert "200" not in await page.locator("main").inner_text()
+                back = page.get_by_role("link", name="Back to the site")
+                await back.click()
+                await page.wait_for_load_state()
+                assert not page.url.endswith("/_waitroom/leave"), page.url
+                # The place was given up: the room is free again, so the visitor is back in.
+                await expect(
+                    page.get_by_role("heading", name="Demo shop: you are in")
+                ).to_be_visible()
+            finally:
+                await ctx.close()

@@ -403,8 +403,29 @@ async def test_rejected_and_full_show_their_message(
     page: Page, room: ScriptedRoom, server: BackgroundServer, state: str, heading: str
 ) -> None:
     await page.goto(f"{server.base}/page")
+    await expect(page).to_have_title("You’re in the queue · sale")
     room.answer = status(status=state)
     await expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    await expect(page.locator("#wr-waiting")).to_be_hidden()
+    # The tab says it too, not "You're in the queue".
+    await expect(page).to_have_title(f"{heading} · sale")
+
+
+@pytest.mark.parametrize(
+    ("state", "title"),
+    [
+        ("rejected", "Sold out · sale"),
+        ("full", "The waiting room is full · sale"),
+        ("expired", "Your place has expired · sale"),
+    ],
+)
+async def test_pages_served_in_a_final_state_are_titled_after_it(
+    page: Page, room: ScriptedRoom, server: BackgroundServer, state: str, title: str
+) -> None:
+    room.initial = status(status=state)
+    room.answer = status(status=state)
+    await page.goto(f"{server.base}/page")
+    await expect(page).to_have_title(title)
     await expect(page.locator("#wr-waiting")).to_be_hidden()
 
 
@@ -412,6 +433,7 @@ async def test_leave_the_queue(page: Page, room: ScriptedRoom, server: Backgroun
     await page.goto(f"{server.base}/page")
     await page.get_by_role("button", name="Leave the queue").click()
     await expect(page.get_by_role("heading", name="You left the queue")).to_be_visible()
+    await expect(page).to_have_title("You left the queue · sale")
     await wait_until(lambda: room.leaves == 1)
     polls = room.heartbeats
     await asyncio.sleep(0.8)

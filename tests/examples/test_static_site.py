@@ -140,3 +140,16 @@ def test_run_script(tmp_path: Path) -> None:
     assert not leftover, "run.sh left a process running"
     assert f"proxy: http://127.0.0.1:{proxy_port}/" in out and "stopped" in out
     assert "Traceback" not in out
+
+
+def test_run_script_without_the_command_says_so_before_starting(tmp_path: Path) -> None:
+    env = proxy_env() | {"SITE_PORT": str(free_port()), "WAITROOM_PROXY": "no-such-command-x"}
+    script = Proc(["bash", str(EXAMPLE / "run.sh")], tmp_path / "run.log", env=env)
+    assert script.popen.wait(timeout=30) == 127
+    out = script.output()
+    assert out.strip().splitlines() == [
+        "run.sh: cannot find the waitroom-proxy command (no-such-command-x): run scripts/install "
+        "from the repository root first, or set WAITROOM_PROXY to its path"
+    ], out
+    with pytest.raises(httpx.TransportError):  # the site was not started either
+        httpx.get(f"http://127.0.0.1:{env['SITE_PORT']}/", timeout=2)

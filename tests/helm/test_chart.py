@@ -699,3 +699,37 @@ def test_prometheus_rule(helm: str, name: str) -> None:
         assert "{{ $labels" not in r["expr"]
     for alert, fragment in expected_metric.items():
         assert fragment in alerts[alert]["expr"], alert
+
+
+@pytest.mark.parametrize("source", ["existingConfigMap", "existingSecret"])
+def test_upstream_ca_is_mounted_and_passed(helm: str, source: str, tmp_path: Path) -> None:
+    result = _template(
+        helm, *BASE_SET, "--set", "upstream=https://shop:8443", "--set", f"auth.secret={SECRET}",
+        "--set", f"upstreamCA.{source}=internal-ca", "--set", "upstreamCA.key=bundle.pem",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    container = _proxy_container(docs)
+    path = _env(container)["WAITROOM_UPSTREAM_CA_FILE"]["value"]
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "upstream-ca"]
+    ref = volume["configMap"] if source == "existingConfigMap" else volume["secret"]
+    assert ref.get("name", ref.get("secretName")) == "internal-ca"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "upstream-ca"]
+    assert mount["readOnly"] is True
+    assert path == f"{mount['mountPath']}/{ref['items'][0]['path']}"
+    assert ref["items"][0]["key"] == "bundle.pem"
+
+
+def test_upstream_ca_from_both_sources_is_refused(helm: str) -> None:
+    result = _template(
+        helm, *BASE_SET, "--set", f"auth.secret={SECRET}",
+        "--set", "upstreamCA.existingConfigMap=a", "--set", "upstreamCA.existingSecret=b",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "upstreamCA: set existingConfigMap or existingSecret, not both" in result.stderr
+
+
+def test_no_upstream_ca_by_default(helm: str) -> None:
+    for name in CI_NAMES:
+        assert "WAITROOM_UPSTREAM_CA_FILE" not in _env(_proxy_container(_docs(helm, name)))

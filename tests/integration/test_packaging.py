@@ -3,6 +3,7 @@ and its console script and ``python -m`` entry work."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import sysconfig
@@ -16,16 +17,36 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The wheel, and everything the build printed (``-v``: setuptools' warnings too)."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-v",
          "-w", str(out), str(REPO)],
-        check=True,
+        capture_output=True,
+        text=True,
         timeout=300,
     )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (whl,) = out.glob("waitroom_proxy-*.whl")
-    return whl
+    return whl, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(build: tuple[Path, str]) -> Path:
+    return build[0]
+
+
+def test_the_build_prints_no_setuptools_warning(build: tuple[Path, str]) -> None:
+    """No deprecation (the ``project.license`` table) and no packaging ambiguity (a data
+    directory that is an importable package missing from ``packages``)."""
+    log = build[1]
+    found = [
+        line.strip()
+        for line in log.splitlines()
+        if re.search(r"Deprecat|_Warning:|SetuptoolsWarning|License classifiers", line)
+    ]
+    assert not found, found
 
 
 def test_wheel_contents(wheel: Path) -> None:

@@ -311,7 +311,12 @@ def test_subprocess_check_config_example() -> None:
     assert '[room "ticket-sale"]' in result.stdout
     assert '[room "lottery"]' in result.stdout
     assert result.stdout.rstrip().endswith("examples/waitroom.toml: OK, 2 rooms")
-    assert result.stderr == ""
+    # What serve would warn about, and that its rooms match example.com hosts only (so a try
+    # on localhost queues nothing).
+    warning, note = result.stderr.splitlines()
+    assert warning.startswith("warning: secret is not set: a random secret is used")
+    assert note.startswith("note: no room matches every host, so requests for any other host")
+    assert "ticket-sale: tickets.example.com/, *.example.com/sale; lottery:" in note
 
 
 def test_subprocess_check_config_broken_file(tmp_path: Path) -> None:

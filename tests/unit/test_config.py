@@ -471,18 +471,20 @@ def test_cross_checks_of_server_values() -> None:
         "WAITROOM_WORKERS: 2 workers need a shared secret: set WAITROOM_SECRET "
         "(or [server] secret), or use 1 worker",
     ]
-    # Different admin host: the same port is fine; store and secret satisfy the workers.
-    settings = load_settings(
-        None,
-        env={
-            **env,
-            "WAITROOM_ADMIN_PORT": "9000",
-            "WAITROOM_ADMIN_HOST": "10.0.0.1",
-            "WAITROOM_WORKERS": "2",
-            "WAITROOM_STORE_URL": "redis://localhost",
-            "WAITROOM_SECRET": SECRET,
-        },
-    )
+    # Different admin host: the same port is fine for one process; store and secret satisfy
+    # the workers, but workers tell the two listeners apart by port, so it is refused there.
+    shared = {
+        **env,
+        "WAITROOM_ADMIN_PORT": "9000",
+        "WAITROOM_ADMIN_HOST": "10.0.0.1",
+        "WAITROOM_STORE_URL": "redis://localhost",
+        "WAITROOM_SECRET": SECRET,
+    }
+    assert load_settings(None, env=shared).admin_port == 9000
+    assert problems_of(None, env={**shared, "WAITROOM_WORKERS": "2"}) == [
+        "WAITROOM_ADMIN_PORT: must differ from port (9000) with more than 1 worker"
+    ]
+    settings = load_settings(None, env={**shared, "WAITROOM_WORKERS": "2", "WAITROOM_PORT": "9001"})
     assert settings.workers == 2
 
 
@@ -581,3 +583,25 @@ def test_same_room_may_repeat_a_pattern_but_two_rooms_may_not(tmp_path: Path) ->
     assert problems_of(path, env={}) == [
         'rooms[1].match[1]: pattern "*/sale" is already used by room "sale" (rooms[0])'
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "bound"),
+    [
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        (" [::] ", "::"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_listen_hosts_are_kept_in_the_form_bind_takes(given: str, bound: str) -> None:
+    env = {"WAITROOM_CAPACITY": "1", "WAITROOM_HOST": given, "WAITROOM_ADMIN_HOST": given}
+    settings = load_settings(None, env=env)
+    assert (settings.host, settings.admin_host) == (bound, bound)
+
+
+@pytest.mark.parametrize("given", ["[localhost]", "[::1", "::1]", "[1.2.3.4]", "a b"])
+def test_listen_hosts_that_could_not_bind_are_refused(given: str) -> None:
+    (problem,) = problems_of(None, env={"WAITROOM_CAPACITY": "1", "WAITROOM_HOST": given})
+    assert problem.startswith("WAITROOM_HOST: must be a host name or IP address to listen on")

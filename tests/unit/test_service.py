@@ -229,3 +229,68 @@ async def test_renewal_is_not_signed_again_for_a_client_that_ignores_it() -> Non
         clock.now += 1
         assert g.renewal_for(room, s, clock()) == first
     assert pub.types().count("session.renewed") == 1
+
+
+@pytest.mark.parametrize(
+    ("p50", "text"), [(0, "0 minutes"), (1, "1 minute"), (60, "1 minute"), (61, "2 minutes")]
+)
+def test_cloudflare_wait_time_wording(p50: int, text: str) -> None:
+    from waitroom_proxy.domain.eta import Eta
+
+    g, _, _ = gate(RoomPolicy(name="r", capacity=1))
+    body = g.status_dict(g.rooms["r"], "waiting", None, "/", Eta(p50=p50, p90=p50))
+    assert body["cfWaitingRoom"]["waitTimeFormatted"] == text
+    assert (
+        g.status_dict(g.rooms["r"], "waiting", None, "/")["cfWaitingRoom"]["waitTimeFormatted"]
+        == "unavailable"
+    )
+
+
+@pytest.mark.parametrize("activity_interval", [10.0, 30.0, 90.0])
+async def test_the_slot_is_held_while_the_token_is_valid_and_freed_by_ttl_plus_5(
+    activity_interval: float,
+) -> None:
+    """The README's promise: a session ends at most ``session_ttl`` after the last request,
+    and its slot is freed at most 5 s after that; never while the visitor's token is valid.
+
+    The visitor requests every 7 s for 77 s (the middleware's calls: ``session_for``,
+    ``note_activity``, ``renewal_for``), then stops; the controller runs every second.
+    """
+    ttl = 100.0
+    clock = Clock()
+    store = MemoryStore(clock)
+    policy = RoomPolicy(name="r", capacity=1, session_ttl=ttl, activity_interval=activity_interval)
+    g, _, _ = gate(policy, store, clock)
+    room = g.rooms["r"]
+    start = clock.now
+    out = await g.arrive(room, None, "/", clock())
+    token = out.session_token or ""
+    controller = Controller(g, interval=1.0)
+
+    async def second() -> None:
+        clock.now += 1
+        await g.flush_activity()
+        await controller.tick_room(room)
+
+    last_request = start
+    while clock.now - start < 77:
+        session = g.session_for(token, room, clock())
+        assert session is not None
+        g.note_activity(room, session, clock())
+        token = g.renewal_for(room, session, clock()) or token
+        last_request = clock.now
+        for _ in range(7):
+            await second()
+    freed_at = None
+    while freed_at is None:
+        active = (await store.stats("r")).active
+        valid = g.session_for(token, room, clock()) is not None
+        if valid:
+            assert active == 1, "the store freed the slot of a valid token"
+        if active == 0:
+            freed_at = clock.now
+        else:
+            # + 2: the simulated controller flushes activity and ticks once a second.
+            assert clock.now - last_request <= ttl + 5 + 2, "slot held past session_ttl + 5 s"
+            await second()
+    assert freed_at - last_request <= ttl + 5 + 2

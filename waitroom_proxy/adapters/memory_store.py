@@ -379,6 +379,12 @@ class MemoryStore:
             else:
                 meta[key] = value
 
+    async def init_meta(self, room: str, key: str, value: str) -> str:
+        """See ``waitroom_proxy.ports.Store.init_meta``."""
+        if not value:
+            raise ValueError("init_meta needs a non-empty value")
+        return self._room(room).meta.setdefault(key, value)
+
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``."""
         now = self._now()

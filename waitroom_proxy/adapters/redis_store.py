@@ -64,6 +64,7 @@ SCRIPT_NAMES = (
     "stats",
     "revoked_since",
     "set_meta",
+    "init_meta",
     "hit",
     "restore",
 )
@@ -336,6 +337,13 @@ class RedisStore:
         for key, value in values.items():
             args += [key, value]
         await self._run("set_meta", (k.meta,), args)
+
+    async def init_meta(self, room: str, key: str, value: str) -> str:
+        """See ``waitroom_proxy.ports.Store.init_meta``."""
+        if not value:
+            raise ValueError("init_meta needs a non-empty value")
+        k = room_keys(room)
+        return _text(await self._run("init_meta", (k.meta,), (_key_ttl(), key, value)))
 
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""

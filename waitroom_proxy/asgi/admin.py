@@ -364,12 +364,14 @@ class _StoreDown(Exception):
 
 
 # --------------------------------------------------------------------------- the app
-def build_admin(engine: Engine, token: str) -> ASGIApp:
+def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -> ASGIApp:
     """The admin ASGI app for one engine, behind bearer-token authentication.
 
     Args:
         engine: the running engine (its gatekeeper, controller, metrics registry).
         token: the admin bearer token (``WAITROOM_ADMIN_TOKEN``).
+        metrics: the ``/metrics`` endpoint; default this process's registry (``serve
+            --workers N`` passes one that answers for every worker).
     """
     gate = engine.gate
     store = gate.store
@@ -541,7 +543,7 @@ def build_admin(engine: Engine, token: str) -> ASGIApp:
         return _json({"detail": "store unavailable"}, 503, {"retry-after": "1"})
 
     routes = [
-        Route("/metrics", metrics_app(registry), methods=["GET"]),
+        Route("/metrics", metrics or metrics_app(registry), methods=["GET"]),
         Route("/admin/rooms", list_rooms, methods=["GET"]),
         Route("/admin/rooms/{room}", get_room, methods=["GET"]),
         Route("/admin/rooms/{room}", patch_room, methods=["PATCH"]),

@@ -41,6 +41,7 @@ __all__ = [
     "format_eta",
     "is_safe_return_to",
     "new_nonce",
+    "title_for",
 ]
 
 STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
@@ -91,6 +92,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "noscript_hint": "This page reloads by itself every {n} seconds.",
         "footer": "You keep your place as long as this page stays open.",
         "error_retry": "Try again",
+        "back_to_site": "Back to the site",
         "thousands_separator": ",",
     },
     "de": {
@@ -139,6 +141,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "noscript_hint": "Diese Seite lädt sich alle {n} Sekunden selbst neu.",
         "footer": "Sie behalten Ihren Platz, solange diese Seite geöffnet bleibt.",
         "error_retry": "Erneut versuchen",
+        "back_to_site": "Zurück zur Website",
         "thousands_separator": ".",
     },
 }
@@ -181,6 +184,23 @@ def is_safe_return_to(value: object) -> bool:
     if value[1:2] in ("/", "\\"):
         return False
     return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+_TITLE_KEYS = {
+    "waiting": "page_title",
+    "admitted": "admitted_heading",
+    "expired": "expired_heading",
+    "rejected": "rejected_heading",
+    "full": "full_heading",
+    "left": "left_heading",
+}
+
+
+def title_for(status: str, messages: Mapping[str, str]) -> str:
+    """The document title of the page in ``status``: a sold-out or full room must not be
+    titled "You're in the queue" (the tab is what a visitor sees first). The page script
+    applies the same table when the status changes (see ``waitroom.js``)."""
+    return messages[_TITLE_KEYS.get(status, "page_title")]
 
 
 def _fill(template: str, **values: object) -> str:
@@ -329,8 +349,9 @@ class PageRenderer:
         """The template context for ``status`` (a JSON status; missing fields get defaults).
 
         Besides the JSON fields, templates get: ``prefix``, ``nonce``, ``lang``, ``t`` (the
-        messages of ``lang``), ``eta_text``, ``position_text``/``ahead_text``/``queue_text``
-        (formatted numbers), ``progress`` (0-100, from position and queue length),
+        messages of ``lang``), ``title_text`` (the document title for the status),
+        ``eta_text``, ``position_text``/``ahead_text``/``queue_text`` (formatted numbers),
+        ``progress`` (0-100, from position and queue length),
         ``meta_refresh`` (whole seconds for the no-JS reload), ``return_to_safe``, ``css``,
         ``js`` and ``page_data`` (what the script reads).
         """
@@ -381,6 +402,7 @@ class PageRenderer:
             "nonce": nonce,
             "lang": language,
             "t": t,
+            "title_text": title_for(state, t),
             "eta_text": format_eta(eta_seconds, t),
             "position_text": _format_count(position, t),
             "ahead_text": _format_count(ahead, t),
@@ -411,11 +433,19 @@ class PageRenderer:
         *,
         nonce: str | None = None,
         lang: str = "en",
+        action_href: str = "",
+        action: str = "error_retry",
     ) -> str:
         """A friendly error page (502, 504, 429…): no script, nothing external.
 
+        Also the page of a plain outcome such as "You left" (a ``status_code`` below 400 shows
+        no code badge).
+
         Args:
             nonce: if the response carries a CSP with a nonce, the style tag needs it.
+            action_href: where the button goes; ``""`` reloads the page (right for an error
+                answered to a GET, wrong after a POST: pass a same-site path then).
+            action: the message key of the button's text (localised like the rest).
         """
         language = _pick_language(lang, self._messages)
         return self._error.render(
@@ -426,4 +456,6 @@ class PageRenderer:
             lang=language,
             t=self._messages[language],
             css=self._css,
+            action_href=action_href if is_safe_return_to(action_href) else "",
+            action_label=self._messages[language][action],
         )

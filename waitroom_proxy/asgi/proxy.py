@@ -108,6 +108,7 @@ class UpstreamProxy:
             are believed (appended to); from any other peer they are replaced.
         pool_size: idle keep-alive connections kept for reuse.
         error_page: ``(status, reason) -> HTML bytes`` for 502/504 pages.
+        ca_file: PEM CA certificates an ``https://`` origin must chain to (HTTP and WebSocket).
     """
 
     def __init__(
@@ -119,8 +120,11 @@ class UpstreamProxy:
         trusted_proxies: Sequence[str] = (),
         pool_size: int = 100,
         error_page: ErrorPage | None = None,
+        ca_file: str | None = None,
     ) -> None:
-        self._pool = UpstreamPool(upstream, connect_timeout=connect_timeout, pool_size=pool_size)
+        self._pool = UpstreamPool(
+            upstream, connect_timeout=connect_timeout, pool_size=pool_size, ca_file=ca_file
+        )
         self.upstream = upstream
         self._authority = self._pool.authority.encode("latin-1")
         self._prefix = self._pool.path_prefix
@@ -429,6 +433,7 @@ class UpstreamProxy:
         kwargs: dict[str, Any] = {"host": self._pool.host, "port": self._pool.port}
         if self._pool.secure:
             kwargs["server_hostname"] = self._pool.host
+            kwargs["ssl"] = self._pool.ssl_context  # the same trust as HTTP requests
         try:
             upstream: ClientConnection = await connect(
                 uri,

@@ -8,10 +8,9 @@ visitor is promoted, start the session and set its cookie.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import math
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -20,8 +19,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from waitroom_proxy.asgi.middleware import cookie_header
-from waitroom_proxy.errors import StoreError
+from waitroom_proxy.asgi.page import is_safe_return_to
+from waitroom_proxy.errors import StoreError, WaitroomError
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -95,9 +97,15 @@ def build_routes(engine: Engine) -> ASGIApp:
             cookie_header(TICKET_COOKIE, "", 0, secure=sec),
         ]
         if "text/html" in request.headers.get("accept", ""):
-            # A plain form post (no JavaScript): answer with a page, not JSON.
+            # A plain form post (no JavaScript): answer with a page, not JSON. Its button
+            # goes back to the page first asked for: reloading this URL would GET /leave.
+            back = ticket.return_to if ticket is not None else "/"
             page = engine.pages.default.error_page(
-                200, "You left", "Your place is free for the next visitor."
+                200,
+                "You left",
+                "Your place is free for the next visitor.",
+                action_href=back if is_safe_return_to(back) else "/",
+                action="back_to_site",
             )
             resp = HTMLResponse(page, headers={"cache-control": "no-store"})
             resp.raw_headers.extend(cookies)
@@ -110,15 +118,24 @@ def build_routes(engine: Engine) -> ASGIApp:
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
 
+    readiness = _Readiness()
+
     async def readyz(request: Request) -> Response:
+        # Public (probes and load balancers call it without credentials): it answers only
+        # ok/down per check; what went wrong (hosts, ports, errors) goes to the log.
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(gate.store.ping(), timeout=1.0)
-            checks["store"] = "ok"
+            checks["store"] = readiness.ok("store")
         except (StoreError, TimeoutError) as exc:
-            checks["store"] = f"down: {exc}"[:200]
-        if engine.upstream:
-            checks["upstream"] = await _tcp_check(engine.upstream)
+            checks["store"] = readiness.down("store", exc)
+        probe = engine.upstream_probe
+        if probe is not None:
+            try:
+                await asyncio.wait_for(probe(), timeout=1.0)
+                checks["upstream"] = readiness.ok("upstream")
+            except (OSError, TimeoutError, WaitroomError) as exc:
+                checks["upstream"] = readiness.down("upstream", exc)
         ok = all(v == "ok" for v in checks.values())
         return _json(
             {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
@@ -152,15 +169,21 @@ def build_routes(engine: Engine) -> ASGIApp:
     return app
 
 
-async def _tcp_check(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
-    except (OSError, TimeoutError) as exc:
-        return f"down: {exc.__class__.__name__}"
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return "ok"
+class _Readiness:
+    """Logs each readiness check's failure once, with its detail, and its recovery once: a
+    probe polling every few seconds must not flood the log with the same line."""
+
+    def __init__(self) -> None:
+        self._down: dict[str, str] = {}
+
+    def ok(self, name: str) -> str:
+        if self._down.pop(name, None) is not None:
+            log.info("readyz: %s is reachable again", name)
+        return "ok"
+
+    def down(self, name: str, exc: BaseException) -> str:
+        detail = f"{type(exc).__name__}: {exc}"[:300]
+        if self._down.get(name) != detail:
+            self._down[name] = detail
+            log.warning("readyz: %s is down: %s", name, detail)
+        return "down"

@@ -347,10 +347,17 @@ class UpstreamPool:
             by :attr:`path_prefix` for the caller to prepend).
         connect_timeout: seconds to establish a TCP (and TLS) connection.
         pool_size: most idle keep-alive connections kept for reuse.
+        ca_file: PEM CA certificates an ``https://`` origin must chain to, instead of the
+            system's trust store (an internal CA).
     """
 
     def __init__(
-        self, upstream: str, *, connect_timeout: float = 5.0, pool_size: int = 100
+        self,
+        upstream: str,
+        *,
+        connect_timeout: float = 5.0,
+        pool_size: int = 100,
+        ca_file: str | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -364,7 +371,9 @@ class UpstreamPool:
         self.path_prefix = parts.path.rstrip("/").encode("latin-1")
         self.connect_timeout = connect_timeout
         self.pool_size = pool_size
-        self._ssl: _ssl.SSLContext | None = _ssl.create_default_context() if self.secure else None
+        self._ssl: _ssl.SSLContext | None = (
+            _ssl.create_default_context(cafile=ca_file) if self.secure else None
+        )
         self._idle: collections.deque[Connection] = collections.deque()
         self._closed = False
 
@@ -375,6 +384,21 @@ class UpstreamPool:
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def ssl_context(self) -> _ssl.SSLContext | None:
+        """The TLS context of every connection to an ``https://`` origin (None for http)."""
+        return self._ssl
+
+    async def probe(self) -> None:
+        """Open one connection exactly as a request would (TCP, and the TLS handshake with the
+        same context for ``https://``), then close it: what ``/readyz`` checks.
+
+        Raises:
+            UpstreamError: the origin cannot be reached or its certificate is refused.
+        """
+        conn = await self.connect()
+        conn.close()
 
     def acquire_idle(self, now: float) -> Connection | None:
         """A pooled connection believed alive, or None."""

@@ -35,6 +35,10 @@ class FailMode(StrEnum):
     CLOSED = "closed"
 
 
+SESSION_GRACE = 5.0
+"""Seconds the store keeps a session past its token's expiry (see ``RoomPolicy.session_grace``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Bypass:
     """Requests that skip the waiting room entirely."""
@@ -77,10 +81,14 @@ class RoomPolicy:
 
     @property
     def session_grace(self) -> float:
-        """Extra time the store keeps an idle session beyond ``session_ttl``.
+        """Extra time the store keeps an idle session beyond ``session_ttl``: 5 s.
 
-        Activity is reported at most once per ``activity_interval``, so the store may hear of a
-        request up to that late; the grace keeps the store from ending a session whose token is
-        still valid (which would let more than ``capacity`` visitors through).
+        The store must never end a session whose token is still valid (tokens are checked
+        without the store, so that would let more than ``capacity`` visitors through). A
+        token lives ``session_ttl`` from its signing, and every renewal is reported to the
+        store (``Gatekeeper.renewal_for``), so the store's deadline is always at least the
+        latest token's expiry; the grace only covers the report's trip (the controller flushes
+        about every 0.5 s) and small clock differences between replicas. So the slot is freed
+        at most ``session_ttl + 5`` s after the visitor's last request.
         """
-        return self.activity_interval + 5.0
+        return SESSION_GRACE
