@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from bench.eta_legacy import LegacyEtaEstimator
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.domain.eta import Eta, EtaEstimator
+from waitroom_proxy.domain.eta import Eta, EtaEstimator, gamma_quantile
 from waitroom_proxy.domain.policy import RoomPolicy
 from waitroom_proxy.domain.rules import limits_for, refresh_seconds
 from waitroom_proxy.ports import PlaceStatus, RoomLimits, RoomStats
@@ -68,7 +68,7 @@ class Estimator(Protocol):
 class Before:
     """Version 0.1: fed as its controller fed it (``observe(now, admitted_total)``)."""
 
-    def __init__(self, policy: RoomPolicy) -> None:
+    def __init__(self, policy: RoomPolicy, scenario: Scenario) -> None:
         self.inner = LegacyEtaEstimator(prior_per_minute=policy.admit_rate)
 
     def feed(self, now: float, stats: RoomStats, limits: RoomLimits) -> None:
@@ -81,7 +81,7 @@ class Before:
 class After:
     """The fixed estimator, fed as the fixed controller feeds it."""
 
-    def __init__(self, policy: RoomPolicy) -> None:
+    def __init__(self, policy: RoomPolicy, scenario: Scenario) -> None:
         self.inner = EtaEstimator(prior_per_minute=policy.admit_rate)
 
     def feed(self, now: float, stats: RoomStats, limits: RoomLimits) -> None:
@@ -91,7 +91,36 @@ class After:
         return self.inner.estimate(ahead)
 
 
-ESTIMATORS: dict[str, Callable[[RoomPolicy], Estimator]] = {"before": Before, "after": After}
+class Oracle:
+    """A yardstick, not an estimator: told the scenario's long-run slot supply (capacity over
+    the mean session length, capped by the rate limit), it answers with the same Gamma
+    quantiles. What is left of its error is the randomness of departures, which no rate-based
+    estimate can remove; in a transient (a room filling up) it is wrong, as it knows no past."""
+
+    def __init__(self, policy: RoomPolicy, scenario: Scenario) -> None:
+        hold = sum(scenario.hold) / 2
+        idle = policy.session_ttl + policy.session_grace
+        rate = scenario.capacity / (hold + (1 - scenario.leave_prob) * idle)
+        limit = scenario.admit_rate / 60
+        self.clockwork = 0 < limit <= rate
+        self.rate = limit if self.clockwork else rate
+
+    def feed(self, now: float, stats: RoomStats, limits: RoomLimits) -> None:
+        pass
+
+    def estimate(self, ahead: int) -> Eta | None:
+        k = ahead + 1
+        if self.clockwork:
+            return Eta(max(1, math.ceil(k / self.rate)), math.ceil(k / self.rate) + 1)
+        p50 = gamma_quantile(k, 0.0) / self.rate
+        return Eta(max(1, math.ceil(p50)), math.ceil(gamma_quantile(k, 1.2816) / self.rate))
+
+
+ESTIMATORS: dict[str, Callable[[RoomPolicy, Scenario], Estimator]] = {
+    "before": Before,
+    "after": After,
+    "oracle": Oracle,
+}
 
 
 @dataclass(frozen=True)
@@ -216,7 +245,7 @@ class Simulation:
             session_ttl=scenario.session_ttl,
         )
         self.limits = limits_for(self.policy)
-        self.estimator = ESTIMATORS[estimator](self.policy)
+        self.estimator = ESTIMATORS[estimator](self.policy, scenario)
         self.result = Result(scenario, estimator, seed)
         self.waiters: dict[str, Waiter] = {}
         self.events: list[tuple[float, int, str, str]] = []
@@ -372,7 +401,7 @@ def simulate(scenario: Scenario, estimator: str, seeds: int) -> Summary:
 
 def table(rows: list[tuple[Scenario, str, Summary]]) -> str:
     lines = [
-        "| scenario | traffic | estimator | waiters (told \"calculating\") | mean ahead | "
+        '| scenario | traffic | estimator | waiters (told "calculating") | mean ahead | '
         "mean wait | p50 abs. error | p90 abs. error | median signed error | within p90 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -249,3 +249,23 @@ def test_never_raises_and_the_range_is_ordered(
             assert 1 <= near.p50 <= near.p90 and 1 <= far.p50 <= far.p90
             assert near.p50 <= far.p50, "further back never waits less"
             assert far.p90 <= 10 * 365 * 86_400
+
+
+def test_bursty_departures_average_out() -> None:
+    est = EtaEstimator()
+    total = 0
+    for t in range(300):
+        burst = (t // 10) % 2 == 0
+        total += 2 if burst else 0  # 2/s for 10 s, then nothing for 10 s
+        est.observe(float(t), admitted_total=total, occupied=50, waiting=20, capacity=50)
+    eta = est.estimate(99)
+    # 1/s on average; the window ends on bucket edges, so up to one quiet bucket more or less.
+    assert eta is not None and 85 <= eta.p50 <= 120 and eta.p90 > eta.p50
+
+
+def test_rates_for_the_admin_api() -> None:
+    est = EtaEstimator()
+    assert est.rates() is None
+    feed(est, 120, per_step=2, occupied=100, waiting=50, capacity=100)
+    rates = est.rates()
+    assert rates is not None and math.isclose(rates[0], 2.0, rel_tol=0.02) and rates[1] < rates[0]

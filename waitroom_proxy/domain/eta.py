@@ -245,6 +245,19 @@ class EtaEstimator:
             return limit if limit > 0 else None
         return min(supply[0], limit) if limit > 0 else supply[0]
 
+    def rates(self) -> tuple[float, float] | None:
+        """(expected, pessimistic) admissions per second while someone waits, or None.
+
+        The admin API shows the first as ``admissions_per_minute``; the second is the rate the
+        p90 of a long queue rests on (the measurement's uncertainty taken off).
+        """
+        rate = self.rate()
+        if rate is None:
+            return None
+        supply = self._supply()
+        rel = 1.0 / math.sqrt(supply[1]) if supply is not None else math.log(1.5) / _Z90
+        return rate, rate / math.exp(_Z90 * rel)
+
     def estimate(self, ahead: int) -> Eta | None:
         """Seconds until a waiter with ``ahead`` people in front is admitted (p50, p90)."""
         rate = self.rate()
