@@ -15,28 +15,42 @@ whether or not anyone waits:
 - each sample of the store's counters gives, per interval, the admissions ``a``, the change of
   occupied slots (``active + promoted``), hence the *departures* ``d = a - Δoccupied`` (sessions
   ended, left, no-shows), and the *exposure* (occupied slot-seconds);
-- the per-slot departure rate is ``h = Σd / Σexposure`` over a window that reaches back until
-  it holds ``target_events`` departures (at least ``min_window`` s, at most ``max_window`` s):
-  short at high traffic (it follows changes within a minute), long at low traffic (a handful of
-  departures is noise). This is Little's law; it holds whether the room was full or not, so
+- the per-slot departure rate is ``h = Σd / Σexposure`` (Little's law), so with the room full
+  slots free up at ``capacity * h`` per second. It holds whether the room was full or not, so
   quiet periods inform the estimate instead of biasing it;
-- with the room full, slots free up at ``capacity * h`` per second; the admission rate is that,
-  capped by ``admit_rate / 60``. Using the *current* capacity and rate limit means an operator's
-  change applies to the estimate at once;
+- the admission rate *while someone was waiting* (intervals that began with a queue) is the
+  second measurement. The supply is the larger of the two: Little's estimate lags while a room
+  fills with fresh sessions (young sessions rarely end yet), the busy rate lags after capacity
+  is raised and is missing until someone has waited; each errs low, so the larger errs least;
+- both use a window that reaches back until it holds ``target_events`` events (at least
+  ``min_window`` s, at most ``max_window`` s): a minute at high traffic, up to an hour at low
+  traffic, where a handful of departures is noise;
+- the admission rate is the supply capped by ``admit_rate / 60``, both *current*: an operator's
+  change of capacity or rate applies to the estimate at once;
 - p50 and p90 are the quantiles of the time until ``k = ahead + 1`` departures of a Poisson
-  process at that rate (a Gamma(k) distribution, Wilson-Hilferty approximation), widened for the
-  uncertainty of a rate measured from ``n`` departures (relative error about ``1/sqrt(n)``).
-  When the rate limit binds, admissions are clockwork (a token bucket): the spread is only the
-  measurement's.
+  process at that rate (Gamma(k), Wilson-Hilferty approximation), the p90 widened for the
+  uncertainty of a rate measured from ``n`` events (relative error about ``1/sqrt(n)``). When
+  the rate limit binds, admissions are clockwork (a token bucket): p50 is ``k / rate``, and p90
+  allows for capacity binding once the room is full (:func:`fill_then_drain`).
 
-Before ``min_events`` departures have been seen, the configured ``admit_rate`` is the prior (an
+Before ``min_events`` events have been seen, the configured ``admit_rate`` is the prior (an
 upper bound on the rate: the wait may be longer); without one the estimate is ``None`` and the
 page says "calculating". While promotions are stopped (paused, ``queue_all``) it is ``None``
 too: no rate observed in the past says when they resume.
 
+**Measured** (``python -m bench.eta_sim``, 3 seeds, real ``MemoryStore`` on a virtual clock;
+p50 of |error| of the p50 told at joining, before -> after; ``bench/results/eta.md``): low
+traffic 38 % -> 13 % (``shop``), 271 % -> 22 % (``lulls``, the issue's case: 4x), 29 % -> 19 %
+(``quiet``); high traffic 0 % -> 0 % (rate-bound), 38 % -> 20 % (the room fills at the rate,
+then capacity binds), 9 % -> 3 % (capacity-bound). An *oracle* told the true long-run rate
+scores 14 %, 20 % and 15 % at low traffic: what is left is the randomness of a few departures,
+which no rate can remove (for the head of a queue the wait is the next departure, p50 |error|
+about 50 % whatever the estimate).
+
 What it cannot know: waiters ahead who give up make the wait shorter; sessions that all started
-together end together (departures are not Poisson in a burst). ``bench/eta_sim.py`` measures
-the result on both kinds of traffic.
+together end together (departures are not Poisson in a burst); the store knows each session's
+deadline, which would predict idle-outs better than a rate (a store query for the k-th
+deadline is a possible next step).
 """
 
 from __future__ import annotations

@@ -145,7 +145,9 @@ class PowSigner:
     def _mac(self, key: bytes, body: str) -> str:
         return _b64(hmac.new(key, body.encode("ascii"), hashlib.sha256).digest()[:_MAC_BYTES])
 
-    def issue(self, room: str, difficulty: int, now: float, nonce: bytes | None = None) -> Challenge:
+    def issue(
+        self, room: str, difficulty: int, now: float, nonce: bytes | None = None
+    ) -> Challenge:
         """A fresh challenge for ``room`` (``nonce`` only for tests)."""
         if not ROOM_NAME_RE.match(room):
             raise ValueError(f"invalid room name {room!r}")
