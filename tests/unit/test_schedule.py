@@ -224,3 +224,12 @@ def test_one_phase_at_a_time_and_never_backwards(times: list[datetime], nows: li
 @given(instants)
 def test_rfc3339_round_trips(dt: datetime) -> None:
     assert parse_time(rfc3339(dt)) == dt
+
+
+def test_store_args_let_the_store_decide_with_its_own_clock() -> None:
+    start = 1_906_538_400_000  # 2030-06-01T10:00:00Z
+    assert SALE.store_args() == (start - 1_800_000, start, start + 7_200_000)
+    assert Schedule(end_at=T0).store_args() == (0, 0, start)
+    # A replica 90 s fast must not open early: the phase follows whatever clock it is given.
+    store_now = ts(T0) - 30
+    assert SALE.phase(store_now) is Phase.PREQUEUE and SALE.phase(store_now + 90) is Phase.OPEN

@@ -15,7 +15,10 @@ A room with a schedule goes through four phases, decided by the time alone::
 **Whose clock.** ``now`` must be the *store's* clock (``RoomStats.now_ms / 1000``, Redis
 ``TIME``), never the replica's ``time.time()``: a replica 90 s fast would otherwise open the
 room 90 s early on its own. Boundaries are half-open (``[start_at, end_at)``), so at any instant
-exactly one phase holds and every replica reading the same store time agrees.
+exactly one phase holds and every replica reading the same store time agrees. Where the store
+itself must decide (the one shuffle at the start, refusing arrivals after the end),
+:meth:`Schedule.store_args` gives the boundaries in milliseconds for the script to compare with
+its ``TIME``.
 
 **The keys and what is optional** (validated by :func:`parse_schedule`, one message per
 problem, each with its key path, as DESIGN §3 asks of configuration):
@@ -45,7 +48,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
@@ -87,6 +90,9 @@ class Schedule:
     end_at: datetime | None = None
     prequeue_at: datetime | None = None
     shuffle_at_start: bool = False
+    _bounds: tuple[float | None, float | None, float | None] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         problems = check_schedule(
@@ -94,16 +100,29 @@ class Schedule:
         )
         if problems:
             raise ScheduleError(problems)
+        bounds = tuple(
+            t.timestamp() if t is not None else None
+            for t in (self.prequeue_at, self.start_at, self.end_at)
+        )
+        object.__setattr__(self, "_bounds", bounds)  # computed once: phase() is per request
 
     def phase(self, now: float) -> Phase:
         """The phase at ``now`` (Unix seconds, store clock)."""
-        if self.end_at is not None and now >= self.end_at.timestamp():
+        pre, start, end = self._bounds
+        if end is not None and now >= end:
             return Phase.ENDED
-        if self.start_at is None or now >= self.start_at.timestamp():
+        if start is None or now >= start:
             return Phase.OPEN
-        if self.prequeue_at is not None and now >= self.prequeue_at.timestamp():
+        if pre is not None and now >= pre:
             return Phase.PREQUEUE
         return Phase.IDLE
+
+    def store_args(self) -> tuple[int, int, int]:
+        """(prequeue_at, start_at, end_at) in Unix milliseconds, 0 when absent: what a Lua
+        script compares with the store's ``TIME``, so the store itself decides the phase (and
+        runs the shuffle once its own clock passes ``start_at``), whatever a replica's clock."""
+        pre, start, end = (round(b * 1000) if b is not None else 0 for b in self._bounds)
+        return pre, start, end
 
     def next_change(self, now: float) -> tuple[Phase, float] | None:
         """The next phase and when it begins (Unix seconds), or None once ended."""
