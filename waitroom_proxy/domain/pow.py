@@ -30,16 +30,34 @@ once, e.g. ``SET wr:{room}:pow:<id> 1 NX PXAT <expires_at ms>`` in the ticket-is
 (bounded memory: ids expire with their challenges). Until that exists, a solution can be
 replayed within its ``ttl``.
 
-**Solvers.** ``templates/pow-worker.js`` is a Web Worker (no external script) that uses
-``crypto.subtle.digest``; where that is missing (a page served over plain HTTP is not a secure
-context) or when asked, it runs its own SHA-256 with the challenge's first block precomputed.
-:func:`solve` is the same for API clients and tests.
+**Solvers.** ``templates/pow-worker.js`` is a Web Worker (no external script, no network) with
+two engines: its own SHA-256 with the challenge's whole blocks hashed once (the default, and the
+only one where ``crypto.subtle`` is missing: a page over plain HTTP is not a secure context),
+and ``crypto.subtle.digest`` (``engine: "subtle"``). Both find the same, first, counter.
+:func:`solve` is the same for API clients and tests. The page needs ``worker-src 'self'`` in
+its Content-Security-Policy to start the worker; the worker script can be served with
+``default-src 'none'`` (it fetches nothing).
 
-**Measured** (``python -m bench.pow_bench``, this machine, 2 shared cores; Chromium 1 worker):
-see ``bench/results/pow.md``; the figures and the proposed default difficulty are filled in
-below by that run.
+**Measured** (``python -m bench.pow_bench``, ``bench/results/pow.md``; this machine: 2 shared
+cores under a load average of about 5, headless Chromium 156, one worker):
 
-DEFAULT_DIFFICULTY: see the constant; chosen so a visitor's p50 solve is about 1-2 s.
+============== ============ ============ ============ ============================
+difficulty     18 bits      20 bits      21 bits      22 bits
+============== ============ ============ ============ ============================
+visitor p50    0.12 s       0.53 s       1.3-2.1 s    3.0 s (p90 6.7 s)
+bot, Python    0.42 s CPU   1.7 s CPU    3.3 s CPU    6.7 s CPU (0.63 M hashes/s)
+bot, native    0.11 s CPU   0.45 s CPU   0.89 s CPU   1.8 s CPU (OpenSSL, 2.35 M/s)
+============== ============ ============ ============ ============================
+
+The worker's own SHA-256 runs at about 1.1-1.35 M hashes/s; ``crypto.subtle.digest`` at
+0.05-0.07 M/s (every digest is a promise round trip), twenty times slower, so the worker uses
+its own by default and ``subtle`` only when asked. **Default: 21 bits**, an expected p50 of
+1.3 s for one worker (p90 about 4 s: the solve time is geometric). A page may start one worker
+per core (``navigator.hardwareConcurrency``, with ``start``/``step``) to divide that. A phone
+is several times slower than this machine's core: raise the difficulty only with that in
+mind. What a bot pays: about one native CPU-second per ticket at the default, some 4,000
+tickets per core-hour: a defence against free bulk places, not against a paid farm (and GPUs
+do far better). Pair it with the per-client binding and one-place-one-session.
 """
 
 from __future__ import annotations
@@ -55,7 +73,7 @@ from dataclasses import dataclass
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 
 VERSION = "wpow1"
-DEFAULT_DIFFICULTY = 20
+DEFAULT_DIFFICULTY = 21
 MAX_DIFFICULTY = 40
 """Beyond this a browser would need hours: refuse it as a configuration mistake."""
 DEFAULT_TTL = 300.0
