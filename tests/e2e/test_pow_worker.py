@@ -95,6 +95,25 @@ async def test_workers_can_share_the_search(page: Page, base: str, engine: str) 
         SIGNER.verify(c.text, result["counter"], room="sale", now=time.time())
 
 
+async def test_a_new_challenge_replaces_the_search_in_progress(page: Page, base: str) -> None:
+    await page.goto(f"{base}/pow")
+    hard = SIGNER.issue("sale", 40, time.time())  # would run for days
+    easy = SIGNER.issue("sale", 4, time.time())
+    result = await page.evaluate(
+        """([hard, easy]) => new Promise((resolve) => {
+          const w = new Worker("/pow-worker.js");
+          w.onmessage = (e) => {
+            if (e.data.type === "solved" || e.data.type === "error") { w.terminate(); resolve(e.data); }
+          };
+          w.postMessage({challenge: hard, difficulty: 40});
+          setTimeout(() => w.postMessage({challenge: easy, difficulty: 4}), 50);
+        })""",
+        [hard.text, easy.text],
+    )
+    assert result["type"] == "solved" and result["hashes"] == int(result["counter"]) + 1
+    SIGNER.verify(easy.text, result["counter"], room="sale", now=time.time())
+
+
 async def test_the_worker_refuses_bad_requests(page: Page, base: str) -> None:
     await page.goto(f"{base}/pow")
     for challenge, difficulty, says in [
