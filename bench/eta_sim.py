@@ -1,7 +1,7 @@
 """ETA simulation: the p50 a waiter is told at joining vs the wait it really has.
 
     python -m bench.eta_sim            # every scenario, 3 seeds, before and after
-    python -m bench.eta_sim --quick    # one seed, shorter runs
+    python -m bench.eta_sim --quick    # one seed (report in bench/results/quick/)
 
 A discrete-event simulation on a virtual clock that drives the real ``MemoryStore`` (the same
 semantics as the Redis store, by the contract suite): visitors arrive (Poisson, piecewise
@@ -419,8 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="runs per scenario (default 3)")
     ap.add_argument("--quick", action="store_true", help="one seed per scenario")
     ap.add_argument("--only", default="", help="comma-separated scenario names")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "eta.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results/eta.md, or bench/results/quick/eta.md with --quick",
+    )
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "results" / ("quick" if args.quick else "") / "eta.md"
     seeds = 1 if args.quick else args.seeds
     wanted = {n for n in args.only.split(",") if n}
     rows: list[tuple[Scenario, str, Summary]] = []

@@ -1,7 +1,7 @@
 """Proof-of-work cost: a visitor's solve time in Chromium vs a bot's CPU time per ticket.
 
     python -m bench.pow_bench            # difficulties 14-22, both worker engines
-    python -m bench.pow_bench --quick    # fewer samples
+    python -m bench.pow_bench --quick    # fewer samples (report in bench/results/quick/)
 
 Measures, on this machine:
 
@@ -219,8 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.pow_bench", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--quick", action="store_true", help="fewer samples, difficulties 12-20")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "pow.md")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: bench/results/pow.md, or bench/results/quick/pow.md with --quick",
+    )
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "results" / ("quick" if args.quick else "") / "pow.md"
     if args.quick:
         difficulties = [12, 16, 20]
         samples = {12: 10, 16: 5, 20: 3}
