@@ -94,6 +94,17 @@
     return first;
   }
 
+  /* Same formula as waitroom_proxy.domain.progress.progress_percent: of a journey of
+   * first + 1 steps (every place up to 1, then the door), first - position + 1 are done; 1..99
+   * while waiting, so joining at the front shows half a bar, never an empty one. */
+  function progressPercent(first, position, admitted) {
+    if (admitted) { return 100; }
+    if (position === null || position < 1) { return 0; }
+    var start = first === null || first < position ? position : first;
+    var done = start - position + 1;
+    return Math.max(1, Math.min(99, Math.floor((100 * done) / (start + 1))));
+  }
+
   function forgetFirstPosition() {
     try { window.sessionStorage.removeItem(storageKey()); } catch (e) { /* ignore */ }
   }
@@ -147,16 +158,8 @@
 
     var bar = $("wr-progress");
     if (bar) {
-      var progress = 0;
-      if (status === "admitted") {
-        progress = 100;
-      } else {
-        var first = firstPosition(position);
-        if (first !== null && position !== null && first > 0) {
-          progress = Math.round((100 * (first - position)) / first);
-        }
-      }
-      progress = Math.max(0, Math.min(100, progress));
+      var admitted = status === "admitted";
+      var progress = progressPercent(admitted ? null : firstPosition(position), position, admitted);
       bar.value = progress;
       bar.textContent = progress + "%";
     }

@@ -101,7 +101,7 @@ class Controller:
         m.queue_length.labels(name).set(stats.queue_length)
         m.active_sessions.labels(name).set(stats.active)
         m.promoted.labels(name).set(stats.promoted)
-        room.eta.observe(stats.now_ms / 1000.0, stats.admitted_total)
+        room.eta.observe_stats(stats, room.limits)
         room.last_stats = stats
         since = self._revoked_since.get(name, stats.now_ms - 60_000)
         ids, now_ms = await gate._call("revoked", lambda: store.revoked_since(name, since))

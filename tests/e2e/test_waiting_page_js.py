@@ -11,7 +11,6 @@ Set ``WAITROOM_UPDATE_SCREENSHOT=1`` to rewrite ``docs/waiting-page.png``.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import threading
 import time
@@ -35,6 +34,7 @@ from waitroom_proxy.asgi.page import (
     format_eta,
     new_nonce,
 )
+from waitroom_proxy.domain.progress import progress_percent
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = 0.2  # refresh_seconds in tests: the page script accepts fractions of a second
@@ -217,7 +217,8 @@ async def test_numbers_update_live_region_announces_and_admitted_navigates(
     live = page.locator("#wr-live")
     assert await live.get_attribute("aria-live") == "polite"
     await expect(live).to_contain_text("You are number 3 in line.")
-    await expect(page.locator("#wr-progress")).to_have_attribute("value", "0")
+    # One formula with domain.progress: 1 of 4 steps (places 3, 2, 1, the door).
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "25")
 
     room.answer = status(position=2, ahead=1, queue_length=12, eta_seconds=None)
     await expect(page.locator("#wr-position")).to_have_text("2")
@@ -226,13 +227,13 @@ async def test_numbers_update_live_region_announces_and_admitted_navigates(
     await expect(page.locator("#wr-eta")).to_have_text("calculating…")
     await expect(live).to_contain_text("You are number 2 in line.")
     # Progress is measured from the first position seen (3, kept in sessionStorage).
-    await expect(page.locator("#wr-progress")).to_have_attribute("value", "33")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "50")
 
     room.answer = status(position=1, ahead=0, eta_seconds={"p50": 20, "p90": 40})
     await expect(page.locator("#wr-position")).to_have_text("1")
     await expect(live).to_contain_text("You are next in line.")
     await expect(page.locator("#wr-eta")).to_have_text("less than a minute")
-    await expect(page.locator("#wr-progress")).to_have_attribute("value", "67")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "75")
     await assert_clean(page, requests_seen, server)
 
     room.answer = status(status="admitted", position=0, ahead=0, return_to="/target")
@@ -266,6 +267,32 @@ async def test_eta_wording_in_the_browser_matches_the_renderer(
         room.answer = status(position=100 + i, eta_seconds=eta)
         await expect(page.locator("#wr-position")).to_have_text(str(100 + i))
         await expect(page.locator("#wr-eta")).to_have_text(format_eta(eta, MESSAGES["en"]))
+    await assert_clean(page, requests_seen, server)
+
+
+async def test_joining_at_the_front_shows_a_bar_not_an_empty_one(
+    page: Page, room: ScriptedRoom, server: BackgroundServer, requests_seen: list[str]
+) -> None:
+    room.initial = room.answer = status(position=1, ahead=0, queue_length=1)
+    await page.goto(f"{server.base}/page")
+    await expect(page.locator("#wr-position")).to_have_text("1")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", "50")
+    await assert_clean(page, requests_seen, server)
+
+
+async def test_progress_in_the_browser_is_the_domain_formula(
+    page: Page, room: ScriptedRoom, server: BackgroundServer, requests_seen: list[str]
+) -> None:
+    room.initial = room.answer = status(position=1000, ahead=999, queue_length=1000)
+    await page.goto(f"{server.base}/page")
+    bar = page.locator("#wr-progress")
+    await expect(bar).to_have_attribute("value", str(progress_percent(1000, 1000)))
+    first = 1000
+    for position in (999, 990, 500, 1500, 1499, 42, 2, 1):
+        first = max(first, position)  # moved back (a re-draw): measured from there on
+        room.answer = status(position=position, ahead=position - 1)
+        await expect(page.locator("#wr-position")).to_have_text(f"{position:,}")
+        await expect(bar).to_have_attribute("value", str(progress_percent(first, position)))
     await assert_clean(page, requests_seen, server)
 
 
@@ -503,7 +530,7 @@ async def test_screenshot(
         await page.goto(f"{server.base}/page")
         await expect(page.locator("#wr-eta")).to_have_text("about 3–5 minutes")
         await expect(page.locator("#wr-progress")).to_have_attribute(
-            "value", str(math.floor(100 * (180 - 42) / 180 + 0.5))
+            "value", str(progress_percent(180, 42))
         )
         await expect(page.locator("#wr-leave")).to_be_visible()
         out = tmp_path / "waiting-page.png"

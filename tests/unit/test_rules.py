@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waitroom_proxy.domain.eta import EtaEstimator
 from waitroom_proxy.domain.policy import Bypass, Mode, RoomPolicy
 from waitroom_proxy.domain.rules import BypassRules, limits_for, refresh_seconds, safe_return_to
 
@@ -87,34 +86,3 @@ def test_refresh_lengthens_far_from_front_but_stays_below_abandon() -> None:
     assert refresh_seconds(p, 50_000) == 30
     tight = RoomPolicy(name="r", capacity=1, heartbeat_interval=10, abandon_after=45)
     assert refresh_seconds(tight, 50_000) == 15
-
-
-def test_eta_from_observed_rate() -> None:
-    eta = EtaEstimator()
-    assert eta.estimate(10) is None
-    for t in range(0, 121, 1):
-        eta.observe(1000.0 + t, t // 2)  # 0.5 admissions per second
-    e = eta.estimate(9)
-    assert e is not None
-    assert e.p50 == 20  # (9 + 1) / 0.5
-    assert e.p90 >= e.p50
-
-
-def test_eta_prior_and_reset() -> None:
-    eta = EtaEstimator(prior_per_minute=60)
-    e = eta.estimate(59)
-    assert e is not None and e.p50 == 60 and e.p90 >= 60
-    eta.observe(0, 100)
-    eta.observe(1, 5)  # counter went back: the store was reset
-    assert eta.rates() == (1.0, pytest.approx(1 / 1.5))
-
-
-def test_eta_p90_reflects_bursty_admissions() -> None:
-    eta = EtaEstimator()
-    total = 0
-    for t in range(0, 300):
-        if (t // 10) % 2 == 0:
-            total += 2  # 2/s for 10 s, then nothing for 10 s
-        eta.observe(float(t), total)
-    e = eta.estimate(99)
-    assert e is not None and e.p90 > e.p50
