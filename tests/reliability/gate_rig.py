@@ -93,6 +93,7 @@ async def run_gate(
     upstream_path: str = "",
     store: Any = None,
     hold: bool = True,
+    controller_interval: float = 0.2,
     **server: Any,
 ) -> AsyncIterator[Gate]:
     """The proxy in front of a recording origin; the sale room is full when this yields
@@ -103,7 +104,7 @@ async def run_gate(
         app = build_app(
             settings,
             store=store if store is not None else MemoryStore(),
-            controller_interval=0.2,
+            controller_interval=controller_interval,
             access_log=False,
         )
         proto = http_protocol(HttpLimits(), kind)

@@ -137,7 +137,8 @@ class WaitroomMiddleware:
             elif name == b"accept":
                 accept = value
             elif name == b"waitroom-bypass":
-                bypass_value = value
+                # Only a single secret header counts: a repeated one is ambiguous.
+                bypass_value = value if bypass_value is None else b""
         room = gate.room_for(target.host, target.route_path)
         if room is None:
             await self._forward(scope, receive, send, None, None, None, None)
@@ -386,10 +387,14 @@ def _strip_cookies(value: bytes) -> bytes:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of a header sent exactly once (``b""`` when repeated: ambiguous)."""
+    found: bytes | None = None
     for k, v in scope["headers"]:
         if k == name:
-            return bytes(v)
-    return None
+            if found is not None:
+                return b""
+            found = bytes(v)
+    return found
 
 
 async def _respond(
