@@ -47,6 +47,7 @@ it, and a bypass rule must match both forms.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -103,8 +104,11 @@ _HOST = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_host(value: bytes) -> str:
     """The matching form of one ``Host`` value (or an absolute-form authority).
+
+    Memoised (a site has few host names; refusals are not cached).
 
     ``b"Shop.Example.com:8443"`` → ``"shop.example.com"``; ``b"[::1]:8080"`` → ``"[::1]"``.
 
