@@ -44,12 +44,35 @@ REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 _VERIFIED = b"waitroom-verified"
+_KEEP, _HOST, _DROP, _PROXY = range(4)
 _PROXY_ONLY = frozenset({b"forwarded", b"x-real-ip"})
 
 
-def _proxy_only(name: bytes) -> bool:
-    """Headers only a trusted proxy may send (in their ``-`` spelling)."""
-    return name.startswith(b"x-forwarded-") or name in _PROXY_ONLY
+def _kind(name: bytes) -> int:
+    """How the edge treats a header name (the slow path of ``prepare``)."""
+    if b"_" in name:
+        dashed = name.replace(b"_", b"-")
+        if dashed == _VERIFIED or dashed.startswith(b"x-forwarded-") or dashed in _PROXY_ONLY:
+            return _DROP  # a "_" spelling of a trusted name: never from anyone
+        return _KEEP
+    if name == _VERIFIED:
+        return _DROP
+    if name == b"host":
+        return _HOST
+    if name.startswith(b"x-forwarded-") or name in _PROXY_ONLY:
+        return _PROXY  # only from a trusted proxy
+    return _KEEP
+
+
+_KINDS_MAX = 4096
+"""Header names whose kind is memoised; past it (random names), the kind is computed."""
+_KINDS: dict[bytes, int] = {
+    name: _kind(name)
+    for name in (
+        b"host", _VERIFIED, b"forwarded", b"x-real-ip", b"x-forwarded-for",
+        b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+    )
+}  # fmt: skip
 
 
 class Refusal(Exception):
@@ -87,25 +110,36 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
     from_proxy = bool(trusted) and client is not None and client[0] in trusted
     hosts: list[bytes] = []
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in scope["headers"]:
-        if name == b"host":
-            hosts.append(value)
-            continue
-        if name == _VERIFIED:
-            continue
-        if b"_" in name:
-            dashed = name.replace(b"_", b"-")
-            if dashed == _VERIFIED or _proxy_only(dashed):
-                continue
-        elif not from_proxy and _proxy_only(name):
-            continue
-        headers.append((name, value))
+    append = headers.append
+    host_at = -1
+    kinds = _KINDS
+    # The hot path: one dict lookup per header (names repeat; their kind is memoised).
+    for item in scope["headers"]:
+        name = item[0]
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _kind(name)
+            if len(kinds) < _KINDS_MAX:
+                kinds[name] = kind
+        if kind == _KEEP:
+            append(item)
+        elif kind == _HOST:
+            hosts.append(item[1])
+            if host_at < 0:
+                host_at = len(headers)
+                append(item)
+        elif kind == _PROXY and from_proxy:
+            append(item)
+        # _DROP (and _PROXY from anyone else): the proxy's alone
     try:
         target = parse_target(_raw_target(scope), hosts, scope.get("http_version", "1.1"))
     except BadRequest as exc:
         raise Refusal(400, str(exc)) from None
-    if target.authority:
-        headers.insert(0, (b"host", target.authority))
+    if host_at < 0:
+        if target.authority:  # HTTP/1.0 in absolute-form, without Host
+            headers.insert(0, (b"host", target.authority))
+    elif headers[host_at][1] is not target.authority:
+        headers[host_at] = (b"host", target.authority)  # an absolute-form target's authority
     out = dict(scope)
     out["headers"] = headers
     out["path"] = target.path

@@ -44,6 +44,14 @@ def framing_problem(
     more than one ``Transfer-Encoding``, or one other than ``chunked``; ``Transfer-Encoding``
     in an HTTP/1.0 request. Header names are expected lowercased (as ASGI servers give them).
     """
+    return _framing(headers, http_version)[0]
+
+
+def _framing(
+    headers: Sequence[tuple[bytes, bytes]], http_version: str
+) -> tuple[str | None, int | None, bool]:
+    """(problem, declared Content-Length, chunked), in one pass over the headers."""
+    length: int | None = None
     lengths = 0
     encodings = 0
     for name, value in headers:
@@ -51,31 +59,23 @@ def framing_problem(
             lengths += 1
             v = value.strip(b" \t")
             if not v or not v.isdigit() or len(v) > 19:
-                return "invalid Content-Length"
+                return "invalid Content-Length", None, False
+            length = int(v)
         elif name == b"transfer-encoding":
             encodings += 1
             if value.strip(b" \t").lower() != b"chunked":
-                return "unsupported Transfer-Encoding"
+                return "unsupported Transfer-Encoding", None, False
     if lengths > 1:
-        return "more than one Content-Length"
+        return "more than one Content-Length", None, False
     if encodings:
         if encodings > 1:
-            return "more than one Transfer-Encoding"
+            return "more than one Transfer-Encoding", None, False
         if lengths:
-            return "both Content-Length and Transfer-Encoding"
+            return "both Content-Length and Transfer-Encoding", None, False
         if http_version == "1.0":
-            return "Transfer-Encoding in an HTTP/1.0 request"
-    return None
-
-
-def _body_framing(headers: Sequence[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
-    """(declared Content-Length, chunked) of headers that passed ``framing_problem``."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value.strip(b" \t")), False
-        if name == b"transfer-encoding":
-            return None, True
-    return None, False
+            return "Transfer-Encoding in an HTTP/1.0 request", None, False
+        return None, None, True
+    return None, length, False
 
 
 async def _plain(send: Send, status: int, message: str) -> None:
@@ -126,12 +126,10 @@ class HardeningGuard:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        headers = scope["headers"]
-        problem = framing_problem(headers, scope.get("http_version", "1.1"))
+        problem, length, chunked = _framing(scope["headers"], scope.get("http_version", "1.1"))
         if problem is not None:
             await _plain(send, 400, problem)
             return
-        length, chunked = _body_framing(headers)
         limit = self.max_body_bytes
         if length is not None and limit is not None and length > limit:
             await _plain(send, 413, f"request body larger than {limit} bytes")

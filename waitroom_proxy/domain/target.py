@@ -51,7 +51,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BadRequest",
@@ -67,8 +67,7 @@ class BadRequest(ValueError):
     """The request is ambiguous or malformed: answer 400 with ``str(exc)`` as the reason."""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestTarget:
+class RequestTarget(NamedTuple):
     """The one reading of a request that matching, bypass and forwarding share.
 
     Attributes:
@@ -237,6 +236,10 @@ def strip_parameters(path: str) -> str:
     return "/".join(segment.split(";", 1)[0] for segment in path.split("/"))
 
 
+_CACHED_TARGET_BYTES = 512
+"""Targets up to this long are memoised (most requests repeat a few paths; bounded memory)."""
+
+
 def parse_target(target: bytes, hosts: Sequence[bytes], http_version: str = "1.1") -> RequestTarget:
     """Parse a request target and the request's ``Host`` values into one ``RequestTarget``.
 
@@ -248,6 +251,18 @@ def parse_target(target: bytes, hosts: Sequence[bytes], http_version: str = "1.1
     Raises:
         BadRequest: see the module docstring for what is refused.
     """
+    if len(hosts) == 1 and len(target) <= _CACHED_TARGET_BYTES and len(hosts[0]) <= 256:
+        return _parse_cached(target, hosts[0], http_version)
+    return _parse(target, hosts, http_version)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(target: bytes, host: bytes, http_version: str) -> RequestTarget:
+    """``_parse`` memoised (a pure function; refusals are not cached)."""
+    return _parse(target, (host,), http_version)
+
+
+def _parse(target: bytes, hosts: Sequence[bytes], http_version: str) -> RequestTarget:
     if len(hosts) > 1:
         raise BadRequest("more than one Host")
     if hosts:
