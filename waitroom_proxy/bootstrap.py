@@ -236,6 +236,8 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
     app = HardeningGuard(
         RequestContext(WaitroomMiddleware(proxy, engine=engine), access_log_enabled=access_log),
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+        trusted_proxies=settings.trusted_proxies,
     )
     app.engine = engine  # type: ignore[attr-defined]
     return app

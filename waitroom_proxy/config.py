@@ -76,6 +76,11 @@ class Settings:
     header_timeout: float = 10.0
     """Seconds a client has to send a request head (from connecting, or from the request's
     first byte on a kept-alive connection); past it, 408 and a close (slowloris)."""
+    body_timeout: float = 60.0
+    """Seconds a client may stay silent while sending a request body (between two reads, as
+    nginx's ``client_body_timeout``); past it, 408 and a close, or a cut connection once the
+    response has started. Slow uploads would otherwise pin upstream connections and origin
+    workers."""
     client_rate_limit: int = 600
     """Enqueue and heartbeat requests allowed per client IP per minute (sliding window in the
     store; 0 = no limit). Generous by default: many visitors can share one NAT address."""
@@ -505,6 +510,7 @@ _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "max_body_bytes": ("int", _integer(1)),
     "max_header_bytes": ("int", _integer(1024)),
     "header_timeout": ("float", _seconds),
+    "body_timeout": ("float", _seconds),
     "client_rate_limit": ("int", _integer(0)),
 }
 

@@ -186,6 +186,7 @@ def test_env_values_are_parsed(tmp_path: Path) -> None:
         "WAITROOM_STORE_TIMEOUT": "0.25",
         "WAITROOM_CORS_ORIGINS": "https://Shop.example.com",
         "WAITROOM_MAX_BODY_BYTES": "1024",
+        "WAITROOM_BODY_TIMEOUT": "12.5",
         "WAITROOM_CAPACITY": "7",
         "WAITROOM_ADMIT_RATE": "30",
         "WAITROOM_NATS_URL_TYPO": "ignored",
@@ -201,6 +202,7 @@ def test_env_values_are_parsed(tmp_path: Path) -> None:
     assert settings.store_timeout == 0.25
     assert settings.cors_origins == ("https://shop.example.com",)
     assert settings.max_body_bytes == 1024
+    assert settings.body_timeout == 12.5
     (room,) = settings.rooms
     assert (room.name, room.match, room.capacity, room.admit_rate) == ("default", ("*/",), 7, 30)
 

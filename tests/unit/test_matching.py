@@ -11,6 +11,7 @@ from waitroom_proxy.domain.matching import (
     parse_pattern,
 )
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.domain.target import BadRequest, parse_host
 
 
 def room(name: str, *patterns: str) -> RoomPolicy:
@@ -52,7 +53,8 @@ ROOMS = [
     ],
 )
 def test_most_specific_room_wins(host: str, path: str, expected: str) -> None:
-    matched = RoomMatcher(ROOMS).match(host, path)
+    # find_room normalises the raw Host and path as the request edge does.
+    matched = find_room(ROOMS, host, path)
     assert matched is not None
     assert matched.name == expected
 
@@ -72,10 +74,19 @@ def test_no_room_matches() -> None:
 
 
 def test_dot_segments_cannot_climb_out_of_a_room() -> None:
-    matcher = RoomMatcher([room("sale", "*/sale"), room("docs", "*/docs")])
-    assert matcher.match("h", "/docs/../sale").name == "sale"  # type: ignore[union-attr]
-    assert matcher.match("h", "/../../sale").name == "sale"  # type: ignore[union-attr]
-    assert matcher.match("h", "/nothing/..") is None
+    rooms = [room("sale", "*/sale"), room("docs", "*/docs")]
+    assert find_room(rooms, "h", "/docs/../sale").name == "sale"  # type: ignore[union-attr]
+    assert find_room(rooms, "h", "/docs/%2e%2e/sale").name == "sale"  # type: ignore[union-attr]
+    assert find_room(rooms, "h", "/nothing/..") is None
+    with pytest.raises(BadRequest):  # the edge answers 400: nothing to match
+        find_room(rooms, "h", "/../../sale")
+
+
+def test_rooms_are_matched_without_path_parameters() -> None:
+    # Servlet and Spring origins serve /sale;jsessionid=x as /sale.
+    rooms = [room("sale", "*/sale")]
+    assert find_room(rooms, "h", "/sale;jsessionid=1").name == "sale"  # type: ignore[union-attr]
+    assert find_room(rooms, "h", "/sale;x/item").name == "sale"  # type: ignore[union-attr]
 
 
 def test_find_room_is_the_one_off_form() -> None:
@@ -91,7 +102,7 @@ def test_first_listed_room_wins_an_exact_tie() -> None:
 
 def test_ipv6_host() -> None:
     matcher = RoomMatcher([room("v6", "[::1]/"), room("rest", "*/")])
-    assert matcher.match("[::1]:8080", "/").name == "v6"  # type: ignore[union-attr]
+    assert matcher.match(parse_host(b"[::1]:8080"), "/").name == "v6"  # type: ignore[union-attr]
     assert normalize_host("[::1]:8080") == "[::1]"
 
 

@@ -9,7 +9,13 @@ Measured on uvicorn 0.54 (httptools 0.9 and h11 0.16), before this module:
   second request behind it is served too), and duplicate or listed ``Content-Length``;
   httptools serves ``Transfer-Encoding: gzip, chunked`` and hands the app a request with
   ``Transfer-Encoding: xchunked`` before failing; both serve ``Transfer-Encoding`` on HTTP/1.0;
-- ``Settings.max_body_bytes`` had no enforcement anywhere.
+- ``Settings.max_body_bytes`` had no enforcement anywhere;
+- httptools' protocol appends the fields of a chunked body's trailer to the very list that is
+  ``scope["headers"]``: when the whole message arrives in one read, the app sees trailer
+  fields as request headers (a trailer ``Host``, ``X-Forwarded-For`` or bypass secret judged,
+  and forwarded, as a header); when it arrives later, the list changes under the app's feet;
+- httptools' protocol drops the authority of an absolute-form target
+  (``GET http://other.test/x``): the app cannot honour RFC 9112 §3.2.2.
 
 Two layers:
 
@@ -18,18 +24,18 @@ Two layers:
    (``header_timeout``, from the connection or from the request's first byte) → 408 and close;
    a limit on the head's size (``max_header_bytes``, request line included) → 431 and close.
    Both answer, half-close and discard what the client still sends for a moment ("lingering
-   close"), so the client reads the status instead of a reset.
-2. **ASGI** (``HardeningGuard``, outermost): refuses with 400 and ``Connection: close`` any
-   request whose framing is ambiguous (``framing_problem``), before any app or origin sees it;
-   enforces ``max_body_bytes``: a declared ``Content-Length`` above it → 413 at once; a chunked
-   body is counted while it streams → 413 if the response has not started, else the
-   connection is cut (the app sees ``http.disconnect``).
+   close"), so the client reads the status instead of a reset. Trailer fields are dropped
+   (they never act as headers: the proxy sends no trailers upstream either), and the request
+   target exactly as received goes into ``scope["waitroom.request_target"]`` for the edge.
+2. **ASGI** (``HardeningGuard`` in ``asgi.guard``, outermost): the request edge (one Host, one
+   normalised path, headers the origin trusts), ambiguous framing → 400, ``max_body_bytes`` →
+   413, ``body_timeout`` → 408.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,11 +43,15 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from waitroom_proxy.asgi.edge import RAW_TARGET_KEY
+
+# The ASGI layer lives in ``asgi.guard``; its names stay importable from here.
+from waitroom_proxy.asgi.guard import (
+    BodyTimeout,
+    BodyTooLarge,
+    HardeningGuard,
+    framing_problem,
+)
 
 DEFAULT_MAX_HEADER_BYTES = 65_536
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -156,7 +166,8 @@ class _HeadGuard:
 
 
 class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
-    """uvicorn's httptools protocol with a head deadline and a head size limit."""
+    """uvicorn's httptools protocol with a head deadline, a head size limit, no trailer fields
+    among the headers, and the raw request target kept for the edge."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -179,9 +190,16 @@ class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
         self._in_head = True
         self._arm_deadline()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # After the head, llhttp reports a chunked body's trailer fields through the same
+        # callback; uvicorn would append them to scope["headers"]. Drop them.
+        if self._in_head:
+            super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_done()
+        self.scope[RAW_TARGET_KEY] = self.url  # type: ignore[literal-required]
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
@@ -252,138 +270,13 @@ def limits_from(settings: Any) -> HttpLimits:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# ASGI layer
-# --------------------------------------------------------------------------------------------
-
-
-def framing_problem(
-    headers: Sequence[tuple[bytes, bytes]], http_version: str = "1.1"
-) -> str | None:
-    """Why a request's body framing is ambiguous, or None when it is sound.
-
-    Refused (RFC 9112 §6.1, §6.3): ``Content-Length`` together with ``Transfer-Encoding``;
-    more than one ``Content-Length`` (even equal), or one that is not a plain decimal;
-    more than one ``Transfer-Encoding``, or one other than ``chunked``; ``Transfer-Encoding``
-    in an HTTP/1.0 request. Header names are expected lowercased (as ASGI servers give them).
-    """
-    lengths = 0
-    encodings = 0
-    for name, value in headers:
-        if name == b"content-length":
-            lengths += 1
-            v = value.strip(b" \t")
-            if not v or not v.isdigit() or len(v) > 19:
-                return "invalid Content-Length"
-        elif name == b"transfer-encoding":
-            encodings += 1
-            if value.strip(b" \t").lower() != b"chunked":
-                return "unsupported Transfer-Encoding"
-    if lengths > 1:
-        return "more than one Content-Length"
-    if encodings:
-        if encodings > 1:
-            return "more than one Transfer-Encoding"
-        if lengths:
-            return "both Content-Length and Transfer-Encoding"
-        if http_version == "1.0":
-            return "Transfer-Encoding in an HTTP/1.0 request"
-    return None
-
-
-def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value.strip(b" \t"))
-    return None
-
-
-async def _plain(send: Send, status: int, message: str) -> None:
-    body = message.encode() + b"\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-class BodyTooLarge(Exception):
-    """A streamed request body passed the limit after the response had started."""
-
-
-class HardeningGuard:
-    """The outermost ASGI wrapper: ambiguous framing → 400, bodies over the limit → 413."""
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int | None = None) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = scope["headers"]
-        problem = framing_problem(headers, scope.get("http_version", "1.1"))
-        if problem is not None:
-            await _plain(send, 400, problem)
-            return
-        limit = self.max_body_bytes
-        if limit is None:
-            await self.app(scope, receive, send)
-            return
-        length = _declared_length(headers)
-        if length is not None:
-            if length > limit:
-                await _plain(send, 413, f"request body larger than {limit} bytes")
-                return
-            await self.app(scope, receive, send)  # the parser stops at Content-Length
-            return
-        await self._counted(scope, receive, send, limit)
-
-    async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        state = {"received": 0, "started": False, "refused": False, "cut": False}
-
-        async def counted_receive() -> Message:
-            if state["refused"]:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > limit:
-                    state["refused"] = True
-                    if state["started"]:
-                        state["cut"] = True
-                    else:
-                        state["started"] = True
-                        await _plain(send, 413, f"request body larger than {limit} bytes")
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def watched_send(message: Message) -> None:
-            if state["refused"] and not state["cut"]:
-                return  # our 413 went out; the app's answer is dropped
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        await self.app(scope, counted_receive, watched_send)
-        if state["cut"]:
-            raise BodyTooLarge(f"request body passed {limit} bytes after the response started")
-
-
 __all__ = [
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_MAX_HEADER_BYTES",
+    "BodyTimeout",
     "BodyTooLarge",
     "HardenedH11Protocol",
+    "HardenedHttpToolsProtocol",
     "HardeningGuard",
     "HttpLimits",
     "framing_problem",

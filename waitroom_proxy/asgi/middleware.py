@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from waitroom_proxy.asgi.edge import Refusal, prepare, refuse, target_of
 from waitroom_proxy.asgi.page import content_security_policy
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.tokens import Session
@@ -99,6 +100,7 @@ class WaitroomMiddleware:
         self.routes = engine.routes
         self.pages = engine.pages
         self.trusted = engine.trusted
+        self._trusted_proxies = engine.trusted.trusted
         self._proxy = app if isinstance(app, UpstreamProxy) else None
 
         self._started = False
@@ -114,12 +116,17 @@ class WaitroomMiddleware:
             return
         if not self._started:
             await self._start()
+        try:
+            scope = prepare(scope, self._trusted_proxies)
+        except Refusal as refusal:
+            await refuse(scope, send, refusal)
+            return
         path: str = scope["path"]
         if path.startswith(self._prefix_slash) or path == self.prefix:
             await self.routes(scope, receive, send)
             return
 
-        host = b""
+        target = target_of(scope)
         accept = b""
         cookies: list[bytes] = []
         bypass_value: bytes | None = None
@@ -127,15 +134,14 @@ class WaitroomMiddleware:
         for name, value in scope["headers"]:
             if name == b"cookie":
                 cookies.append(value)
-            elif name == b"host":
-                host = value
             elif name == b"accept":
                 accept = value
             elif name == b"waitroom-bypass":
-                bypass_value = value
-        room = gate.room_for(host.decode("latin-1"), path)
+                # Only a single secret header counts: a repeated one is ambiguous.
+                bypass_value = value if bypass_value is None else b""
+        room = gate.room_for(target.host, target.route_path)
         if room is None:
-            await self.app(scope, receive, send)
+            await self._forward(scope, receive, send, None, None, None, None)
             return
         now = gate.clock()
         session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
@@ -155,9 +161,10 @@ class WaitroomMiddleware:
             if rules.secret_header != b"waitroom-bypass":
                 bypass_value = _header(scope, rules.secret_header)
             client_ip = self.trusted.client_ip(scope)
-            if rules.matches(path, scope.get("method", "GET"), client_ip, bypass_value):
+            method = scope.get("method", "GET")
+            if rules.matches(path, method, client_ip, bypass_value, target.route_path):
                 self.metrics.request(room.name, "bypassed")
-                await self.app(scope, receive, send)
+                await self._forward(scope, receive, send, room, None, None, None)
                 return
 
         ticket = gate.read_ticket(ticket_value)
@@ -183,7 +190,7 @@ class WaitroomMiddleware:
             return
         if kind == "fail_open":
             self.metrics.request(room.name, "failed_open")
-            await self.app(scope, receive, send)
+            await self._forward(scope, receive, send, room, None, None, None)
             return
         self.metrics.request(
             room.name,
@@ -242,15 +249,18 @@ class WaitroomMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
-        room: RoomRuntime,
+        room: RoomRuntime | None,
         session: Session | None,
         token: str | None,
         new_token: str | None,
         *,
         extra_cookies: list[tuple[str, str, int]] | None = None,
     ) -> None:
+        """Pass the request on: every path (session, bypass, no room, fail-open) comes here,
+        so the room's cookies never reach the app or origin, and ``Waitroom-Verified`` is
+        only ever the proxy's own (the client's was dropped by ``asgi.edge``)."""
         set_cookies: list[tuple[bytes, bytes]] = []
-        if new_token is not None or extra_cookies:
+        if room is not None and (new_token is not None or extra_cookies):
             secure = self.trusted.scheme(scope) == "https"
             cookies = list(extra_cookies or ())
             if new_token is not None and not any(c[0] == SESSION_COOKIE for c in cookies):
@@ -270,7 +280,7 @@ class WaitroomMiddleware:
                     command = v
                     headers = headers[:i] + headers[i + 1 :]
                     break
-            if command is not None and session is not None:
+            if command is not None and session is not None and room is not None:
                 self._origin_command(room, session, command, set_cookies, scope)
             if set_cookies:
                 headers = headers + set_cookies
@@ -377,10 +387,14 @@ def _strip_cookies(value: bytes) -> bytes:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
+    """The value of a header sent exactly once (``b""`` when repeated: ambiguous)."""
+    found: bytes | None = None
     for k, v in scope["headers"]:
         if k == name:
-            return bytes(v)
-    return None
+            if found is not None:
+                return b""
+            found = bytes(v)
+    return found
 
 
 async def _respond(

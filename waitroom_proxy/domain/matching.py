@@ -13,8 +13,10 @@ Specificity: the host decides first (exact name, then the longest wildcard suffi
 among patterns of the chosen host, the longest path prefix wins. If no pattern of a more
 specific host matches the path, less specific hosts are tried.
 
-Request paths with dot segments or repeated slashes (``/a/../sale``, ``//sale``) are normalised
-before matching, as the origin will normalise them: otherwise such a path could dodge its room.
+:meth:`RoomMatcher.match` takes the host and path exactly as ``domain.target`` settled them
+for the whole request (host lower case without port; path with dot segments, repeated slashes
+and escapes resolved, ``;parameters`` removed): the room is chosen on the same reading of the
+request that bypass rules judge and the origin receives. It does not normalise again.
 
 :class:`RoomMatcher` precompiles the patterns once; :meth:`RoomMatcher.match` runs on every
 request. Pure: no I/O.
@@ -26,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.domain.target import normalize_path, strip_parameters
 
 __all__ = ["Pattern", "RoomMatcher", "find_room", "normalize_host", "parse_pattern"]
 
@@ -84,26 +87,6 @@ def normalize_host(host: str) -> str:
     if colon >= 0:
         host = host[:colon]
     return host.rstrip(".")
-
-
-def _normalize_path(path: str) -> str:
-    """Resolve ``.``/``..`` segments and repeated slashes (RFC 3986 §5.2.4), only if present."""
-    if not path.startswith("/"):
-        path = "/" + path
-    if "//" not in path and "/." not in path:
-        return path
-    out: list[str] = []
-    segments = path.split("/")
-    for segment in segments[1:]:
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(segment)
-    trailing = segments[-1] in ("", ".", "..") and bool(out)
-    return "/" + "/".join(out) + ("/" if trailing else "")
 
 
 class _PathTable:
@@ -187,13 +170,11 @@ class RoomMatcher:
         """Return the most specific room for a request, or ``None`` if no room matches.
 
         Args:
-            host: The ``Host`` header (or ``:authority``), with or without port, any case.
-            path: The decoded request path (ASGI ``scope["path"]``), without query string.
+            host: ``RequestTarget.host``: lower case, no port, no trailing dot.
+            path: ``RequestTarget.route_path``: normalised, decoded, without query string.
         """
         if self._catch_all is not None:
             return self._catch_all
-        host = normalize_host(host)
-        path = _normalize_path(path)
         table = self._exact.get(host)
         if table is not None:
             room = table.find(path)
@@ -208,9 +189,14 @@ class RoomMatcher:
 
 
 def find_room(rooms: Sequence[RoomPolicy], host: str, path: str) -> RoomPolicy | None:
-    """Return the most specific room for ``host`` and ``path`` (one-off convenience).
+    """Return the most specific room for a raw ``Host`` value and path (one-off convenience).
 
-    This compiles the patterns on every call: on the request path, build a
-    :class:`RoomMatcher` once and call :meth:`RoomMatcher.match`.
+    Normalises both (``normalize_host``, ``domain.target.normalize_path``) and compiles the
+    patterns on every call: on the request path, build a :class:`RoomMatcher` once and call
+    :meth:`RoomMatcher.match` with the values of the request's ``RequestTarget``.
+
+    Raises:
+        BadRequest: the path is one the edge refuses (``domain.target``).
     """
-    return RoomMatcher(rooms).match(host, path)
+    decoded, _ = normalize_path(path.encode("utf-8"))
+    return RoomMatcher(rooms).match(normalize_host(host), strip_parameters(decoded))

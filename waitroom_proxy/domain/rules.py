@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -40,14 +41,32 @@ class BypassRules:
         )
 
     def matches(
-        self, path: str, method: str, client_ip: str | None, header_value: bytes | None
+        self,
+        path: str,
+        method: str,
+        client_ip: str | None,
+        header_value: bytes | None,
+        route_path: str | None = None,
     ) -> bool:
-        """True when the request skips the waiting room."""
-        if self.prefixes and path.startswith(self.prefixes):
+        """True when the request skips the waiting room.
+
+        Args:
+            path: the normalised decoded path (``domain.target``: dot segments and escapes
+                already resolved, so ``/static/../sale`` arrives here as ``/sale``).
+            method: the request method.
+            client_ip: the client's address (forwarded headers believed from trusted
+                proxies only).
+            header_value: the value of the bypass secret header, if sent (once).
+            route_path: ``path`` without ``;parameters``. A path rule must match both forms:
+                ``/sale;x.css`` matches ``*.css``, but Servlet and Spring origins serve it as
+                ``/sale``.
+        """
+        if (
+            (self.prefixes or self.globs)
+            and self._path_matches(path)
+            and (route_path is None or route_path == path or self._path_matches(route_path))
+        ):
             return True
-        for g in self.globs:
-            if fnmatch.fnmatchcase(path, g):
-                return True
         if method in self.methods:
             return True
         if self.networks and client_ip:
@@ -58,10 +77,13 @@ class BypassRules:
             if addr is not None and any(addr in n for n in self.networks):
                 return True
         if self.secret is not None and header_value is not None:
-            import hmac
-
             return hmac.compare_digest(header_value, self.secret)
         return False
+
+    def _path_matches(self, path: str) -> bool:
+        if self.prefixes and path.startswith(self.prefixes):
+            return True
+        return any(fnmatch.fnmatchcase(path, g) for g in self.globs)
 
 
 _SAFE_PATH = re.compile(r"^/(?![/\\])[^\x00-\x20\x7f\\]*$")
