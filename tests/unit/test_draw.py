@@ -190,10 +190,10 @@ def entries_not_a_list(doc: dict[str, Any]) -> None:
     [
         (swap, r"order: place 4 is \w+, the draw gives"),
         (other_seed, "its SHA-256 is not the published commitment"),
-        (other_seed_and_commitment, "order: place 1 is"),  # a new seed re-draws everyone
+        (other_seed_and_commitment, r"order: place \d+ is"),  # a new seed re-draws everyone
         (drop, "order: lacks 1 entries"),
         (insert, "order: has 1 entries that are not entries"),
-        (insert_everywhere, "order: place 1 is"),
+        (insert_everywhere, r"order: place \d+ is"),
         (duplicate, "order: 1 appear more than once"),
         (duplicate_both, "entries: 1 appear more than once"),
         (hide_seed, "order: published without the seed"),
