@@ -249,6 +249,7 @@ class UpstreamProxy:
             if not more:
                 # The whole request is in memory: one write, and a retry is possible.
                 conn.write(request_head + body if body else request_head)
+                conn.end_request()
                 try:
                     await conn.read_head(self._read_timeout)
                 except UpstreamClosed:
@@ -259,6 +260,7 @@ class UpstreamProxy:
                     conn = await pool.connect()
                     conn.start(is_head)
                     conn.write(request_head + body if body else request_head)
+                    conn.end_request()
                     await conn.read_head(self._read_timeout)
             else:
                 conn.write(request_head)
@@ -301,8 +303,8 @@ class UpstreamProxy:
             if not more:
                 break
             if conn.headers_done or conn.exc is not None:
-                # The origin answered (or failed) before reading everything: stop sending.
-                conn.keep_alive = False
+                # The origin answered (or failed) before the body ended: stop sending. The
+                # request never ends on this connection (no end_request), so it is not reused.
                 return True
             msg = await receive()
             if msg["type"] != "http.request":
@@ -311,6 +313,7 @@ class UpstreamProxy:
             more = msg.get("more_body", False)
         if chunked:
             conn.write(b"0\r\n\r\n")
+        conn.end_request()
         return True
 
     async def _relay(

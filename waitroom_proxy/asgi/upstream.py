@@ -78,17 +78,30 @@ def _on_timeout(fut: asyncio.Future[None], what: str) -> None:
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to the origin, used by one request at a time."""
+    """One keep-alive HTTP/1.1 connection to the origin, used by one request at a time.
+
+    Whether the connection may carry another request is one field, :attr:`reusable`, and only
+    the protocol code below sets it (the shape of mitmproxy's ``_http1.py``): it becomes true
+    only when the request was handed to the transport to its last byte (:meth:`end_request`)
+    *and* the response ended exactly on a message boundary with both sides agreeing to keep
+    the connection: no byte after it, no close, no error. Anything else (an upload stopped after
+    an early answer, bytes after a 204, a close-delimited body, a parse error) leaves it false,
+    and :meth:`UpstreamPool.release` closes the connection. That is what keeps the next request
+    on a pooled connection from being read as the tail of the previous one.
+    """
 
     __slots__ = (
         "_drain_waiter",
         "_head",
         "_interim",
+        "_keep",
         "_loop",
         "_named",
         "_parser",
         "_parser_dirty",
         "_paused_reading",
+        "_sent",
+        "_stray",
         "_waiter",
         "_write_paused",
         "buffered",
@@ -100,7 +113,7 @@ class Connection(asyncio.Protocol):
         "headers",
         "headers_done",
         "idle_since",
-        "keep_alive",
+        "reusable",
         "reused",
         "status",
         "transport",
@@ -125,16 +138,30 @@ class Connection(asyncio.Protocol):
         self._head = head
         self._interim = False
         self._named: frozenset[bytes] | None = None
+        self._sent = False
+        self._keep = False
+        self._stray = False
+        self.reusable = False
         self.status = 0
         self.headers: list[Header] = []
         self.chunks: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.headers_done = False
         self.complete = False
-        self.keep_alive = False
         self.until_eof = True
         self.got_data = False
         self.exc: UpstreamError | None = None
+
+    def _settle(self) -> None:
+        """Decide reuse: the request fully sent and the response ended on a clean boundary."""
+        self.reusable = (
+            self._sent
+            and self.complete
+            and self._keep
+            and not self._stray
+            and not self.closed
+            and self.exc is None
+        )
 
     # -- request side -------------------------------------------------------------------------
 
@@ -149,6 +176,11 @@ class Connection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def end_request(self) -> None:
+        """The request's last byte has been written: only now may the connection be reused."""
+        self._sent = True
+        self._settle()
 
     async def drain(self, seconds: float) -> None:
         """Wait until the kernel accepts more bytes (or raise if the connection failed)."""
@@ -201,19 +233,16 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
-    @property
-    def reusable(self) -> bool:
-        """The exchange finished cleanly and both sides agreed to keep the connection open."""
-        return self.complete and self.keep_alive and not self.closed and self.exc is None
-
     def abort(self) -> None:
         """Close at once (RST), e.g. when the client went away mid-response."""
         self.closed = True
+        self.reusable = False
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
         self.closed = True
+        self.reusable = False
         if self.transport is not None:
             self.transport.close()
 
@@ -223,12 +252,17 @@ class Connection(asyncio.Protocol):
             w.set_result(None)
 
     def _fail(self, exc: UpstreamError) -> None:
+        self.reusable = False
         if self.exc is None and not self.complete:
             self.exc = exc
         self._wake()
         d = self._drain_waiter
         if d is not None and not d.done():
             d.set_result(None)
+
+    def _protocol_error(self, message: str) -> None:
+        self._stray = True
+        self._fail(UpstreamProtocolError(message))
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -240,16 +274,16 @@ class Connection(asyncio.Protocol):
         self.got_data = True
         if self.complete or self.exc is not None:
             # Bytes after the response (or on an idle connection): not HTTP we can trust.
-            self.keep_alive = False
+            self._stray = True
             self.close()
             return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamProtocolError("unexpected protocol upgrade"))
-            self.close()
+            self._protocol_error("unexpected protocol upgrade")
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"invalid response: {exc}"))
+            self._protocol_error(f"invalid response: {exc}")
+        if self._stray:
             self.close()
 
     def eof_received(self) -> bool | None:
@@ -257,10 +291,10 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reusable = False
         if self.headers_done and not self.complete and self.until_eof:
             # A response delimited by the connection's end (no length, not chunked).
             self.complete = True
-            self.keep_alive = False
         if not self.complete:
             reason = "connection closed by upstream" if exc is None else f"connection lost: {exc}"
             self._fail(UpstreamClosed(reason))
@@ -281,7 +315,15 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # A second message in the same read (e.g. after a 204): never part of this response.
+            self._stray = True
+            self.reusable = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done or self._stray:
+            return  # trailer fields (dropped, as nginx does) or a stray message's headers
         name = name.lower()
         if name in HOP_BY_HOP:
             if name == b"transfer-encoding":
@@ -295,8 +337,14 @@ class Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self._stray:
+            return
         status = self._parser.get_status_code()
-        if status < 200 and status != 101:
+        if status == 101 or not 100 <= status <= 599:
+            # 101 answers no request this client sends; RFC 9110 §15 codes are 100-599.
+            self._protocol_error(f"invalid status {status}")
+            return
+        if status < 200:
             self._interim = True  # 1xx: skipped, its headers dropped in on_message_complete
             return
         self.status = status
@@ -304,19 +352,28 @@ class Connection(asyncio.Protocol):
             named = self._named
             self.headers = [h for h in self.headers if h[0] not in named]
         if status in (204, 304):
+            # No body, whatever the headers say (RFC 9112 §6.3). A 204 must not carry a
+            # Content-Length (RFC 9110 §8.6); on a 304 it is optional and would make the ASGI
+            # server expect a body: drop it on both.
             self.until_eof = False
+            self.headers = [h for h in self.headers if h[0] != b"content-length"]
         self.headers_done = True
         if self._head:
             # A HEAD response has no body whatever its headers say; httptools cannot be told
             # to skip it, so the response ends here and the parser is replaced before reuse.
             self.until_eof = False
-            self.keep_alive = self._parser.should_keep_alive()
+            self._keep = self._parser.should_keep_alive()
             self.complete = True
             self._parser_dirty = True
+            self._settle()
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self._stray:
+            return
         if self._head:
+            self._stray = True  # body bytes on a HEAD response: the framing is not trustworthy
+            self.reusable = False
             return
         self.chunks.append(body)
         self.buffered += len(body)
@@ -332,10 +389,11 @@ class Connection(asyncio.Protocol):
             self.headers = []
             self.until_eof = True
             return
-        if self._head:
+        if self._head or self._stray:
             return
-        self.keep_alive = self._parser.should_keep_alive()
+        self._keep = self._parser.should_keep_alive()
         self.complete = True
+        self._settle()
         self._wake()
 
 
@@ -407,7 +465,7 @@ class UpstreamPool:
 
     def release(self, conn: Connection) -> None:
         """Return a connection after its exchange: pooled if reusable, else closed."""
-        if conn.reusable and not self._closed and len(self._idle) < self.pool_size:
+        if conn.reusable and not conn.closed and not self._closed and len(self._idle) < self.pool_size:
             conn.idle_since = conn._loop.time()
             self._idle.append(conn)
         else:
