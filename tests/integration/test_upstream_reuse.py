@@ -19,11 +19,12 @@ from tests.fixtures.recording_origin import RecordingOrigin, Script, recording_o
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 
 
-
 def early(gate: asyncio.Event) -> Script:
     """Answer after the head; the response body ends only once ``gate`` is set."""
     head = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nea"
     return Script(head, early=True, rest=b"rly", gate=gate)
+
+
 SMUGGLED = (
     b"GET /sale HTTP/1.1\r\nhost: site\r\nx-forwarded-for: 6.6.6.6\r\n"
     b"waitroom-verified: forged\r\n\r\n"

@@ -264,14 +264,15 @@ class WaitroomMiddleware:
             status: int, headers: list[tuple[bytes, bytes]]
         ) -> list[tuple[bytes, bytes]]:
             count_status(status)
-            command = None
-            for i, (k, v) in enumerate(headers):
-                if k == _COMMAND or (len(k) == 16 and k.lower() == _COMMAND):
-                    command = v
-                    headers = headers[:i] + headers[i + 1 :]
-                    break
-            if command is not None and session is not None:
-                self._origin_command(room, session, command, set_cookies, scope)
+            commands: list[bytes] = []
+            for k, v in headers:
+                if len(k) == 16 and (k == _COMMAND or k.lower() == _COMMAND):
+                    commands.append(v)
+            if commands:
+                # Every copy goes, in any case; the first one the room understands is acted on.
+                headers = [h for h in headers if not (len(h[0]) == 16 and h[0].lower() == _COMMAND)]
+                if session is not None:
+                    self._origin_commands(room, session, commands, set_cookies, scope)
             if set_cookies:
                 headers = headers + set_cookies
             return headers
@@ -308,16 +309,44 @@ class WaitroomMiddleware:
 
         await self.app(inner, receive, send_wrapper)
 
+    def _origin_commands(
+        self,
+        room: RoomRuntime,
+        session: Session,
+        commands: list[bytes],
+        set_cookies: list[tuple[bytes, bytes]],
+        scope: Scope,
+    ) -> None:
+        """Act on the first valid ``Waitroom-Command`` (revoke, complete, extend=SECONDS).
+
+        An origin that sends several (two frameworks each adding one) gets the first one it
+        meant that the room understands; the others are named in the log, never ignored
+        silently.
+        """
+        valid: list[str] = []
+        for raw in commands:
+            text = raw.decode("latin-1").strip().lower()
+            if text in ("revoke", "complete") or _extend_seconds(text) is not None:
+                valid.append(text)
+            else:
+                log.warning("origin sent an unknown or bad Waitroom-Command: %r", text[:64])
+        if not valid:
+            return
+        if len(valid) > 1:
+            log.warning(
+                "origin sent %d Waitroom-Command headers; acting on the first: %r",
+                len(valid), valid[0][:64],
+            )  # fmt: skip
+        self._origin_command(room, session, valid[0], set_cookies, scope)
+
     def _origin_command(
         self,
         room: RoomRuntime,
         session: Session,
-        command: bytes,
+        text: str,
         set_cookies: list[tuple[bytes, bytes]],
         scope: Scope,
     ) -> None:
-        """Act on ``Waitroom-Command`` from the origin: revoke, complete, extend=SECONDS."""
-        text = command.decode("latin-1").strip().lower()
         secure = self.trusted.scheme(scope) == "https"
         gate = self.gate
         if text in ("revoke", "complete"):
@@ -325,14 +354,9 @@ class WaitroomMiddleware:
             self.engine.spawn(gate.end_session(room, session, reason))
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, "", 0, secure=secure))
-        elif text.startswith("extend="):
-            try:
-                seconds = int(text[7:])
-            except ValueError:
-                log.warning("origin sent a bad Waitroom-Command: %r", text[:64])
-                return
-            if not 0 < seconds <= 86_400:
-                return
+        else:
+            seconds = _extend_seconds(text)
+            assert seconds is not None
             now = gate.clock()
             token, s = gate.signer.issue(
                 room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
@@ -344,8 +368,6 @@ class WaitroomMiddleware:
             )
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, token, seconds, secure=secure))
-        else:
-            log.warning("origin sent an unknown Waitroom-Command: %r", text[:64])
 
     # ------------------------------------------------------------------ lifespan
     async def _start(self) -> None:
@@ -365,6 +387,17 @@ class WaitroomMiddleware:
         # A host app without lifespan support raises here; servers treat that as "no lifespan"
         # and the engine starts on the first request instead.
         await self.app(scope, receive_wrapper, send)
+
+
+def _extend_seconds(text: str) -> int | None:
+    """SECONDS of ``extend=SECONDS`` when it is a whole number in 1..86400, else None."""
+    if not text.startswith("extend="):
+        return None
+    digits = text[7:].strip()
+    if not digits.isdigit() or len(digits) > 6:
+        return None
+    seconds = int(digits)
+    return seconds if 0 < seconds <= 86_400 else None
 
 
 def _strip_cookies(value: bytes) -> bytes:

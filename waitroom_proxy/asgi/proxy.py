@@ -32,11 +32,13 @@ from typing import Any
 from urllib.parse import quote
 
 from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
+from .response import HTTP10_BUFFER_MAX, RedirectRewriter, accepts_json, error_response
 from .upstream import (
     Connection,
     UpstreamClosed,
     UpstreamError,
     UpstreamPool,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 
@@ -128,6 +130,10 @@ class UpstreamProxy:
         self._read_timeout = read_timeout
         self._trusted = TrustedProxies(trusted_proxies)
         self._error_page = error_page or default_error_page
+        pool = self._pool
+        self._redirects = RedirectRewriter(
+            secure=pool.secure, host=pool.host, port=pool.port, prefix=pool.path_prefix
+        )
 
     def __repr__(self) -> str:
         return f"UpstreamProxy({self.upstream!r}, trusted_proxies={self._trusted!r})"
@@ -268,6 +274,14 @@ class UpstreamProxy:
                     conn.abort()
                     return  # the client left mid-upload
                 await conn.read_head(self._read_timeout)
+            whole: bytes | None = None
+            if (
+                scope.get("http_version") == "1.0"
+                and not is_head
+                and conn.status not in (204, 304)
+                and not any(n == b"content-length" for n, _ in conn.headers)
+            ):
+                whole = await self._whole(conn)
         except UpstreamError as exc:
             if conn is not None:
                 conn.abort()
@@ -278,8 +292,9 @@ class UpstreamProxy:
                 conn.abort()
             raise
 
+        proto = next((v for n, v in headers if n == b"x-forwarded-proto"), b"http")
         try:
-            await self._relay(conn, send, receive, response_hook)
+            await self._relay(conn, send, receive, response_hook, proto + b"://" + host, whole)
         except _ClientGone:
             conn.abort()
         except UpstreamError as exc:
@@ -316,16 +331,45 @@ class UpstreamProxy:
         conn.end_request()
         return True
 
+    async def _whole(self, conn: Connection) -> bytes:
+        """The whole body of an unknown-length response, for an HTTP/1.0 client.
+
+        HTTP/1.0 has no chunked coding and the ASGI server cannot send a close-delimited body,
+        so such a response is buffered (bounded) and sent with a Content-Length.
+        """
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            if conn.chunks:
+                data = conn.take()
+                size += len(data)
+                parts.append(data)
+                if size > HTTP10_BUFFER_MAX:
+                    raise UpstreamProtocolError("response too large to buffer for HTTP/1.0")
+            if conn.complete:
+                return b"".join(parts)
+            if conn.exc is not None:
+                raise conn.exc
+            await conn.wait(self._read_timeout)
+
     async def _relay(
         self,
         conn: Connection,
         send: Send,
         receive: Receive,
         response_hook: ResponseHook | None,
+        public: bytes,
+        whole: bytes | None,
     ) -> None:
-        headers = conn.headers
+        headers = self._redirects.rewrite(conn.headers, public)
         if response_hook is not None:
             headers = response_hook(conn.status, headers)
+        if whole is not None:
+            headers = [*headers, (b"content-length", str(len(whole)).encode())]
+            await send({"type": "http.response.start", "status": conn.status, "headers": headers})
+            self._pool.release(conn)
+            await send({"type": "http.response.body", "body": whole, "more_body": False})
+            return
         await send({"type": "http.response.start", "status": conn.status, "headers": headers})
 
         if conn.complete:
@@ -382,14 +426,19 @@ class UpstreamProxy:
             exc,
         )
         reason = _REASONS.get(status, "Error")
+        message = _MESSAGES.get(status, "The site could not answer; try again in a moment.")
+        json_wanted = accepts_json(scope.get("headers", ()))
         try:
-            page = self._error_page(status, reason)
+            headers, body = error_response(
+                status, reason, message, json_wanted=json_wanted, page=self._error_page
+            )
         except Exception:
             logger.exception("error_page failed; using the default page")
-            page = default_error_page(status, reason)
-        headers = [*_ERROR_HEADERS_BASE, (b"content-length", str(len(page)).encode())]
+            headers, body = error_response(
+                status, reason, message, json_wanted=False, page=default_error_page
+            )
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": page})
+        await send({"type": "http.response.body", "body": body})
 
     # -- WebSocket ----------------------------------------------------------------------------
 

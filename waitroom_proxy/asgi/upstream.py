@@ -465,7 +465,7 @@ class UpstreamPool:
 
     def release(self, conn: Connection) -> None:
         """Return a connection after its exchange: pooled if reusable, else closed."""
-        if conn.reusable and not conn.closed and not self._closed and len(self._idle) < self.pool_size:
+        if conn.reusable and not self._closed and len(self._idle) < self.pool_size:
             conn.idle_since = conn._loop.time()
             self._idle.append(conn)
         else:
