@@ -285,7 +285,8 @@ class UpstreamProxy:
         except UpstreamError as exc:
             if conn is not None:
                 conn.abort()
-            await self._error(send, 504 if isinstance(exc, UpstreamTimeout) else 502, exc, scope)
+            status = 504 if isinstance(exc, UpstreamTimeout) else 502
+            await self._error(send, status, exc, scope, response_hook)
             return
         except BaseException:
             if conn is not None:
@@ -417,7 +418,17 @@ class UpstreamProxy:
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
 
-    async def _error(self, send: Send, status: int, exc: BaseException, scope: Scope) -> None:
+    async def _error(
+        self,
+        send: Send,
+        status: int,
+        exc: BaseException,
+        scope: Scope,
+        response_hook: ResponseHook | None = None,
+    ) -> None:
+        """Answer a 502/504 (JSON when asked for). The response hook sees it too, so a visitor
+        admitted by this very request still gets the session cookie: a failing origin must not
+        cost the place (as nginx's ``$upstream_status``, it counts as a 5xx from upstream)."""
         logger.warning(
             "upstream error (%d) for %s %s: %s",
             status,
@@ -437,6 +448,8 @@ class UpstreamProxy:
             headers, body = error_response(
                 status, reason, message, json_wanted=False, page=default_error_page
             )
+        if response_hook is not None:
+            headers = response_hook(status, headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
