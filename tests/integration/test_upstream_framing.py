@@ -143,3 +143,20 @@ async def test_an_invalid_status_is_a_502(line: bytes) -> None:
     ):
         raw = await talk(port, b"GET /s HTTP/1.1\r\nhost: site\r\nconnection: close\r\n\r\n")
     assert raw.startswith(b"HTTP/1.1 502 ")
+
+
+async def test_body_bytes_after_a_head_response_close_the_upstream_connection() -> None:
+    # Found by the fuzzer: a chunked HEAD response followed by a last-chunk is a complete
+    # message to the parser, yet those bytes are a body a HEAD response must not have.
+    script = Script(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+    async with (
+        recording_origin({b"/h": script}) as origin,
+        through_proxy(origin.url) as (_, port),
+    ):
+        raw = await talk(
+            port,
+            b"HEAD /h HTTP/1.1\r\nhost: site\r\n\r\n"
+            b"GET /next HTTP/1.1\r\nhost: site\r\nconnection: close\r\n\r\n",
+        )
+    assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"ok GET /next")
+    assert [len(c.requests) for c in origin.connections] == [1, 1]

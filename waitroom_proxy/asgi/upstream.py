@@ -91,6 +91,7 @@ class Connection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_chunked",
         "_drain_waiter",
         "_head",
         "_interim",
@@ -136,6 +137,7 @@ class Connection(asyncio.Protocol):
 
     def _reset(self, *, head: bool) -> None:
         self._head = head
+        self._chunked = False
         self._interim = False
         self._named: frozenset[bytes] | None = None
         self._sent = False
@@ -328,6 +330,7 @@ class Connection(asyncio.Protocol):
         if name in HOP_BY_HOP:
             if name == b"transfer-encoding":
                 self.until_eof = False
+                self._chunked = True
             elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
                 tokens = connection_tokens(value)
                 self._named = tokens if self._named is None else self._named | tokens
@@ -388,8 +391,15 @@ class Connection(asyncio.Protocol):
             self._named = None
             self.headers = []
             self.until_eof = True
+            self._chunked = False
             return
-        if self._head or self._stray:
+        if self._head:
+            if self._chunked:
+                # A chunked HEAD response can only "end" on body bytes it must not have.
+                self._stray = True
+                self.reusable = False
+            return
+        if self._stray:
             return
         self._keep = self._parser.should_keep_alive()
         self.complete = True
