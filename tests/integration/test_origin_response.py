@@ -115,7 +115,7 @@ async def test_redirects_to_the_upstream_itself_are_rewritten_to_the_public_addr
             p = await c.get("/port", headers={"host": "shop.example"})
     assert r.headers["location"] == "http://shop.example/vec/?a=1"
     assert r.headers["content-location"] == "http://shop.example/x"
-    assert r.headers["refresh"] == "5; url=http://shop.example/"
+    assert r.headers["refresh"] == "5; url=/"
     assert t.headers["location"] == "https://shop.example/vec/?a=1"
     # Outside the prefix, relative, other sites, other headers: left as they are (as nginx).
     assert k.headers["location"] == me.decode() + "/other"

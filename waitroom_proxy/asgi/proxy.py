@@ -274,6 +274,10 @@ class UpstreamProxy:
                     conn.abort()
                     return  # the client left mid-upload
                 await conn.read_head(self._read_timeout)
+            if conn.exc is not None:
+                # The response was already found invalid (e.g. a bad chunk right after the
+                # head): a 502 now rather than a truncated success.
+                raise conn.exc
             whole: bytes | None = None
             if (
                 scope.get("http_version") == "1.0"

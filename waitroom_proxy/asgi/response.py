@@ -3,8 +3,9 @@
 - **Redirects to the origin's own address** are rewritten to the public one, as nginx's
   ``proxy_redirect default`` does: a ``Location`` (also ``Content-Location`` and ``Refresh``)
   of ``http://127.0.0.1:18300/std/vec/`` would send the visitor to the origin directly, past the
-  room. Only URLs on the configured upstream (and under its path prefix, if any) are touched;
-  relative ones and other sites are left alone.
+  room. ``Location`` and ``Content-Location`` become absolute URLs on the visitor's scheme and
+  Host; ``Refresh`` becomes a path (as nginx writes it). Only URLs on the configured upstream
+  (and under its path prefix, if any) are touched; relative ones and other sites are left.
 - **Proxy errors** (502/504) answer a short JSON object when the client asked for JSON (API
   clients, the waiting page's own script), the HTML page otherwise.
 """
@@ -94,7 +95,9 @@ class RedirectRewriter:
         url = value[start:]
         if quote in (b'"', b"'") and url.endswith(quote):
             url = url[:-1]
-        new = self._url(url.strip(), public)
+        # As nginx does, the URL becomes a path on the same site (the browser keeps the public
+        # scheme and host), so no public address needs to be known.
+        new = self._url(url.strip(), b"")
         if new is None:
             return None
         return value[:start] + new + (quote if quote in (b'"', b"'") else b"")
