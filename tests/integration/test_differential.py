@@ -371,3 +371,15 @@ async def test_same_as_nginx_or_listed(case: Case) -> None:
             assert any(r[0] in ("invalid", "incomplete") for r in reference.client), response
         if case.http10:
             assert response[3] != "chunked-to-http10 (invalid)"
+
+
+def test_the_documented_list_is_the_tested_list() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "http-conformance.md").read_text()
+    section = doc.split("## Responses and connections", 1)[1]
+    listed = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
+    listed -= {"case", "---"}
+    assert listed == set(KNOWN)
+    same = len(CASES) - len(KNOWN)
+    assert f"{len(CASES)} cases: {same} behave exactly as nginx, {len(KNOWN)} differ" in section
