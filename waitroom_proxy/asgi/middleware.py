@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.page import content_security_policy
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.tokens import Session
@@ -31,7 +32,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
 _SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
 _TICKET_PREFIX = TICKET_COOKIE.encode() + b"="
-_COMMAND = b"waitroom-command"
 _VERIFIED = b"waitroom-verified"
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 429: "Too Many Requests", 503: "Service Unavailable"}
 
@@ -264,15 +264,11 @@ class WaitroomMiddleware:
             status: int, headers: list[tuple[bytes, bytes]]
         ) -> list[tuple[bytes, bytes]]:
             count_status(status)
-            commands: list[bytes] = []
-            for k, v in headers:
-                if len(k) == 16 and (k == _COMMAND or k.lower() == _COMMAND):
-                    commands.append(v)
-            if commands:
-                # Every copy goes, in any case; the first one the room understands is acted on.
-                headers = [h for h in headers if not (len(h[0]) == 16 and h[0].lower() == _COMMAND)]
-                if session is not None:
-                    self._origin_commands(room, session, commands, set_cookies, scope)
+            headers, commands = take_commands(headers)
+            if commands and session is not None:
+                command = first_valid(commands)
+                if command is not None:
+                    self._origin_command(room, session, command, set_cookies, scope)
             if set_cookies:
                 headers = headers + set_cookies
             return headers
@@ -309,36 +305,6 @@ class WaitroomMiddleware:
 
         await self.app(inner, receive, send_wrapper)
 
-    def _origin_commands(
-        self,
-        room: RoomRuntime,
-        session: Session,
-        commands: list[bytes],
-        set_cookies: list[tuple[bytes, bytes]],
-        scope: Scope,
-    ) -> None:
-        """Act on the first valid ``Waitroom-Command`` (revoke, complete, extend=SECONDS).
-
-        An origin that sends several (two frameworks each adding one) gets the first one it
-        meant that the room understands; the others are named in the log, never ignored
-        silently.
-        """
-        valid: list[str] = []
-        for raw in commands:
-            text = raw.decode("latin-1").strip().lower()
-            if text in ("revoke", "complete") or _extend_seconds(text) is not None:
-                valid.append(text)
-            else:
-                log.warning("origin sent an unknown or bad Waitroom-Command: %r", text[:64])
-        if not valid:
-            return
-        if len(valid) > 1:
-            log.warning(
-                "origin sent %d Waitroom-Command headers; acting on the first: %r",
-                len(valid), valid[0][:64],
-            )  # fmt: skip
-        self._origin_command(room, session, valid[0], set_cookies, scope)
-
     def _origin_command(
         self,
         room: RoomRuntime,
@@ -347,6 +313,7 @@ class WaitroomMiddleware:
         set_cookies: list[tuple[bytes, bytes]],
         scope: Scope,
     ) -> None:
+        """Act on one valid ``Waitroom-Command`` (see :mod:`.commands`)."""
         secure = self.trusted.scheme(scope) == "https"
         gate = self.gate
         if text in ("revoke", "complete"):
@@ -355,7 +322,7 @@ class WaitroomMiddleware:
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, "", 0, secure=secure))
         else:
-            seconds = _extend_seconds(text)
+            seconds = extend_seconds(text)
             assert seconds is not None
             now = gate.clock()
             token, s = gate.signer.issue(
@@ -387,17 +354,6 @@ class WaitroomMiddleware:
         # A host app without lifespan support raises here; servers treat that as "no lifespan"
         # and the engine starts on the first request instead.
         await self.app(scope, receive_wrapper, send)
-
-
-def _extend_seconds(text: str) -> int | None:
-    """SECONDS of ``extend=SECONDS`` when it is a whole number in 1..86400, else None."""
-    if not text.startswith("extend="):
-        return None
-    digits = text[7:].strip()
-    if not digits.isdigit() or len(digits) > 6:
-        return None
-    seconds = int(digits)
-    return seconds if 0 < seconds <= 86_400 else None
 
 
 def _strip_cookies(value: bytes) -> bytes:
