@@ -12,10 +12,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.fixtures.nginx import nginx_static
 from tests.fixtures.origin import closed_port_url, serve_asgi
 from tests.fixtures.recording_origin import Script, recording_origin
 from tests.integration.test_upstream_reuse import through_proxy
@@ -132,3 +134,31 @@ async def test_the_origin_receives_no_via() -> None:
     assert r.status_code == 200
     (req,) = origin.requests
     assert req.header(b"via") == []
+
+
+async def test_a_waitroom_command_never_reaches_the_visitor_on_a_path_without_session() -> None:
+    # Bypass and no-room paths forward without the room's response hook.
+    scripts = {b"/x": ok(b"waitroom-command: complete\r\nWaitroom-Command: revoke\r\n")}
+    async with (
+        recording_origin(scripts) as origin,
+        through_proxy(origin.url) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as c,
+    ):
+        r = await c.get("/x")
+    assert r.status_code == 200 and r.text == "ok"
+    assert "waitroom-command" not in {k.lower() for k in r.headers}
+
+
+async def test_a_stock_nginx_origin_keeps_compressing(tmp_path: Path) -> None:
+    # nginx's default gzip_proxied off compresses nothing for a request carrying Via: a proxy
+    # that added one made a docs site 6.7x heavier.
+    (tmp_path / "page.txt").write_text("waiting room " * 400)
+    async with (
+        nginx_static(tmp_path) as origin_url,
+        through_proxy(origin_url) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as c,
+    ):
+        r = await c.get("/page.txt", headers={"accept-encoding": "gzip"})
+    assert r.status_code == 200 and r.text == "waiting room " * 400
+    assert r.headers.get("content-encoding") == "gzip"
+    assert r.num_bytes_downloaded < 1000  # on the wire, before httpx decodes it

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Collection, MutableMapping, Seq
 from typing import Any
 from urllib.parse import quote
 
+from .commands import take_commands
 from .headers import Header, TrustedProxies, upstream_request_headers
 from .response import HTTP10_BUFFER_MAX, RedirectRewriter, accepts_json, error_response
 from .upstream import (
@@ -283,6 +284,9 @@ class HttpForwarder:
         headers = self.redirects.rewrite(conn.headers, public)
         if response_hook is not None:
             headers = response_hook(conn.status, headers)
+        # A command the hook did not take (bypass and no-room paths have no session to act
+        # on) still never reaches the visitor.
+        headers, _ = take_commands(headers)
         if whole is not None:
             headers = [*headers, (b"content-length", str(len(whole)).encode())]
             await send({"type": "http.response.start", "status": conn.status, "headers": headers})
