@@ -18,8 +18,9 @@ Invariants checked after every step:
   and body), in order, so a reused connection never makes the origin read one request's bytes
   as part of another; a parse error at the origin only ever follows a request the proxy gave
   up on mid-body;
-- **client side**: ``forward`` never raises, the status sent is one an HTTP/1.1 server can
-  write, and a body sent with a Content-Length has exactly that length.
+- **client side**: ``forward`` never raises, the status and headers sent are ones the ASGI
+  server can write, a body sent with a Content-Length has exactly that length, and an
+  HTTP/1.0 client always gets one (it cannot read chunked framing).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import h11
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE
 
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 
@@ -61,7 +63,10 @@ def answers(draw: Any) -> Answer:
     body = draw(st.binary(max_size=40))
     extra = draw(st.sampled_from([b"", b"HTTP/1.1 200 OK\r\nx-injected: 1\r\ncontent-length: 4"
                                   b"\r\n\r\nevil", b"garbage", b"\r\n"]))  # fmt: skip
-    head = b"%b %d Status\r\n%b" % (version, status, conn)
+    odd = draw(st.sampled_from([b"", b"x-del: a\x7fb\r\n", b"x-fold: a\r\n b\r\n",
+                                b"bad name: v\r\n", b"x-nul: a\x00b\r\n", b"x-bin: \xff\xfe\r\n",
+                                b"x-cr: a\rb\r\n", b": empty-name\r\n"]))  # fmt: skip
+    head = b"%b %d Status\r\n%b%b" % (version, status, conn, odd)
     if framing == "cl":
         msg = head + b"content-length: %d\r\n\r\n%b" % (len(body), body)
     elif framing == "cl_short":
@@ -88,12 +93,14 @@ def answers(draw: Any) -> Answer:
 class Ask:
     method: str
     pieces: tuple[bytes, ...]  # more than one: streamed to the proxy piece by piece
+    http_version: str  # the client's
 
 
 asks = st.builds(
     Ask,
     st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE"]),
     st.lists(st.binary(min_size=1, max_size=30), max_size=3).map(tuple),
+    st.sampled_from(["1.1", "1.0"]),
 )
 
 
@@ -230,12 +237,19 @@ class UpstreamReuse(RuleBasedStateMachine):
             )
         start = sent[0]
         assert start["type"] == "http.response.start" and 100 <= start["status"] <= 599
+        for name, value in start["headers"]:
+            # What uvicorn refuses to write (it would raise mid-response).
+            assert not HEADER_RE.search(name) and not HEADER_VALUE_RE.search(value), (name, value)
         lengths = [int(v) for n, v in start["headers"] if n == b"content-length"]
         assert len(lengths) <= 1
         bodies = [m for m in sent[1:] if m["type"] == "http.response.body"]
         finished = bool(bodies) and not bodies[-1].get("more_body", False)
-        if lengths and finished and ask.method != "HEAD" and start["status"] not in (204, 304):
-            assert sum(len(m.get("body", b"")) for m in bodies) == lengths[0]
+        if finished and ask.method != "HEAD" and start["status"] not in (204, 304):
+            if lengths:
+                assert sum(len(m.get("body", b"")) for m in bodies) == lengths[0]
+            else:
+                # The ASGI server would frame it as chunked, which an HTTP/1.0 client lacks.
+                assert ask.http_version == "1.1", "an HTTP/1.0 client got no Content-Length"
 
     async def _forward(self, ask: Ask, target: bytes) -> list[dict[str, Any]]:
         sent: list[dict[str, Any]] = []
@@ -254,7 +268,7 @@ class UpstreamReuse(RuleBasedStateMachine):
 
         scope = {
             "type": "http", "method": ask.method, "path": target.decode(), "raw_path": target,
-            "query_string": b"", "headers": [(b"host", b"fuzz")], "http_version": "1.1",
+            "query_string": b"", "headers": [(b"host", b"fuzz")], "http_version": ask.http_version,
             "scheme": "http", "client": ("127.0.0.1", 50000),
         }  # fmt: skip
         async with asyncio.timeout(10):
