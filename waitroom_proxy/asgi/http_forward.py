@@ -283,10 +283,11 @@ class HttpForwarder:
     ) -> None:
         headers = self.redirects.rewrite(conn.headers, public)
         if response_hook is not None:
-            headers = response_hook(conn.status, headers)
-        # A command the hook did not take (bypass and no-room paths have no session to act
-        # on) still never reaches the visitor.
-        headers, _ = take_commands(headers)
+            headers = response_hook(conn.status, headers)  # the room's hook takes commands
+        else:
+            # Bypass and no-room paths have no session to act on; the command still never
+            # reaches the visitor.
+            headers, _ = take_commands(headers)
         if whole is not None:
             headers = [*headers, (b"content-length", str(len(whole)).encode())]
             await send({"type": "http.response.start", "status": conn.status, "headers": headers})
