@@ -319,12 +319,6 @@ KNOWN: dict[str, tuple[set[str], str]] = {
         "closes HTTP/1.0 connections (Connection: close); the "
         "client retries the rest",
     ),
-    "early-answer-streamed-body": (
-        {"origin", "reuse"},
-        "RFC 9112 §9.5: a client keeps "
-        "sending unless the early response closes; the body ended "
-        "exactly, so the connection is reusable",
-    ),
 }
 
 

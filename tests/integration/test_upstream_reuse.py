@@ -133,3 +133,24 @@ async def test_a_fully_sent_early_answered_upload_may_not_be_reused_either() -> 
         w.close()
     assert [q.target for q in origin.requests] == [b"/early", b"/next"]
     assert len(origin.connections) == 2
+
+
+async def test_an_early_answer_reaches_a_client_that_stops_sending() -> None:
+    # The origin refuses the upload after its head (a 413, as an upload limit does) and reads
+    # no more. The visitor must get that answer without sending the rest of the body.
+    refuse = Script(
+        b"HTTP/1.1 413 Content Too Large\r\nconnection: close\r\ncontent-length: 3\r\n\r\nbig",
+        early=True,
+        close=True,
+    )
+    async with (
+        recording_origin({b"/up": refuse}) as origin,
+        through_proxy(origin.url, read_timeout=5) as (_, port),
+    ):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"POST /up HTTP/1.1\r\nhost: site\r\ncontent-length: 100000\r\n\r\n" + b"x" * 10)
+        async with asyncio.timeout(10):  # bounds the failure; nothing is timed
+            answer = await read_response(r)
+        w.close()
+    assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b"big")
+    assert [q.target for q in origin.requests] == [b"/up"]

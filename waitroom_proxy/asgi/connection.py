@@ -233,14 +233,17 @@ class Connection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
+    def _wake_drain(self) -> None:
+        d = self._drain_waiter
+        if d is not None and not d.done():
+            d.set_result(None)
+
     def _fail(self, exc: UpstreamError) -> None:
         self.reusable = False
         if self.exc is None and not self.complete:
             self.exc = exc
         self._wake()
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
+        self._wake_drain()
 
     def _protocol_error(self, message: str) -> None:
         self._stray = True
@@ -282,18 +285,14 @@ class Connection(asyncio.Protocol):
             self._fail(UpstreamClosed(reason))
         else:
             self._wake()
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
+        self._wake_drain()
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
+        self._wake_drain()
 
     # -- httptools callbacks ------------------------------------------------------------------
 
@@ -350,6 +349,7 @@ class Connection(asyncio.Protocol):
             self._parser_dirty = True
             self._settle()
         self._wake()
+        self._wake_drain()  # an upload waiting for the origin to read stops: it has answered
 
     def on_body(self, body: bytes) -> None:
         if self._stray:

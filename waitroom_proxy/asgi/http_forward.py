@@ -228,20 +228,24 @@ class HttpForwarder:
             raise
 
     async def _upload(self, conn: Connection, body: bytes, chunked: bool, receive: Receive) -> bool:
-        """Stream the request body upstream; False if the client disconnected."""
+        """Stream the request body upstream; False if the client disconnected.
+
+        Stops as soon as the origin answers (or fails) before the body has ended, as nginx does,
+        even while waiting for the client's next piece: the visitor gets the early answer (a
+        401 or 413, say) at once. The request then never ends on this connection (no
+        ``end_request``), so the connection is closed afterwards, never pooled.
+        """
         timeout = self.read_timeout
         more = True
         while True:
             if body:
                 conn.write(b"%x\r\n%b\r\n" % (len(body), body) if chunked else body)
-                await conn.drain(timeout)
+                await conn.drain(timeout)  # also returns when the origin answers
             if not more:
                 break
-            if conn.headers_done or conn.exc is not None:
-                # The origin answered (or failed) before the body ended: stop sending. The
-                # request never ends on this connection (no end_request), so it is not reused.
-                return True
-            msg = await receive()
+            msg = await self._next_piece(conn, receive)
+            if msg is None:
+                return True  # the origin answered (or failed) before the body ended
             if msg["type"] != "http.request":
                 return False
             body = msg.get("body", b"")
@@ -250,6 +254,29 @@ class HttpForwarder:
             conn.write(b"0\r\n\r\n")
         conn.end_request()
         return True
+
+    async def _next_piece(self, conn: Connection, receive: Receive) -> Message | None:
+        """The client's next body message, or None once the origin has answered or failed."""
+        if conn.headers_done or conn.exc is not None:
+            return None
+        piece = asyncio.ensure_future(receive())
+        try:
+            while True:
+                origin = asyncio.ensure_future(conn.wait(self.read_timeout))
+                await asyncio.wait((piece, origin), return_when=asyncio.FIRST_COMPLETED)
+                if not origin.done():
+                    origin.cancel()
+                with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+                    await origin  # an origin silent past read_timeout is no answer yet
+                if conn.headers_done or conn.exc is not None:
+                    return None
+                if piece.done():
+                    return piece.result()
+        finally:
+            if not piece.done():
+                piece.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await piece
 
     async def _whole(self, conn: Connection) -> bytes:
         """The whole body of an unknown-length response, for an HTTP/1.0 client.
