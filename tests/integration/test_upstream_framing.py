@@ -160,3 +160,17 @@ async def test_body_bytes_after_a_head_response_close_the_upstream_connection() 
         )
     assert raw.startswith(b"HTTP/1.1 200") and raw.endswith(b"ok GET /next")
     assert [len(c.requests) for c in origin.connections] == [1, 1]
+
+
+async def test_an_http10_client_gets_a_502_rather_than_an_unbounded_buffer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("waitroom_proxy.asgi.http_forward.HTTP10_BUFFER_MAX", 8)
+    async with (
+        recording_origin({b"/c": Script(CHUNKED)}) as origin,
+        through_proxy(origin.url) as (_, port),
+    ):
+        raw = await talk(port, b"GET /c HTTP/1.0\r\nhost: site\r\n\r\n")
+        ok = await talk(port, b"GET /c HTTP/1.1\r\nhost: site\r\nconnection: close\r\n\r\n")
+    assert raw.startswith(b"HTTP/1.1 502 ")
+    assert ok.startswith(b"HTTP/1.1 200 ")  # HTTP/1.1 clients stream whatever the size
