@@ -154,3 +154,21 @@ async def test_an_early_answer_reaches_a_client_that_stops_sending() -> None:
         w.close()
     assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b"big")
     assert [q.target for q in origin.requests] == [b"/up"]
+
+
+async def test_a_streamed_upload_answered_after_its_end_is_relayed() -> None:
+    # The proxy waits for the client's pieces and for an early answer at once; waiting for the
+    # answer once the body has ended must not lose the wake-up of the earlier wait.
+    async with (
+        recording_origin() as origin,
+        through_proxy(origin.url, read_timeout=5) as (_, port),
+    ):
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):
+            w.write(b"POST /up HTTP/1.1\r\nhost: site\r\ncontent-length: 20\r\n\r\n" + b"x" * 10)
+            await until(lambda: bool(origin.requests))
+            w.write(b"y" * 10)
+            async with asyncio.timeout(4):  # under read_timeout: a lost wake-up is a 504
+                assert (await read_response(r)).endswith(b"ok POST /up")
+        w.close()
+    assert [q.body for q in origin.requests] == [b"x" * 10 + b"y" * 10] * 3

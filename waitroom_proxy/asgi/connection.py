@@ -177,7 +177,8 @@ class Connection(asyncio.Protocol):
             await fut
         finally:
             handle.cancel()
-            self._drain_waiter = None
+            if self._drain_waiter is fut:
+                self._drain_waiter = None
         if self.exc is not None:
             raise self.exc
 
@@ -192,7 +193,8 @@ class Connection(asyncio.Protocol):
             await fut
         finally:
             handle.cancel()
-            self._waiter = None
+            if self._waiter is fut:  # a cancelled earlier wait must not clear a newer one
+                self._waiter = None
 
     async def read_head(self, seconds: float) -> None:
         """Wait until the response status and headers have arrived."""

@@ -260,23 +260,24 @@ class HttpForwarder:
         if conn.headers_done or conn.exc is not None:
             return None
         piece = asyncio.ensure_future(receive())
+        origin: asyncio.Future[None] | None = None
         try:
             while True:
                 origin = asyncio.ensure_future(conn.wait(self.read_timeout))
                 await asyncio.wait((piece, origin), return_when=asyncio.FIRST_COMPLETED)
-                if not origin.done():
-                    origin.cancel()
-                with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-                    await origin  # an origin silent past read_timeout is no answer yet
+                if origin.done():
+                    _retrieve(origin)  # silent past read_timeout is no answer yet: wait again
                 if conn.headers_done or conn.exc is not None:
                     return None
                 if piece.done():
                     return piece.result()
         finally:
-            if not piece.done():
-                piece.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await piece
+            # Cancelled, never awaited here (awaiting could swallow our own cancellation).
+            for task in (piece, origin):
+                if task is not None and not task.done():
+                    task.cancel()
+                if task is not None:
+                    task.add_done_callback(_retrieve)
 
     async def _whole(self, conn: Connection) -> bytes:
         """The whole body of an unknown-length response, for an HTTP/1.0 client.
@@ -402,6 +403,12 @@ class HttpForwarder:
             headers = response_hook(status, headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume a helper task's outcome (no "exception was never retrieved" warning)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _watch_disconnect(receive: Receive, conn: Connection, gone: list[bool]) -> None:
