@@ -31,7 +31,15 @@ from urllib.parse import quote
 
 from .commands import take_commands
 from .headers import Header, TrustedProxies, upstream_request_headers
-from .response import HTTP10_BUFFER_MAX, RedirectRewriter, accepts_json, error_response
+from .response import (
+    HTTP10_BUFFER_MAX,
+    MESSAGES,
+    REASONS,
+    RedirectRewriter,
+    accepts_json,
+    default_error_page,
+    error_response,
+)
 from .upstream import (
     Connection,
     UpstreamClosed,
@@ -53,27 +61,6 @@ ErrorPage = Callable[[int, str], bytes]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-REASONS = {
-    502: "Bad Gateway",
-    504: "Gateway Timeout",
-}
-_MESSAGES = {
-    502: "The site is not answering; try again in a moment.",
-    504: "The site is taking too long to answer; try again in a moment.",
-}
-
-
-def default_error_page(status: int, reason: str) -> bytes:
-    """A small self-contained HTML page for a proxy error (``reason`` is the short title)."""
-    message = _MESSAGES.get(status, "The site could not answer; try again in a moment.")
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{status} {reason}</title>"
-        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:15vh auto;"
-        "padding:0 1rem;color:#222}h1{font-size:1.5rem}</style>"
-        f"<h1>{status} {reason}</h1><p>{message}</p></html>"
-    ).encode()
 
 
 class _ClientGone(Exception):
@@ -388,7 +375,7 @@ class HttpForwarder:
             exc,
         )
         reason = REASONS.get(status, "Error")
-        message = _MESSAGES.get(status, "The site could not answer; try again in a moment.")
+        message = MESSAGES.get(status, "The site could not answer; try again in a moment.")
         json_wanted = accepts_json(scope.get("headers", ()))
         try:
             headers, body = error_response(

@@ -28,16 +28,8 @@ from typing import Any
 from urllib.parse import quote
 
 from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
-from .http_forward import (
-    REASONS,
-    ErrorPage,
-    HttpForwarder,
-    Receive,
-    ResponseHook,
-    Scope,
-    Send,
-    default_error_page,
-)
+from .http_forward import ErrorPage, HttpForwarder, Receive, ResponseHook, Scope, Send
+from .response import REASONS, default_error_page
 from .upstream import UpstreamPool
 
 logger = logging.getLogger(__name__)

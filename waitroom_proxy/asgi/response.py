@@ -23,6 +23,29 @@ ErrorPage = Callable[[int, str], bytes]
 # server would otherwise frame an unknown-length body as chunked, which HTTP/1.0 lacks).
 HTTP10_BUFFER_MAX = 8 * 1024 * 1024
 
+REASONS = {
+    502: "Bad Gateway",
+    504: "Gateway Timeout",
+}
+MESSAGES = {
+    502: "The site is not answering; try again in a moment.",
+    504: "The site is taking too long to answer; try again in a moment.",
+}
+
+
+def default_error_page(status: int, reason: str) -> bytes:
+    """A small self-contained HTML page for a proxy error (``reason`` is the short title)."""
+    message = MESSAGES.get(status, "The site could not answer; try again in a moment.")
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{status} {reason}</title>"
+        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:15vh auto;"
+        "padding:0 1rem;color:#222}h1{font-size:1.5rem}</style>"
+        f"<h1>{status} {reason}</h1><p>{message}</p></html>"
+    ).encode()
+
+
 _REDIRECT_HEADERS = frozenset({b"location", b"content-location", b"refresh"})
 _ERROR_CODES = {502: "bad_gateway", 504: "gateway_timeout"}
 
