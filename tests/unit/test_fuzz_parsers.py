@@ -136,7 +136,8 @@ def test_upstream_request_headers(
     assert len(xff) == 1 and xff[0].endswith(b"203.0.113.9")
     if not trusted:
         assert xff == [b"203.0.113.9"]
-    assert names.count(b"x-forwarded-proto") == 1 and names.count(b"via") == 1
+    assert names.count(b"x-forwarded-proto") == 1
+    assert names.count(b"via") <= sum(n == b"via" for n, _ in headers)  # none added
     assert isinstance(host, bytes)
 
 

@@ -5,8 +5,10 @@
 - Header lists stay lists of ``(name, value)`` byte pairs, never dicts, so repeated headers such
   as ``Set-Cookie`` survive.
 - ``X-Forwarded-For/-Proto/-Host`` are *appended to* (for) or *kept* (proto, host) only when the
-  peer is a trusted proxy; otherwise the client's values are dropped and replaced. ``Via`` is
-  always appended to.
+  peer is a trusted proxy; otherwise the client's values are dropped and replaced.
+- No ``Via`` is added (a client's own passes unchanged), as nginx ``proxy_pass`` does: an
+  nginx origin with the default ``gzip_proxied off`` stops compressing any request carrying
+  ``Via`` (6.7x more bytes on a docs page), and nothing in the room relies on it.
 
 Header names are expected lowercased, as ASGI servers deliver them.
 """
@@ -17,8 +19,6 @@ import ipaddress
 from collections.abc import Collection, Iterable, Sequence
 
 Header = tuple[bytes, bytes]
-
-VIA = b"1.1 waitroom-proxy"
 
 HOP_BY_HOP: frozenset[bytes] = frozenset(
     {
@@ -35,7 +35,7 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 )
 
 # Request headers the proxy rewrites itself. One dict lookup per header classifies it.
-_DROP, _CONNECTION, _HOST, _XFF, _XFP, _XFH, _VIA, _COOKIE = range(8)
+_DROP, _CONNECTION, _HOST, _XFF, _XFP, _XFH, _COOKIE = range(7)
 _REQUEST_KINDS: dict[bytes, int] = dict.fromkeys(HOP_BY_HOP, _DROP)
 _REQUEST_KINDS.update(
     {
@@ -44,7 +44,6 @@ _REQUEST_KINDS.update(
         b"x-forwarded-for": _XFF,
         b"x-forwarded-proto": _XFP,
         b"x-forwarded-host": _XFH,
-        b"via": _VIA,
         b"cookie": _COOKIE,
         # The proxy always sends the body at once; an origin's interim 100 would only be skipped.
         b"expect": _DROP,
@@ -160,7 +159,6 @@ def upstream_request_headers(
     xff: list[bytes] = []
     xfp: bytes | None = None
     xfh: bytes | None = None
-    via: list[bytes] = []
     cookies: list[bytes] = []
     kinds = _REQUEST_KINDS
     for name, value in headers:
@@ -182,8 +180,6 @@ def upstream_request_headers(
             xfp = xfp or value
         elif kind == _XFH:
             xfh = xfh or value
-        elif kind == _VIA:
-            via.append(value)
         # _DROP: hop-by-hop
 
     if named:
@@ -196,8 +192,6 @@ def upstream_request_headers(
             xfp = None
         if b"x-forwarded-host" in named:
             xfh = None
-        if b"via" in named:
-            via = []
 
     if cookies:
         if strip_cookies:
@@ -216,8 +210,6 @@ def upstream_request_headers(
         out.append((b"x-forwarded-for", b", ".join(xff)))
     out.append((b"x-forwarded-proto", xfp or _PROTO.get(scheme, b"http")))
     out.append((b"x-forwarded-host", xfh or client_host))
-    via.append(VIA)
-    out.append((b"via", b", ".join(via)))
     if add_headers:
         out.extend((n.lower(), v) for n, v in add_headers)
     return client_host, out

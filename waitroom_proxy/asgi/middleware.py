@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import Refusal, prepare, refuse, target_of
 from waitroom_proxy.asgi.page import content_security_policy
 from waitroom_proxy.domain.rules import safe_return_to
@@ -32,7 +33,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
 _SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
 _TICKET_PREFIX = TICKET_COOKIE.encode() + b"="
-_COMMAND = b"waitroom-command"
 _VERIFIED = b"waitroom-verified"
 _STATUS_TEXT = {200: "OK", 202: "Accepted", 429: "Too Many Requests", 503: "Service Unavailable"}
 
@@ -274,14 +274,11 @@ class WaitroomMiddleware:
             status: int, headers: list[tuple[bytes, bytes]]
         ) -> list[tuple[bytes, bytes]]:
             count_status(status)
-            command = None
-            for i, (k, v) in enumerate(headers):
-                if k == _COMMAND or (len(k) == 16 and k.lower() == _COMMAND):
-                    command = v
-                    headers = headers[:i] + headers[i + 1 :]
-                    break
-            if command is not None and session is not None and room is not None:
-                self._origin_command(room, session, command, set_cookies, scope)
+            headers, commands = take_commands(headers)
+            if commands and session is not None and room is not None:
+                command = first_valid(commands)
+                if command is not None:
+                    self._origin_command(room, session, command, set_cookies, scope)
             if set_cookies:
                 headers = headers + set_cookies
             return headers
@@ -322,12 +319,11 @@ class WaitroomMiddleware:
         self,
         room: RoomRuntime,
         session: Session,
-        command: bytes,
+        text: str,
         set_cookies: list[tuple[bytes, bytes]],
         scope: Scope,
     ) -> None:
-        """Act on ``Waitroom-Command`` from the origin: revoke, complete, extend=SECONDS."""
-        text = command.decode("latin-1").strip().lower()
+        """Act on one valid ``Waitroom-Command`` (see :mod:`.commands`)."""
         secure = self.trusted.scheme(scope) == "https"
         gate = self.gate
         if text in ("revoke", "complete"):
@@ -335,14 +331,9 @@ class WaitroomMiddleware:
             self.engine.spawn(gate.end_session(room, session, reason))
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, "", 0, secure=secure))
-        elif text.startswith("extend="):
-            try:
-                seconds = int(text[7:])
-            except ValueError:
-                log.warning("origin sent a bad Waitroom-Command: %r", text[:64])
-                return
-            if not 0 < seconds <= 86_400:
-                return
+        else:
+            seconds = extend_seconds(text)
+            assert seconds is not None
             now = gate.clock()
             token, s = gate.signer.issue(
                 room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
@@ -354,8 +345,6 @@ class WaitroomMiddleware:
             )
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, token, seconds, secure=secure))
-        else:
-            log.warning("origin sent an unknown Waitroom-Command: %r", text[:64])
 
     # ------------------------------------------------------------------ lifespan
     async def _start(self) -> None:

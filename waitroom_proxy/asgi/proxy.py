@@ -9,13 +9,9 @@ Choices worth knowing:
   absolute URLs built by the origin keep working) and also sent as ``X-Forwarded-Host``. It never
   chooses where the connection goes: that is always the configured upstream. With no client Host
   (HTTP/1.0), the upstream's authority is sent.
-- **Retries**: a request is retried once, on a fresh connection, only when it is idempotent,
-  its body was already complete in memory, it went out on a *reused* keep-alive connection, and
-  that connection died before a single response byte came back. A POST is never retried.
-- **Errors**: connection errors give a 502 page, timeouts a 504 page, each from
-  ``error_page(status, reason)``; details go to the log (no traceback), never to the client.
-  A failure after the response started closes the client connection (the client sees a
-  truncated response, not a fake success).
+- **HTTP** forwarding (retries, early answers, HTTP/1.0 clients, 502/504) is
+  :class:`.http_forward.HttpForwarder`; this module keeps the entry points and the WebSocket
+  relay.
 - **Client disconnect** mid-response aborts the upstream connection; it is never pooled.
 - ``Expect`` is not forwarded: the proxy always sends the body, so an origin's interim
   ``100 Continue`` would only be skipped.
@@ -27,38 +23,17 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
-from .upstream import (
-    Connection,
-    UpstreamClosed,
-    UpstreamError,
-    UpstreamPool,
-    UpstreamTimeout,
-)
+from .http_forward import ErrorPage, HttpForwarder, Receive, ResponseHook, Scope, Send
+from .response import REASONS, default_error_page
+from .upstream import UpstreamPool
 
 logger = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ResponseHook = Callable[[int, list[Header]], list[Header]]
-ErrorPage = Callable[[int, str], bytes]
-
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_REASONS = {
-    502: "Bad Gateway",
-    504: "Gateway Timeout",
-}
-_MESSAGES = {
-    502: "The site is not answering; try again in a moment.",
-    504: "The site is taking too long to answer; try again in a moment.",
-}
 _ERROR_HEADERS_BASE = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"cache-control", b"no-store"),
@@ -77,23 +52,6 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-
 # Close codes that may not be sent in a close frame; the proxy substitutes 1014 (bad gateway)
 # when the origin vanished without one, and 1000 when the client did.
 _UNSENDABLE = frozenset({1005, 1006, 1015})
-
-
-def default_error_page(status: int, reason: str) -> bytes:
-    """A small self-contained HTML page for a proxy error (``reason`` is the short title)."""
-    message = _MESSAGES.get(status, "The site could not answer; try again in a moment.")
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{status} {reason}</title>"
-        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:15vh auto;"
-        "padding:0 1rem;color:#222}h1{font-size:1.5rem}</style>"
-        f"<h1>{status} {reason}</h1><p>{message}</p></html>"
-    ).encode()
-
-
-class _ClientGone(Exception):
-    """The client disconnected while the response was being relayed."""
 
 
 class UpstreamProxy:
@@ -132,6 +90,12 @@ class UpstreamProxy:
         self._read_timeout = read_timeout
         self._trusted = TrustedProxies(trusted_proxies)
         self._error_page = error_page or default_error_page
+        self._forwarder = HttpForwarder(
+            self._pool,
+            read_timeout=read_timeout,
+            trusted=self._trusted,
+            error_page=self._error_page,
+        )
 
     def __repr__(self) -> str:
         return f"UpstreamProxy({self.upstream!r}, trusted_proxies={self._trusted!r})"
@@ -200,197 +164,7 @@ class UpstreamProxy:
         strip_cookies: Collection[str],
         response_hook: ResponseHook | None,
     ) -> None:
-        client = scope.get("client")
-        peer = client[0] if client else None
-        host, headers = upstream_request_headers(
-            scope["headers"],
-            peer=peer,
-            scheme=scope.get("scheme", "http"),
-            trusted=peer in self._trusted,
-            default_host=self._authority,
-            add_headers=add_headers,
-            strip_cookies=strip_cookies,
-        )
-        method: str = scope["method"]
-
-        msg = await receive()
-        if msg["type"] != "http.request":
-            return  # the client left before sending its request body
-        body: bytes = msg.get("body", b"")
-        more: bool = msg.get("more_body", False)
-        chunked = False
-        if more or body or method in _BODY_METHODS:
-            has_length = any(n == b"content-length" for n, _ in headers)
-            if not has_length:
-                if more:
-                    headers.append((b"transfer-encoding", b"chunked"))
-                    chunked = True
-                else:
-                    headers.append((b"content-length", str(len(body)).encode()))
-
-        target = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
-        if self._prefix:
-            target = self._prefix + target
-        qs = scope.get("query_string")
-        parts = [method.encode(), b" ", target]
-        if qs:
-            parts += (b"?", qs)
-        parts += (b" HTTP/1.1\r\nhost: ", host, b"\r\n")
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
-        request_head = b"".join(parts)
-
-        is_head = method == "HEAD"
-        loop = asyncio.get_running_loop()
-        pool = self._pool
-        conn: Connection | None = None
-        try:
-            conn = pool.acquire_idle(loop.time())
-            if conn is None:
-                conn = await pool.connect()
-            conn.start(is_head)
-            if not more:
-                # The whole request is in memory: one write, and a retry is possible.
-                conn.write(request_head + body if body else request_head)
-                try:
-                    await conn.read_head(self._read_timeout)
-                except UpstreamClosed:
-                    if not (conn.reused and not conn.got_data and method in _IDEMPOTENT):
-                        raise
-                    # A pooled connection the origin had closed: retry once, fresh.
-                    conn.close()
-                    conn = await pool.connect()
-                    conn.start(is_head)
-                    conn.write(request_head + body if body else request_head)
-                    await conn.read_head(self._read_timeout)
-            else:
-                conn.write(request_head)
-                if not await self._upload(conn, body, chunked, receive):
-                    conn.abort()
-                    return  # the client left mid-upload
-                await conn.read_head(self._read_timeout)
-        except UpstreamError as exc:
-            if conn is not None:
-                conn.abort()
-            await self._error(send, 504 if isinstance(exc, UpstreamTimeout) else 502, exc, scope)
-            return
-        except BaseException:
-            if conn is not None:
-                conn.abort()
-            raise
-
-        try:
-            await self._relay(conn, send, receive, response_hook)
-        except _ClientGone:
-            conn.abort()
-        except UpstreamError as exc:
-            # Headers are out: all we can do is cut the response short.
-            conn.abort()
-            logger.warning("upstream failed mid-response for %s %s: %s", method, scope["path"], exc)
-        except OSError:
-            conn.abort()  # the ASGI server's send failed: the client is gone
-        except BaseException:
-            conn.abort()
-            raise
-
-    async def _upload(self, conn: Connection, body: bytes, chunked: bool, receive: Receive) -> bool:
-        """Stream the request body upstream; False if the client disconnected."""
-        timeout = self._read_timeout
-        more = True
-        while True:
-            if body:
-                conn.write(b"%x\r\n%b\r\n" % (len(body), body) if chunked else body)
-                await conn.drain(timeout)
-            if not more:
-                break
-            if conn.headers_done or conn.exc is not None:
-                # The origin answered (or failed) before reading everything: stop sending.
-                conn.keep_alive = False
-                return True
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return False
-            body = msg.get("body", b"")
-            more = msg.get("more_body", False)
-        if chunked:
-            conn.write(b"0\r\n\r\n")
-        return True
-
-    async def _relay(
-        self,
-        conn: Connection,
-        send: Send,
-        receive: Receive,
-        response_hook: ResponseHook | None,
-    ) -> None:
-        headers = conn.headers
-        if response_hook is not None:
-            headers = response_hook(conn.status, headers)
-        await send({"type": "http.response.start", "status": conn.status, "headers": headers})
-
-        if conn.complete:
-            # Common case: the whole response is already here.
-            data = conn.take() if conn.chunks else b""
-            self._pool.release(conn)
-            await send({"type": "http.response.body", "body": data, "more_body": False})
-            return
-
-        gone: list[bool] = []
-        watcher: asyncio.Task[None] | None = None
-        timeout = self._read_timeout
-        try:
-            while True:
-                if gone:
-                    raise _ClientGone
-                if conn.chunks or conn.complete:
-                    data = conn.take() if conn.chunks else b""
-                    if conn.complete:
-                        # Stop the watcher first: the server wakes it once the response ends,
-                        # and it must not abort a connection that is back in the pool.
-                        if watcher is not None:
-                            watcher.cancel()
-                        self._pool.release(conn)
-                        await send({"type": "http.response.body", "body": data})
-                        return
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
-                    continue
-                if conn.exc is not None:
-                    raise conn.exc
-                if watcher is None:
-                    # Only streamed responses pay for a task that notices a client leaving.
-                    watcher = asyncio.create_task(_watch_disconnect(receive, conn, gone))
-                try:
-                    await conn.wait(timeout)
-                except UpstreamError:
-                    if gone:
-                        raise _ClientGone from None
-                    raise
-                if gone:
-                    raise _ClientGone
-        finally:
-            if watcher is not None and not watcher.done():
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-
-    async def _error(self, send: Send, status: int, exc: BaseException, scope: Scope) -> None:
-        logger.warning(
-            "upstream error (%d) for %s %s: %s",
-            status,
-            scope.get("method", "GET"),
-            scope.get("path", ""),
-            exc,
-        )
-        reason = _REASONS.get(status, "Error")
-        try:
-            page = self._error_page(status, reason)
-        except Exception:
-            logger.exception("error_page failed; using the default page")
-            page = default_error_page(status, reason)
-        headers = [*_ERROR_HEADERS_BASE, (b"content-length", str(len(page)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": page})
+        await self._forwarder(scope, receive, send, add_headers, strip_cookies, response_hook)
 
     # -- WebSocket ----------------------------------------------------------------------------
 
@@ -524,7 +298,7 @@ class UpstreamProxy:
         self, scope: Scope, send: Send, status: int, exc: BaseException | None
     ) -> None:
         if "websocket.http.response" in scope.get("extensions", {}):
-            reason = _REASONS.get(status, "Error")
+            reason = REASONS.get(status, "Error")
             page = self._error_page(status, reason)
             headers = [*_ERROR_HEADERS_BASE, (b"content-length", str(len(page)).encode())]
             await send(
@@ -533,16 +307,6 @@ class UpstreamProxy:
             await send({"type": "websocket.http.response.body", "body": page})
         else:
             await send({"type": "websocket.close", "code": 1014})
-
-
-async def _watch_disconnect(receive: Receive, conn: Connection, gone: list[bool]) -> None:
-    """Abort the upstream connection as soon as the client disconnects."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            gone.append(True)
-            conn.abort()
-            return
 
 
 __all__ = ["UpstreamProxy", "default_error_page", "filter_hop_by_hop"]

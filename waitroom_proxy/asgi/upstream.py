@@ -9,10 +9,9 @@ proxy needs only a small part of HTTP/1.1: one origin, no redirects, no cookies,
 
 What this client does:
 
-- One :class:`Connection` (an :class:`asyncio.Protocol`) per TCP connection. The response is
-  parsed by httptools as bytes arrive; headers are kept as a raw ``(name, value)`` list with
-  hop-by-hop headers already dropped; body chunks are queued, with ``pause_reading`` above a
-  high-water mark so a slow client never makes the proxy buffer a fast origin's body.
+- One :class:`.connection.Connection` (an :class:`asyncio.Protocol`) per TCP connection,
+  parsing the response with httptools as bytes arrive; it alone decides whether the connection
+  may carry another request (a clean message boundary both ways).
 - Uploads are written as they come, waiting for the transport to drain (bounded memory).
 - :class:`UpstreamPool` keeps up to ``pool_size`` idle keep-alive connections (LIFO, so the
   warmest are reused); it is a cap on *idle* connections, not on concurrent ones.
@@ -25,318 +24,24 @@ import asyncio
 import collections
 import logging
 import ssl as _ssl
-from typing import cast
 from urllib.parse import urlsplit
 
-import httptools
-
-from ..errors import WaitroomError
-from .headers import HOP_BY_HOP, Header, connection_tokens
+from .connection import (
+    HIGH_WATER,
+    LOW_WATER,
+    Connection,
+    UpstreamClosed,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
 
 logger = logging.getLogger(__name__)
 
-# Body bytes queued from the origin before the socket stops being read, and when it resumes.
-HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 # An idle pooled connection older than this is closed instead of reused (origins commonly close
 # idle keep-alive connections after 5-75 s; reusing one just as it closes wastes a request).
 KEEPALIVE_EXPIRY = 4.0
-
-
-class UpstreamError(WaitroomError):
-    """The upstream origin could not give a complete response.
-
-    ::
-
-        UpstreamError
-        ├── UpstreamConnectError   connection refused/unreachable (→ 502)
-        ├── UpstreamTimeout        connect or read timeout (→ 504)
-        ├── UpstreamClosed         connection closed before the response was complete (→ 502)
-        └── UpstreamProtocolError  the origin's bytes are not valid HTTP/1.1 (→ 502)
-    """
-
-
-class UpstreamConnectError(UpstreamError):
-    """The origin refused or could not be reached."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """The origin did not connect, answer or accept bytes in time."""
-
-
-class UpstreamClosed(UpstreamError):
-    """The origin closed (or reset) the connection before the response was complete."""
-
-
-class UpstreamProtocolError(UpstreamError):
-    """The origin sent something that is not a valid HTTP/1.1 response."""
-
-
-def _on_timeout(fut: asyncio.Future[None], what: str) -> None:
-    if not fut.done():
-        fut.set_exception(UpstreamTimeout(what))
-
-
-class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to the origin, used by one request at a time."""
-
-    __slots__ = (
-        "_drain_waiter",
-        "_head",
-        "_interim",
-        "_loop",
-        "_named",
-        "_parser",
-        "_parser_dirty",
-        "_paused_reading",
-        "_waiter",
-        "_write_paused",
-        "buffered",
-        "chunks",
-        "closed",
-        "complete",
-        "exc",
-        "got_data",
-        "headers",
-        "headers_done",
-        "idle_since",
-        "keep_alive",
-        "reused",
-        "status",
-        "transport",
-        "until_eof",
-    )
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.transport: asyncio.Transport | None = None
-        self._parser = httptools.HttpResponseParser(self)
-        self._parser_dirty = False
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._write_paused = False
-        self._paused_reading = False
-        self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
-        self._reset(head=False)
-
-    def _reset(self, *, head: bool) -> None:
-        self._head = head
-        self._interim = False
-        self._named: frozenset[bytes] | None = None
-        self.status = 0
-        self.headers: list[Header] = []
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.headers_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.until_eof = True
-        self.got_data = False
-        self.exc: UpstreamError | None = None
-
-    # -- request side -------------------------------------------------------------------------
-
-    def start(self, head: bool) -> None:
-        """Prepare for a new request/response exchange (``head``: the request is HEAD)."""
-        if self._parser_dirty:
-            # After a HEAD response the parser may still expect a body that never comes.
-            self._parser = httptools.HttpResponseParser(self)
-            self._parser_dirty = False
-        self._reset(head=head)
-
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
-    async def drain(self, seconds: float) -> None:
-        """Wait until the kernel accepts more bytes (or raise if the connection failed)."""
-        if self.exc is not None:
-            raise self.exc
-        if not self._write_paused:
-            return
-        fut = self._loop.create_future()
-        self._drain_waiter = fut
-        handle = self._loop.call_later(seconds, _on_timeout, fut, "upstream stopped reading")
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            self._drain_waiter = None
-        if self.exc is not None:
-            raise self.exc
-
-    # -- response side ------------------------------------------------------------------------
-
-    async def wait(self, seconds: float) -> None:
-        """Wait for more response bytes (or the end); raise UpstreamTimeout after ``seconds``."""
-        fut = self._loop.create_future()
-        self._waiter = fut
-        handle = self._loop.call_later(seconds, _on_timeout, fut, "upstream read timeout")
-        try:
-            await fut
-        finally:
-            handle.cancel()
-            self._waiter = None
-
-    async def read_head(self, seconds: float) -> None:
-        """Wait until the response status and headers have arrived."""
-        while not self.headers_done:
-            if self.exc is not None:
-                raise self.exc
-            await self.wait(seconds)
-
-    def take(self) -> bytes:
-        """All queued body bytes (possibly empty); resumes reading if it was paused."""
-        chunks = self.chunks
-        if len(chunks) == 1:
-            data = chunks.popleft()
-        else:
-            data = b"".join(chunks)
-            chunks.clear()
-        self.buffered = 0
-        if self._paused_reading and self.transport is not None:
-            self._paused_reading = False
-            self.transport.resume_reading()
-        return data
-
-    @property
-    def reusable(self) -> bool:
-        """The exchange finished cleanly and both sides agreed to keep the connection open."""
-        return self.complete and self.keep_alive and not self.closed and self.exc is None
-
-    def abort(self) -> None:
-        """Close at once (RST), e.g. when the client went away mid-response."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _fail(self, exc: UpstreamError) -> None:
-        if self.exc is None and not self.complete:
-            self.exc = exc
-        self._wake()
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
-
-    # -- asyncio.Protocol ---------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not subclass asyncio.Transport: no isinstance check here.
-        self.transport = cast("asyncio.Transport", transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.got_data = True
-        if self.complete or self.exc is not None:
-            # Bytes after the response (or on an idle connection): not HTTP we can trust.
-            self.keep_alive = False
-            self.close()
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(UpstreamProtocolError("unexpected protocol upgrade"))
-            self.close()
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"invalid response: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.headers_done and not self.complete and self.until_eof:
-            # A response delimited by the connection's end (no length, not chunked).
-            self.complete = True
-            self.keep_alive = False
-        if not self.complete:
-            reason = "connection closed by upstream" if exc is None else f"connection lost: {exc}"
-            self._fail(UpstreamClosed(reason))
-        else:
-            self._wake()
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        d = self._drain_waiter
-        if d is not None and not d.done():
-            d.set_result(None)
-
-    # -- httptools callbacks ------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
-        if name in HOP_BY_HOP:
-            if name == b"transfer-encoding":
-                self.until_eof = False
-            elif name == b"connection" and value.lower() not in (b"keep-alive", b"close"):
-                tokens = connection_tokens(value)
-                self._named = tokens if self._named is None else self._named | tokens
-            return
-        if name == b"content-length":
-            self.until_eof = False
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if status < 200 and status != 101:
-            self._interim = True  # 1xx: skipped, its headers dropped in on_message_complete
-            return
-        self.status = status
-        if self._named:
-            named = self._named
-            self.headers = [h for h in self.headers if h[0] not in named]
-        if status in (204, 304):
-            self.until_eof = False
-        self.headers_done = True
-        if self._head:
-            # A HEAD response has no body whatever its headers say; httptools cannot be told
-            # to skip it, so the response ends here and the parser is replaced before reuse.
-            self.until_eof = False
-            self.keep_alive = self._parser.should_keep_alive()
-            self.complete = True
-            self._parser_dirty = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        if self._head:
-            return
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > HIGH_WATER and not self._paused_reading and self.transport:
-            self._paused_reading = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-            self._named = None
-            self.headers = []
-            self.until_eof = True
-            return
-        if self._head:
-            return
-        self.keep_alive = self._parser.should_keep_alive()
-        self.complete = True
-        self._wake()
 
 
 class UpstreamPool:
@@ -444,3 +149,17 @@ class UpstreamPool:
             self._idle.pop().close()
         # Let the transports run their close callbacks (no ResourceWarning at interpreter exit).
         await asyncio.sleep(0)
+
+
+__all__ = [
+    "HIGH_WATER",
+    "KEEPALIVE_EXPIRY",
+    "LOW_WATER",
+    "Connection",
+    "UpstreamClosed",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamPool",
+    "UpstreamProtocolError",
+    "UpstreamTimeout",
+]
