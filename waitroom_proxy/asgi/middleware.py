@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from waitroom_proxy.asgi.page import content_security_policy
+from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.tokens import Session
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Outcome, RoomRuntime
@@ -160,12 +161,13 @@ class WaitroomMiddleware:
                 await self.app(scope, receive, send)
                 return
 
-        ticket = gate.read_ticket(ticket_value)
         if gate.client_rate_limit:
+            # Before the ticket is read: a flood of cookie values costs one counter each.
             wait = await gate.client_wait(self.trusted.client_ip(scope))
             if wait > 0:
                 await self._too_many(scope, send, room, wait, accept)
                 return
+        ticket = gate.read_ticket(ticket_value)
         outcome = await gate.arrive(room, ticket, request_url(scope), now)
         await self._answer(scope, receive, send, outcome, accept)
 
@@ -182,8 +184,12 @@ class WaitroomMiddleware:
                                 outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
             return
         if kind == "fail_open":
+            # A session like any other (the store counts it once it is back), so this
+            # visitor's next requests pass on it instead of spending the local rate.
             self.metrics.request(room.name, "failed_open")
-            await self.app(scope, receive, send)
+            session = self.gate.cache.get(outcome.session_token or "", self.gate.clock())
+            await self._forward(scope, receive, send, room, session, outcome.session_token,
+                                outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
             return
         self.metrics.request(
             room.name,
@@ -248,7 +254,16 @@ class WaitroomMiddleware:
         new_token: str | None,
         *,
         extra_cookies: list[tuple[str, str, int]] | None = None,
+        bound: bool = False,
     ) -> None:
+        if scope["type"] == "websocket" and session is not None and not bound:
+            # The connection lives no longer than its session (asgi.wsguard).
+            async def guarded(rcv: Receive, snd: Send) -> None:
+                await self._forward(scope, rcv, snd, room, session, token, new_token,
+                                    extra_cookies=extra_cookies, bound=True)  # fmt: skip
+
+            await run_session_bound(self.gate, room, session, guarded, receive, send)
+            return
         set_cookies: list[tuple[bytes, bytes]] = []
         if new_token is not None or extra_cookies:
             secure = self.trusted.scheme(scope) == "https"
