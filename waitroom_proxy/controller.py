@@ -74,6 +74,7 @@ class Controller:
             try:
                 await self.tick_room(room)
             except StoreError as exc:
+                room.outage.failed(self.gate.clock(), room.policy)
                 log.debug("controller: room %s: %s", room.name, exc)
             except Exception:
                 log.exception("controller: room %s failed", room.name)
