@@ -113,7 +113,7 @@ class SpentLog:
     amortised), at most ``max_ids`` per room.
     """
 
-    def __init__(self, max_ids: int = 200_000) -> None:
+    def __init__(self, max_ids: int = 50_000) -> None:
         self.max_ids = max_ids
         self._rooms: dict[str, OrderedDict[str, float]] = {}
 
