@@ -28,9 +28,12 @@ from waitroom_proxy.errors import StoreError
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.types import ASGIApp
 
     from waitroom_proxy.bootstrap import Engine
+    from waitroom_proxy.service import RoomRuntime
 
 
 def _json(
@@ -50,7 +53,9 @@ def build_routes(engine: Engine) -> ASGIApp:
     def secure(request: Request) -> bool:
         return engine.trusted.scheme(request.scope) == "https"
 
-    def admitted_in(token: str | None, rooms: Any, now: float) -> Any:
+    def admitted_in(
+        token: str | None, rooms: Iterable[RoomRuntime], now: float
+    ) -> RoomRuntime | None:
         """The room (of ``rooms``) that the session token is valid for, or None."""
         if token:
             for room in rooms:
