@@ -213,3 +213,66 @@ async def _until(predicate: Callable[[], Any], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+@pytest.mark.redis
+async def test_replays_across_a_store_restart_and_two_replicas(redis_server: Any) -> None:
+    """Redis restarts empty while two replicas serve one room. Tickets kept from a place that
+    was admitted and left (through the other replica), and from one still active, take no
+    position afterwards at either replica; the waiter who kept polling keeps the head."""
+    redis_server.flush()
+    policy = RoomPolicy(name=ROOM, capacity=2, heartbeat_interval=1, abandon_after=60)
+    one, two = RedisStore(redis_server.url, timeout=0.3), RedisStore(redis_server.url, timeout=0.3)
+    try:
+        async with (
+            proxy_rig(policy, store=one, server={"client_rate_limit": 0}) as a,
+            proxy_rig(policy, store=two, server={"client_rate_limit": 0}) as b,
+        ):
+            holders = [await admitted_client(a.url) for _ in range(2)]
+            left_v, active_v, waiter = client(a.url), client(b.url), client(b.url)
+            for i, c in enumerate((left_v, active_v, waiter)):
+                assert (await c.get("/sale", headers=JSON)).json()["position"] == i + 1
+            kept = {"left": left_v.cookies["waitroom_ticket"],
+                    "active": active_v.cookies["waitroom_ticket"]}  # fmt: skip
+            await holders[0].post("/_waitroom/leave")
+            assert (await poll_until(left_v, "admitted"))["status"] == "admitted"
+            await holders[1].post("/_waitroom/leave")
+            assert (await poll_until(active_v, "admitted"))["status"] == "admitted"
+            # left_v's session ends through replica b (its cookies work on any replica).
+            async with client(b.url, cookies=left_v.cookies) as via_b:
+                assert (await via_b.post("/_waitroom/leave")).json()["status"] == "left"
+            assert (await waiter.post("/_waitroom/heartbeat")).json()["position"] == 1
+
+            redis_server.kill()
+            redis_server.start()  # same port, empty
+            await asyncio.sleep(1.0)  # each replica notices the loss at its next tick
+            answers: dict[str, list[str]] = {}
+            for name, value in kept.items():
+                for rig in (a, b):
+                    async with replayer(rig.url, value) as thief:
+                        beat = (await thief.post("/_waitroom/heartbeat")).json()
+                        page = await thief.get("/sale", headers=JSON)
+                    new = page.cookies.get("waitroom_ticket")
+                    same_place = bool(new) and (
+                        rig.gate.tickets.loads(new).place_id
+                        == rig.gate.tickets.loads(value).place_id
+                    )
+                    answers.setdefault(name, []).append(
+                        f"{beat['status']}/{page.json().get('status')}"
+                        f"{'/same place' if same_place else ''}"
+                    )
+            head = await poll_until(waiter, "waiting")
+            report("replays after a store restart", **{k: ",".join(v) for k, v in answers.items()},
+                   waiter_position=head.get("position"))  # fmt: skip
+            for name, got in answers.items():
+                assert all(g.startswith("expired/") and "same place" not in g for g in got), (
+                    name,
+                    got,
+                )
+            assert head["status"] == "waiting" and head["position"] == 1, head
+            for c in (*holders, left_v, active_v, waiter):
+                await c.aclose()
+    finally:
+        await one.close()
+        await two.close()
+        redis_server.flush()
