@@ -61,13 +61,15 @@ def test_spent_log_prunes_in_time_order_and_is_bounded() -> None:
     assert log.ids("r") == ["p4"]
 
 
-def test_bounded_cache_evicts_least_recently_used_by_entries_and_bytes() -> None:
+def test_bounded_cache_evicts_oldest_first_by_entries_and_bytes() -> None:
     cache: BoundedCache[str, int] = BoundedCache(max_entries=3, max_bytes=10_000)
     for k in "abc":
         cache.put(k, 1, 1)
-    assert cache.get("a") == 1  # a is now the most recent
+    assert cache.get("a") == 1
     cache.put("d", 1, 1)
-    assert list(cache) == ["c", "a", "d"]
+    assert list(cache) == ["b", "c", "d"]
+    cache.put("b", 2, 1)  # put again: now the newest
+    assert list(cache) == ["c", "d", "b"] and cache.get("b") == 2
     big: BoundedCache[str, int] = BoundedCache(max_entries=100, max_bytes=2_000)
     for i in range(20):
         big.put(str(i), i, 500)

@@ -1,9 +1,11 @@
-"""A small LRU map bounded by entries and by bytes. Pure; O(1) per operation.
+"""A small map bounded by entries and by bytes. Pure; O(1) per operation.
 
 The caches of verified tokens are filled from what visitors send, so their size must not be
 up to visitors: each is bounded by a number of entries and by an estimate of the bytes its keys
-and values hold, and evicts the least recently used entry first (``popitem(last=False)`` on an
-``OrderedDict``: constant time, never a rebuild of the whole map).
+and values hold, and evicts the oldest entry first (``popitem(last=False)`` on an
+``OrderedDict``: constant time, never a rebuild of the whole map). A lookup is one dict lookup
+(no reordering: it is on the hot path of every admitted request); an evicted token that comes
+back is verified again, once.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ pair, the value object (a small frozen dataclass and its strings). Measured with
 
 
 class BoundedCache(Generic[K, V]):
-    """An LRU map holding at most ``max_entries`` entries and about ``max_bytes`` bytes."""
+    """A map holding at most ``max_entries`` entries and about ``max_bytes`` bytes, oldest
+    out first."""
 
     def __init__(self, *, max_entries: int, max_bytes: int) -> None:
         if max_entries < 1 or max_bytes < 1:
@@ -38,10 +41,7 @@ class BoundedCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         item = self._data.get(key)
-        if item is None:
-            return None
-        self._data.move_to_end(key)
-        return item[0]
+        return None if item is None else item[0]
 
     def put(self, key: K, value: V, size: int) -> None:
         """Store ``value`` under ``key``; ``size`` is the key's length in bytes (or an estimate

@@ -359,7 +359,7 @@ def _public_only_key(pem: bytes) -> _Key:
 class SessionCache:
     """Tokens already verified, so the hot path does no signature check.
 
-    Bounded by entries and bytes (least recently used first out). Revoked sessions (by place
+    Bounded by entries and bytes (oldest first out). Revoked sessions (by place
     id) are refused even while their token is cached; whoever watches a place id (an open
     WebSocket of that session) is called back at once when it is revoked.
     """
