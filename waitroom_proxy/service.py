@@ -53,6 +53,9 @@ from waitroom_proxy.ports import (
 
 log = logging.getLogger(__name__)
 
+RESTORE_BATCH = 2_000
+"""Most tombstones written back by one ``restore`` call (each is one Lua script run)."""
+
 SESSION_COOKIE = "waitroom_session"
 TICKET_COOKIE = "waitroom_ticket"
 TICKET_MAX_AGE = 86_400
@@ -793,17 +796,19 @@ class Gatekeeper:
         self.spent.prune(room.name, now, spent_for(policy))
         known = set(ids)
         spent = [pid for pid in self.spent.ids(room.name) if pid not in known]
-        restored = await self._call(
-            "restore",
-            functools.partial(
-                self.store.restore,
-                room.name,
-                ids,
-                room.limits.session_ttl_ms,
-                room.max_score,
-                spent,
-            ),
-        )
+        restored = 0
+        for i in range(0, max(1, len(spent)), RESTORE_BATCH):  # bounded script time
+            restored += await self._call(
+                "restore",
+                functools.partial(
+                    self.store.restore,
+                    room.name,
+                    ids if i == 0 else [],
+                    room.limits.session_ttl_ms,
+                    room.max_score,
+                    spent[i : i + RESTORE_BATCH],
+                ),
+            )
         if first:
             until = now + 2 * refresh_seconds(policy, 0) + 1.0
             room.held_until = max(room.held_until, until)
