@@ -172,6 +172,19 @@ async def bench_size(url: str, n: int, id_chars: int = 22) -> dict[str, str]:
     sweep = await timed(lambda: store.tick(ROOM, RoomLimits(capacity=1)), 5)
     sweep_cmds = per_op(calls_delta(calls, command_calls(sync)), 5)
 
+    # Tombstones: every admitted place leaves one in ``spent`` for spent_for_ms.
+    sync.flushall()
+    await store.close()
+    store = RedisStore(url, timeout=5.0)
+    await store.stats(ROOM)
+    mem_before = int(sync.info("memory")["used_memory"])
+    everyone = RoomLimits(capacity=1, count_only=True)
+    await run_concurrently(n, lambda i: store.arrive(ROOM, ids[i], everyone))
+    await store.leave(ROOM, ids[0], 0)  # (the active set would count too: take it out)
+    sync.delete(keys.active)
+    tomb_used = int(sync.info("memory")["used_memory"]) - mem_before
+    tomb_usage = int(sync.memory_usage(keys.spent, samples=0) or 0)
+
     await store.close()
     sync.close()
 
@@ -194,6 +207,8 @@ async def bench_size(url: str, n: int, id_chars: int = 22) -> dict[str, str]:
         "sweep tick cost": sweep_cmds,
         "bytes/waiter (used_memory delta)": f"{used / n:.0f}",
         "bytes/waiter (MEMORY USAGE queue+hb)": f"{(usage['queue'] + usage['hb']) / n:.0f}",
+        "bytes/tombstone (used_memory delta)": f"{tomb_used / n:.0f}",
+        "bytes/tombstone (MEMORY USAGE spent)": f"{tomb_usage / n:.0f}",
     }
 
 

@@ -6,15 +6,22 @@ sessions, no-shows and abandoned waiters, then promotions), publish the events i
 refresh gauges and the ETA estimator, pull revocations into the local token cache, and flush
 coalesced session activity. Any number of replicas may run it at once: the store's scripts are
 atomic, so a promotion happens exactly once.
+
+Revocations: a replica reads the room's whole revoked set the first time (the store keeps each
+entry for ``session_max``, so a replica started by a rolling deploy knows every session that
+was left, completed or revoked while it was away), then only what is new, with an overlap.
+The first read happens before ``start`` returns, so a new replica serves no request unaware.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 
+from waitroom_proxy.domain.lifecycle import spent_for
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import TickResult
 from waitroom_proxy.service import Gatekeeper, RoomRuntime
@@ -34,6 +41,11 @@ class Controller:
 
     async def start(self) -> None:
         if self._task is None:
+            for room in list(self.gate.rooms.values()):
+                try:
+                    await asyncio.wait_for(self.pull_revocations(room), timeout=5.0)
+                except (StoreError, TimeoutError) as exc:  # the loop retries from the start
+                    log.warning("room %s: revocations not read at start: %s", room.name, exc)
             self._task = asyncio.create_task(self._run(), name="waitroom-controller")
 
     async def stop(self) -> None:
@@ -62,6 +74,7 @@ class Controller:
             try:
                 await self.tick_room(room)
             except StoreError as exc:
+                room.outage.failed(self.gate.clock(), room.policy)
                 log.debug("controller: room %s: %s", room.name, exc)
             except Exception:
                 log.exception("controller: room %s failed", room.name)
@@ -75,6 +88,9 @@ class Controller:
         gate = self.gate
         store = gate.store
         await gate.refresh_room_state(room)
+        if room.fail_open_ids:
+            # Before any promotion: sessions admitted while the store was down count first.
+            await gate.fail_open_ended(room)
         result: TickResult = await gate._call(
             "tick", lambda: store.tick(room.name, room.limits, force)
         )
@@ -82,11 +98,14 @@ class Controller:
         name = room.name
         for pid in result.promoted:
             gate.emit("position.admitted", name, {"place_id": pid})
+        now = gate.clock()
         for pid in result.no_shows:
+            gate.spent.add(name, pid, now)
             gate.emit("position.expired", name, {"place_id": pid, "reason": "no_show"})
         for pid in result.abandoned:
             gate.emit("position.expired", name, {"place_id": pid, "reason": "abandoned"})
         for pid in result.expired_sessions:
+            gate.spent.add(name, pid, now)
             gate.emit("session.ended", name, {"place_id": pid, "reason": "idle"})
         if result.promoted:
             m.admissions.labels(name).inc(len(result.promoted))
@@ -103,14 +122,25 @@ class Controller:
         m.promoted.labels(name).set(stats.promoted)
         room.eta.observe_stats(stats, room.limits)
         room.last_stats = stats
-        since = self._revoked_since.get(name, stats.now_ms - 60_000)
-        ids, now_ms = await gate._call("revoked", lambda: store.revoked_since(name, since))
-        self._revoked_since[name] = now_ms - 2_000  # overlap: a revocation is never missed
-        until = gate.clock() + room.policy.session_max
-        for pid in ids:
-            gate.cache.revoke(pid, until)
+        await self.pull_revocations(room)
         if room.fail_open_active:
             room.fail_open_active = False
             m.fail_open.labels(name).set(0)
             log.warning("room %s: store back, fail-open ended", name)
+        gate.spent.prune(name, now, spent_for(room.policy))
         return result
+
+    async def pull_revocations(self, room: RoomRuntime) -> None:
+        """Copy the room's revocations from the store into the local token cache: all of them
+        the first time (``since`` 0: the store forgets each after ``session_max``), then those
+        since the last pull, with 2 s of overlap so that none is ever missed."""
+        gate = self.gate
+        name = room.name
+        since = self._revoked_since.get(name, 0)
+        ids, now_ms = await gate._call(
+            "revoked", functools.partial(gate.store.revoked_since, name, since)
+        )
+        self._revoked_since[name] = now_ms - 2_000
+        until = gate.clock() + room.policy.session_max
+        for pid in ids:
+            gate.cache.revoke(pid, until)

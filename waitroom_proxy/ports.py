@@ -17,12 +17,17 @@ Store model (one room; the Redis adapter keeps each piece under ``wr:{room}:<pie
   means no rate limit.
 - **revoked**: session ids that must no longer pass, each kept until a given time, so every
   replica can drop them from its local cache of verified tokens.
+- **spent**: tombstones: every place id that left the queue by promotion, direct admission or
+  leave, with the time it did, kept ``spent_for_ms`` (``tick`` removes older ones). A spent or
+  ACTIVE place never takes a position again: ``arrive`` and ``heartbeat`` answer SPENT, so a
+  kept ticket admits at most once (``waitroom_proxy.domain.lifecycle``).
 - **meta**: small string map for runtime room state (``paused``, admin overrides as JSON).
 - **counters**: ``admitted_total`` (every admission ever), ``seq`` (last arrival sequence).
 
 Invariants every adapter keeps, atomically, with any number of concurrent callers:
 ``len(active) + len(promoted) <= capacity`` after any call that adds to either; a place id is
-in at most one of queue / promoted / active; admissions never exceed the bucket.
+in at most one of queue / promoted / active; admissions never exceed the bucket; every place in
+promoted or active has a tombstone, and no tombstoned place is in the queue.
 
 Time: the store's own clock (Redis ``TIME``) for everything it records, so replicas with
 skewed clocks agree. ``MemoryStore`` takes a clock callable so tests can move time.
@@ -49,7 +54,10 @@ class PlaceStatus(StrEnum):
     ACTIVE = "active"
     """Has a session."""
     UNKNOWN = "unknown"
-    """Not in the store (never was, left, abandoned, expired, or the store was emptied)."""
+    """Not in the store (never was, abandoned, or the store was emptied); no tombstone."""
+    SPENT = "spent"
+    """``arrive`` / ``heartbeat``: the place is ACTIVE or has a tombstone (it was promoted,
+    admitted or given up): its ticket carries no position any more."""
     FULL = "full"
     """``arrive`` only: the queue is at ``max_queue_length``; the newcomer was not added."""
 
@@ -74,6 +82,8 @@ class RoomLimits:
     count_only: bool = False
     """``passthrough`` mode: ``arrive`` always admits (no capacity or rate check), but still
     records the session so the active count is right."""
+    spent_for_ms: int = 3_900_000
+    """How long a tombstone is kept (``domain.lifecycle.spent_for``)."""
 
     @property
     def burst(self) -> int:
@@ -131,11 +141,12 @@ class Store(Protocol):
     ) -> QueueView:
         """A visitor without a session asks to get in.
 
-        Idempotent for the same ``place_id``: already waiting → records a heartbeat and returns
-        the current view; promoted or active → returns that status, changes nothing.
-        Otherwise: ``count_only`` → becomes ACTIVE (no checks). Else, if ``direct_admit`` and
-        the queue is empty and a slot and a rate token are free → becomes ACTIVE (deadline now +
-        ``session_ttl_ms``, ``admitted_total`` + 1). Else, if the queue holds
+        Already waiting → records a heartbeat and returns the current view; promoted → PROMOTED;
+        active or tombstoned → SPENT; in these cases nothing else changes. Otherwise:
+        ``count_only`` → becomes ACTIVE (no checks). Else, if ``direct_admit`` and the queue is
+        empty and a slot and a rate token are free → becomes ACTIVE (deadline now +
+        ``session_ttl_ms``, ``admitted_total`` + 1). ACTIVE is answered only by the call that
+        admitted the place, which also leaves its tombstone. Else, if the queue holds
         ``max_queue_length`` waiters → FULL, nothing stored. Else joins the queue with
         ``score`` (a lottery draw, or the score a returning ticket carries; the sequence counter
         is raised to at least ``score`` so later arrivals stay behind it) or, when ``score`` is
@@ -144,13 +155,14 @@ class Store(Protocol):
         ...
 
     async def heartbeat(self, room: str, place_id: str) -> QueueView:
-        """A waiter's page polls. WAITING → heartbeat = now and the fresh view; PROMOTED or
-        ACTIVE → that status; otherwise UNKNOWN. Never adds anything."""
+        """A waiter's page polls. WAITING → heartbeat = now and the fresh view; PROMOTED →
+        PROMOTED; ACTIVE or tombstoned → SPENT; otherwise UNKNOWN. Never adds anything."""
         ...
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
         """A promoted waiter takes the slot: PROMOTED → ACTIVE with deadline now +
-        ``session_ttl_ms``. True if the place is ACTIVE afterwards (idempotent), else False."""
+        ``session_ttl_ms``. True only for the call that made this change: a place is claimed
+        once (a second claim, of an ACTIVE place, is False)."""
         ...
 
     async def touch(self, room: str, place_ids: Sequence[str], session_ttl_ms: int) -> int:
@@ -160,29 +172,38 @@ class Store(Protocol):
         ...
 
     async def restore(
-        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+        self,
+        room: str,
+        place_ids: Sequence[str],
+        session_ttl_ms: int,
+        min_seq: int = 0,
+        spent_ids: Sequence[str] = (),
     ) -> int:
-        """After the store lost its data: count these sessions as ACTIVE again (deadline now +
-        ``session_ttl_ms``), skipping ids that are active, waiting or promoted, and raise the
-        arrival sequence to at least ``min_seq`` (newcomers then queue behind the waiters of
-        the lost state, who re-enter with their tickets' scores). No capacity check: these
-        visitors are already in (their tokens verify locally). Returns how many sessions were
-        added. Only for a replica that saw the room's incarnation marker vanish."""
+        """Count sessions the store does not know as ACTIVE (deadline now + ``session_ttl_ms``),
+        skipping ids that are active or promoted, and tombstone them; tombstone ``spent_ids``
+        too (places known to have left the queue). Any of these ids found waiting is a replayed
+        ticket that slipped in: it leaves the queue. Raise the arrival sequence to at least
+        ``min_seq`` (newcomers then queue behind the waiters of a lost state, who re-enter with
+        their tickets' scores). No capacity check: these visitors are already in (their tokens
+        verify locally). Returns how many sessions were added. For a replica that saw the
+        room's state vanish, and for sessions admitted while the store was down (fail-open)."""
         ...
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
-        """Give up the place or end the session, freeing the slot at once. An ACTIVE session is
-        also added to *revoked* until now + ``revoke_for_ms``. Returns the status it had
-        (UNKNOWN if none)."""
+        """Give up the place or end the session, freeing the slot at once, and tombstone the
+        place (whatever it was). An ACTIVE session is also added to *revoked* until now +
+        ``revoke_for_ms``. Returns the status it had (UNKNOWN if none)."""
         ...
 
     async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:
         """One pass of the admission controller, atomic:
 
         1. remove sessions past their deadline, promotions older than ``claim_timeout_ms``,
-           and waiters whose last heartbeat is older than ``abandon_after_ms``;
+           waiters whose last heartbeat is older than ``abandon_after_ms``, revocations past
+           their time and tombstones older than ``spent_for_ms``;
         2. if ``limits.promote``: promote ``min(capacity - active - promoted, tokens)`` waiters
-           from the head of the queue (lowest score first), taking a token each;
+           from the head of the queue (lowest score first), taking a token each, and tombstone
+           them;
         3. if ``force`` > 0 (operator "admit N now"): additionally promote up to ``force``
            waiters ignoring the rate bucket and ``promote``, still within capacity.
 

@@ -6,6 +6,10 @@ HTTP. The ASGI layer (``waitroom_proxy.asgi``) turns its ``Outcome`` into respon
 Hot path: ``session_for`` answers from a cache of verified tokens and ``note_activity`` only
 touches a dict; the store hears of activity in the background, coalesced per session
 (``flush_activity``).
+
+Tickets follow the lifecycle of ``waitroom_proxy.domain.lifecycle`` (its state table): a ticket
+admits at most once; a session is issued only on the transition into ACTIVE; a replayed ticket
+is a newcomer.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 
 from waitroom_proxy.domain.eta import Eta, EtaEstimator
 from waitroom_proxy.domain.events import new_event
+from waitroom_proxy.domain.lifecycle import Outage, SpentLog, may_keep, spent_for
 from waitroom_proxy.domain.matching import RoomMatcher
 from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.ratelimit import client_key
 from waitroom_proxy.domain.rules import BypassRules, limits_for, refresh_seconds
 from waitroom_proxy.domain.tokens import (
     Session,
@@ -46,6 +52,9 @@ from waitroom_proxy.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+RESTORE_BATCH = 2_000
+"""Most tombstones written back by one ``restore`` call (each is one Lua script run)."""
 
 SESSION_COOKIE = "waitroom_session"
 TICKET_COOKIE = "waitroom_ticket"
@@ -89,6 +98,10 @@ class RoomRuntime:
     held: bool = False
     max_score: int = 0
     """Highest FIFO arrival score this replica has seen (re-established after a store loss)."""
+    outage: Outage = field(default_factory=Outage)
+    """Store failures this replica saw for the room (who keeps a place across an outage)."""
+    fail_open_ids: list[str] = field(default_factory=list)
+    """Sessions admitted while the store was down, to be counted when it is back."""
 
     def __post_init__(self) -> None:
         self.limits = limits_for(self.policy, paused=self.paused)
@@ -241,6 +254,8 @@ class Gatekeeper:
         }
         self.matcher = RoomMatcher(rooms)
         self.cache = SessionCache()
+        self.spent = SpentLog()
+        """Places this replica knows to be spent (``domain.lifecycle``)."""
         self.breaker = CircuitBreaker()
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
@@ -265,6 +280,7 @@ class Gatekeeper:
         if s.place_id in self.cache.revoked:
             return None
         self.cache.put(token, s)
+        self.spent.add(room.name, s.place_id, now)
         return s
 
     def note_activity(self, room: RoomRuntime, session: Session, now: float) -> None:
@@ -276,6 +292,19 @@ class Gatekeeper:
         if last is None or now - last >= room.policy.activity_interval:
             self._activity_reported[key] = now
             self._activity_pending.setdefault(room.name, set()).add(session.place_id)
+
+    def session_deadline(self, room: RoomRuntime, session: Session, last_activity: float) -> float:
+        """When a session ends as this replica knows it, if it was last used at
+        ``last_activity`` (a WebSocket's last message): with renewal off its token's expiry;
+        with renewal on ``session_ttl`` after its last use here, never past ``session_max``."""
+        policy = room.policy
+        if not policy.session_renewal:
+            return float(session.expires_at)
+        seen = max(last_activity, self._activity_reported.get((room.name, session.place_id), 0.0))
+        return min(
+            session.started_at + policy.session_max,
+            max(float(session.expires_at), seen + policy.session_ttl),
+        )
 
     def renewal_for(self, room: RoomRuntime, session: Session, now: float) -> str | None:
         """A fresh session token when a sliding session is past half its life, else None."""
@@ -356,6 +385,7 @@ class Gatekeeper:
         )
         self.cache.put(token, s)
         self._activity_reported[(room.name, place_id)] = now
+        self.spent.add(room.name, place_id, now)
         self.emit("session.started", room.name, {"place_id": place_id, "jti": s.jti})
         return token, s
 
@@ -392,24 +422,41 @@ class Gatekeeper:
         policy = room.policy
         if policy.mode is Mode.REJECT:
             return Outcome("rejected", room, status=self.status_dict(room, "rejected", None, ""))
-        if ticket is not None and ticket.room != room.name:
-            ticket = None
-        place_id = ticket.place_id if ticket is not None else new_place_id()
-        score: int | None = None
-        if ticket is not None and now - ticket.last_seen <= policy.abandon_after:
-            score = ticket.score  # keeps the place even if the store lost it
-        elif policy.mode is Mode.RANDOM:
-            score = secrets.randbits(52)
-        if ticket is not None and score is None:
-            place_id = new_place_id()  # the old place was abandoned: start afresh
-            ticket = None
+        if ticket is not None and not self._may_keep(room, ticket, now):
+            ticket = None  # another room's, abandoned, or known spent: start afresh
         try:
-            view: QueueView = await self._call(
-                "arrive", lambda: self.store.arrive(room.name, place_id, room.limits, score)
-            )
+            if ticket is not None:
+                # The ticket's score keeps the place even if the store lost it; the store
+                # refuses it (SPENT) if the place was admitted or given up.
+                place_id = ticket.place_id
+                view: QueueView = await self._call(
+                    "arrive",
+                    functools.partial(
+                        self.store.arrive, room.name, place_id, room.limits, ticket.score
+                    ),
+                )
+                if view.status is PlaceStatus.SPENT:
+                    log.debug("room %s: a spent ticket was replayed", room.name)
+                    self.spent.add(room.name, place_id, now)
+                    ticket = None
+            if ticket is None:
+                place_id = new_place_id()
+                score = secrets.randbits(52) if policy.mode is Mode.RANDOM else None
+                view = await self._call(
+                    "arrive",
+                    functools.partial(self.store.arrive, room.name, place_id, room.limits, score),
+                )
         except StoreError:
-            return self._fail(room, return_to, now)
+            return self._fail(room, return_to, now, ticket=ticket)
         return await self._after_view(room, place_id, view, ticket, return_to, now)
+
+    def _may_keep(self, room: RoomRuntime, ticket: Ticket, now: float) -> bool:
+        """May this ticket take its old place (``domain.lifecycle.may_keep``)?"""
+        return (
+            ticket.room == room.name
+            and (room.name, ticket.place_id) not in self.spent
+            and may_keep(ticket, now, room.policy, room.outage)
+        )
 
     async def _after_view(
         self,
@@ -421,9 +468,9 @@ class Gatekeeper:
         now: float,
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
-            if ticket is None:
-                self.metrics.admissions.labels(room.name).inc()
-                self.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
+            # Only the call that admitted the place answers ACTIVE: a direct admission.
+            self.metrics.admissions.labels(room.name).inc()
+            self.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
             return self._admitted(room, place_id, now, return_to, ticket)
         if view.status is PlaceStatus.PROMOTED:
             try:
@@ -435,7 +482,8 @@ class Gatekeeper:
                 return self._fail(room, return_to, now)
             if ok:
                 return self._admitted(room, place_id, now, return_to, ticket)
-            view = QueueView(PlaceStatus.UNKNOWN, queue_length=view.queue_length)
+            # Claimed already (a second tab, a replay): this ticket admits no more.
+            view = QueueView(PlaceStatus.SPENT, queue_length=view.queue_length)
         if view.status is PlaceStatus.FULL:
             return Outcome("full", room, status=self.status_dict(room, "full", view, return_to))
         if view.status is PlaceStatus.WAITING:
@@ -470,7 +518,7 @@ class Gatekeeper:
                 status=status,
                 cookies=[(TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)],
             )
-        # UNKNOWN: the place is gone.
+        # UNKNOWN or SPENT: the place is gone, or this ticket was used.
         return Outcome(
             "expired",
             room,
@@ -489,49 +537,57 @@ class Gatekeeper:
             view: QueueView = await self._call(
                 "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id)
             )
-            if (
-                view.status is PlaceStatus.UNKNOWN
-                and now - ticket.last_seen <= room.policy.abandon_after
-            ):
+            if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
-                # re-enter with the score the signed ticket carries. Never admitted directly
-                # (an emptied queue looks free): the controller promotes in score order.
+                # re-enter with the score the signed ticket carries (the store refuses a
+                # tombstoned place). Never admitted directly (an emptied queue looks free):
+                # the controller promotes in score order.
                 queued = dataclasses.replace(room.limits, direct_admit=False)
                 view = await self._call(
                     "arrive",
                     lambda: self.store.arrive(room.name, ticket.place_id, queued, ticket.score),
                 )
         except StoreError:
-            return self._fail(room, return_to, now, heartbeat=True, ticket=ticket)
+            return self._fail(room, return_to, now, heartbeat=True)
         return await self._after_view(room, ticket.place_id, view, ticket, return_to, now)
 
     async def leave(self, ticket: Ticket | None, session: Session | None, now: float) -> bool:
-        """Give up a place or end a session; frees the slot at once."""
-        target: tuple[RoomRuntime, str] | None = None
+        """Give up a place and end a session (both, when the visitor holds both); frees the
+        slots at once. True if anything was left."""
+        targets: list[tuple[RoomRuntime, str, bool]] = []
         if session is not None and session.room in self.rooms:
-            target = (self.rooms[session.room], session.place_id)
-        elif ticket is not None and ticket.room in self.rooms:
-            target = (self.rooms[ticket.room], ticket.place_id)
-        if target is None:
-            return False
-        room, pid = target
-        revoke_ms = int(room.policy.session_max * 1000)
-        if session is not None:
-            self.cache.revoke(pid, now + room.policy.session_max)
-        try:
-            was = await self._call("leave", lambda: self.store.leave(room.name, pid, revoke_ms))
-        except StoreError:
-            return False
-        if was is PlaceStatus.ACTIVE:
-            self.emit("session.ended", room.name, {"place_id": pid, "reason": "left"})
-        elif was in (PlaceStatus.WAITING, PlaceStatus.PROMOTED):
-            self.emit("position.left", room.name, {"place_id": pid})
-        return True
+            targets.append((self.rooms[session.room], session.place_id, True))
+        same = (
+            session is not None
+            and (ticket is not None)
+            and ((ticket.room, ticket.place_id) == (session.room, session.place_id))
+        )
+        if ticket is not None and ticket.room in self.rooms and not same:
+            targets.append((self.rooms[ticket.room], ticket.place_id, False))
+        left = False
+        for room, pid, is_session in targets:
+            revoke_ms = int(room.policy.session_max * 1000)
+            if is_session:
+                self.cache.revoke(pid, now + room.policy.session_max)
+            self.spent.add(room.name, pid, now)
+            try:
+                was = await self._call(
+                    "leave", functools.partial(self.store.leave, room.name, pid, revoke_ms)
+                )
+            except StoreError:
+                continue
+            left = True
+            if was is PlaceStatus.ACTIVE:
+                self.emit("session.ended", room.name, {"place_id": pid, "reason": "left"})
+            elif was in (PlaceStatus.WAITING, PlaceStatus.PROMOTED):
+                self.emit("position.left", room.name, {"place_id": pid})
+        return left
 
     async def end_session(self, room: RoomRuntime, session: Session, reason: str) -> None:
         """Origin command ``revoke``/``complete`` or admin revoke: end it everywhere."""
         now = self.clock()
         self.cache.revoke(session.place_id, now + room.policy.session_max)
+        self.spent.add(room.name, session.place_id, now)
         with contextlib.suppress(StoreError):
             await self._call(
                 "leave",
@@ -551,17 +607,45 @@ class Gatekeeper:
         heartbeat: bool = False,
         ticket: Ticket | None = None,
     ) -> Outcome:
-        """The store is down: apply the room's fail_mode."""
+        """The store is down: apply the room's fail_mode.
+
+        A ticket is never re-signed here: its ``last_seen`` speaks for the store, which did not
+        answer. Instead the room's outage record lets a holder seen alive when the outage began
+        keep the place afterwards (``domain.lifecycle.may_keep``). A fail-open admission is a
+        session (the visitor's next requests pass on it without spending the local rate) that
+        the store counts once it is back (``fail_open_ended``).
+        """
+        room.outage.failed(now, room.policy)
         policy = room.policy
         if policy.fail_mode is FailMode.OPEN and not heartbeat and self._fail_open_allow(room, now):
-            return Outcome("fail_open", room)
+            place_id = ticket.place_id if ticket is not None else new_place_id()
+            token, _ = self._issue_session(room, place_id, now)
+            if len(room.fail_open_ids) < 100_000:
+                room.fail_open_ids.append(place_id)
+            max_age = int(policy.session_max)
+            return Outcome(
+                "fail_open",
+                room,
+                cookies=[(SESSION_COOKIE, token, max_age), (TICKET_COOKIE, "", 0)],
+                session_token=token,
+            )
         status = self.status_dict(room, "waiting", None, return_to)
-        cookies: list[tuple[str, str, int]] = []
-        if ticket is not None:
-            # Keep the place: the holder is still here, so refresh last_seen.
-            t = dataclasses.replace(ticket, last_seen=int(now))
-            cookies.append((TICKET_COOKIE, self.tickets.dumps(t), TICKET_MAX_AGE))
-        return Outcome("error", room, status=status, cookies=cookies)
+        return Outcome("error", room, status=status)
+
+    async def fail_open_ended(self, room: RoomRuntime) -> None:
+        """The store answers again: count the sessions fail-open admitted (no capacity check:
+        they are in), so capacity accounting includes them from now on."""
+        ids, room.fail_open_ids = room.fail_open_ids, []
+        if not ids:
+            return
+        try:
+            await self._call(
+                "restore",
+                functools.partial(self.store.restore, room.name, ids, room.limits.session_ttl_ms),
+            )
+        except StoreError:
+            room.fail_open_ids = ids + room.fail_open_ids  # next time
+            raise
 
     def _fail_open_allow(self, room: RoomRuntime, now: float) -> bool:
         """Fail-open admission limited by a local estimate: this replica's share of the rate.
@@ -595,13 +679,15 @@ class Gatekeeper:
     async def client_wait(self, client_ip: str | None) -> float:
         """Per-client rate limit on enqueue and heartbeat: 0 to go on, else seconds to wait.
 
-        A store failure never blocks a visitor here: the limit is a guard, not a gate.
+        Clients are counted per IPv4 address or IPv6 /64 (``domain.ratelimit.client_key``). A
+        store failure never blocks a visitor here: the limit is a guard, not a gate.
         """
         if self.client_rate_limit <= 0 or not client_ip:
             return 0.0
+        key = client_key(client_ip)
         try:
             wait_ms = await self._call(
-                "hit", lambda: self.store.hit(client_ip, self.client_rate_limit, 60_000)
+                "hit", lambda: self.store.hit(key, self.client_rate_limit, 60_000)
             )
         except StoreError:
             return 0.0
@@ -703,9 +789,10 @@ class Gatekeeper:
 
         Admitted visitors keep passing (their tokens verify locally) but the store no longer
         counts them, and waiters re-enter one by one as they poll. So: count again the sessions
-        this replica knows of, put the arrival sequence back above every score it has seen, and
-        hold admissions for two poll intervals so that waiters re-enter with their tickets'
-        scores before anyone is promoted (the first replica to notice sets the hold for all).
+        this replica knows of, tombstone again the places it knows to be spent, put the arrival
+        sequence back above every score it has seen, and hold admissions for two poll
+        intervals so that waiters re-enter with their tickets' scores before anyone is promoted
+        (the first replica to notice sets the hold for all).
         """
         policy = room.policy
         window = (
@@ -718,12 +805,24 @@ class Gatekeeper:
             for (name, pid), seen in self._activity_reported.items()
             if name == room.name and now - seen <= window and pid not in self.cache.revoked
         ]
-        restored = await self._call(
-            "restore",
-            functools.partial(
-                self.store.restore, room.name, ids, room.limits.session_ttl_ms, room.max_score
-            ),
-        )
+        # The tombstones went with the state: write back those of places this replica knows
+        # (a replayed ticket of one of them must not take its old place again).
+        self.spent.prune(room.name, now, spent_for(policy))
+        known = set(ids)
+        spent = [pid for pid in self.spent.ids(room.name) if pid not in known]
+        restored = 0
+        for i in range(0, max(1, len(spent)), RESTORE_BATCH):  # bounded script time
+            restored += await self._call(
+                "restore",
+                functools.partial(
+                    self.store.restore,
+                    room.name,
+                    ids if i == 0 else [],
+                    room.limits.session_ttl_ms,
+                    room.max_score,
+                    spent[i : i + RESTORE_BATCH],
+                ),
+            )
         if first:
             until = now + 2 * refresh_seconds(policy, 0) + 1.0
             room.held_until = max(room.held_until, until)

@@ -148,6 +148,9 @@ async def test_scripts_touch_only_declared_keys(redis_server: object) -> None:
         await store.init_meta(r, "incarnation", "m1")
         await store.get_meta(r)
         await store.leave(r, "zz", 1)
+        await store.arrive(r, "zz", lim, score=1)  # tombstoned: refused
+        await store.restore(r, ["s1", "c"], 1_000, 9, ["zz", "d"])
+        await store.hit("192.0.2.1", 5, 60_000)
         sync.echo("monitor-end")
         assert monitor.done.wait(10), "MONITOR output did not arrive"
     finally:

@@ -14,12 +14,13 @@ from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, RoomLimits, RoomStats, Store, TickResult
 
 R = "room-1"
-WAITING, PROMOTED, ACTIVE, UNKNOWN, FULL = (
+WAITING, PROMOTED, ACTIVE, UNKNOWN, FULL, SPENT = (
     PlaceStatus.WAITING,
     PlaceStatus.PROMOTED,
     PlaceStatus.ACTIVE,
     PlaceStatus.UNKNOWN,
     PlaceStatus.FULL,
+    PlaceStatus.SPENT,
 )
 # Durations of seconds: the Redis variants also see real time pass between calls.
 LIM = RoomLimits(
@@ -70,7 +71,8 @@ async def test_arrive_direct_admit_when_free(store_env: StoreEnv) -> None:
 async def test_arrive_is_idempotent(store_env: StoreEnv) -> None:
     s = store_env.store
     assert (await s.arrive(R, "a", LIM)).status is ACTIVE
-    assert (await s.arrive(R, "a", LIM)).status is ACTIVE
+    # ACTIVE answers only the call that admitted: again, the place is spent (changes nothing).
+    assert (await s.arrive(R, "a", LIM)).status is SPENT
     assert (await s.arrive(R, "b", LIM)).status is ACTIVE
     first = await s.arrive(R, "c", LIM)
     again = await s.arrive(R, "c", LIM)
@@ -208,7 +210,7 @@ async def test_heartbeat_statuses_and_never_adds(store_env: StoreEnv) -> None:
     assert (await s.heartbeat(R, "a")).status is PROMOTED
     assert await s.claim(R, "a", 10_000)
     active = await s.heartbeat(R, "a")
-    assert (active.status, active.position, active.queue_length) == (ACTIVE, 0, 1)
+    assert (active.status, active.position, active.queue_length) == (SPENT, 0, 1)
     unknown = await s.heartbeat(R, "nobody")
     assert (unknown.status, unknown.queue_length) == (UNKNOWN, 1)
     assert (await s.heartbeat("other-room", "a")).status is UNKNOWN
@@ -314,7 +316,7 @@ async def test_no_show_reclaim(store_env: StoreEnv) -> None:
     result = await s.tick(R, lim)
     assert (result.no_shows, result.promoted) == (["a"], ["b"])
     assert not await s.claim(R, "a", 10_000)
-    assert (await s.heartbeat(R, "a")).status is UNKNOWN
+    assert (await s.heartbeat(R, "a")).status is SPENT  # promoted once: its ticket is used
     assert await s.claim(R, "b", 10_000)
 
 
@@ -328,8 +330,8 @@ async def test_session_expiry_and_touch(store_env: StoreEnv) -> None:
     store_env.advance(6_000)  # b: 12 s since admission > 10 s; a: touched 6 s ago
     result = await s.tick(R, lim)
     assert result.expired_sessions == ["b"]
-    assert (await s.heartbeat(R, "a")).status is ACTIVE
-    assert (await s.heartbeat(R, "b")).status is UNKNOWN
+    assert await s.touch(R, ["a", "b"], 10_000) == 1, "a is active still, b is not"
+    assert (await s.heartbeat(R, "b")).status is SPENT  # the session ended: tombstone stays
     # Touch never shortens a deadline.
     assert await s.touch(R, ["a"], 1) == 1
     store_env.advance(2_000)
@@ -359,7 +361,7 @@ async def test_claim(store_env: StoreEnv) -> None:
     assert not await s.claim(R, "nobody", 10_000)
     await s.tick(R, lim)
     assert await s.claim(R, "a", 10_000)
-    assert await s.claim(R, "a", 10_000)  # idempotent
+    assert not await s.claim(R, "a", 10_000)  # a place is claimed once
     stats = await s.stats(R)
     assert (stats.active, stats.promoted, stats.admitted_total) == (1, 0, 1)
     store_env.advance(11_000)
@@ -514,9 +516,11 @@ async def test_every_key_has_a_ttl(store_env: StoreEnv) -> None:
     await s.heartbeat(R, "c")
     keys = sorted(await store_env.raw.keys("*"))
     assert keys == sorted(k for k in room_keys(R) if not k.endswith(":promoted"))
+    # A day past the longest duration the last write knew of (tombstones: spent_for_ms).
+    longest = 86_400_000 + max(10_000, LIM.spent_for_ms)
     for key in keys:
         ttl = await store_env.raw.pttl(key)
-        assert 86_000_000 <= ttl <= 86_500_000, (key, ttl)
+        assert 86_000_000 <= ttl <= longest + 100_000, (key, ttl)
 
 
 async def test_room_name_must_not_break_the_hash_tag(store_env: StoreEnv) -> None:
@@ -596,15 +600,18 @@ async def test_client_rate_limit_hits(store_env: StoreEnv) -> None:
 
 
 async def test_restore_counts_sessions_again_and_raises_the_sequence(store_env: StoreEnv) -> None:
-    """``restore``: after a loss, known sessions count again; waiters are not touched."""
+    """``restore``: after a loss, known sessions count again; one of them found waiting is a
+    replayed ticket that slipped in (a session's place id never waits) and leaves the queue."""
     store = store_env.store
     lim = limits(capacity=2, direct_admit=False)
-    view = await store.arrive(R, "waiter", lim)
-    assert view.status is WAITING
-    n = await store.restore(R, ["s1", "s2", "waiter", "s1"], 10_000, min_seq=500)
-    assert n == 2, "waiting ids are skipped, duplicates counted once"
+    assert (await store.arrive(R, "waiter", lim)).status is WAITING
+    assert (await store.arrive(R, "replay", lim)).status is WAITING
+    n = await store.restore(R, ["s1", "s2", "replay", "s1"], 10_000, min_seq=500)
+    assert n == 3, "duplicates counted once"
     stats = await store.stats(R)
-    assert (stats.active, stats.queue_length) == (2, 1)
+    assert (stats.active, stats.queue_length) == (3, 1)
+    assert (await store.heartbeat(R, "replay")).status is SPENT
+    assert (await store.heartbeat(R, "waiter")).status is WAITING
     newcomer = await store.arrive(R, "new", lim)
     assert newcomer.score == 501, "newcomers queue behind every score of the lost state"
     assert await store.touch(R, ["s1"], 10_000) == 1, "restored sessions are ordinary sessions"

@@ -7,11 +7,16 @@ example does not sleep; all replicas are moved alike. Real time still passes (mi
 so the model never predicts *when* something expires: it takes what ``tick`` reports and checks
 that it is consistent.
 
+Replays: any ticket ever handed out may come back with the score it was given, to ``arrive``
+(as a returning waiter) or to ``heartbeat``. A place that was promoted, admitted or given up is
+*spent* (tombstoned): it must never take a position again; only an abandoned one may (the
+gatekeeper decides by the ticket's age), at its own score.
+
 Checked after every step:
 - active + promoted <= capacity, and the store's counts equal the model's;
 - every ticket is in exactly one of queue / promoted / active, the one the model says;
 - FIFO: each tick promotes exactly the head of the model's queue (after its abandonments);
-- nobody is admitted twice;
+- nobody is admitted twice; a replay never admits, never queues a spent place;
 - admissions in any window <= burst + rate x window (forced admissions excepted).
 """
 
@@ -59,6 +64,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.next_id = 0
         self.state: dict[str, str] = {}
         """Ticket -> waiting / promoted / active / gone."""
+        self.spent: set[str] = set()
+        """Tickets whose place left the queue by promotion, admission or leave (tombstoned)."""
         self.scores: dict[str, int] = {}
         self.ever_admitted: set[str] = set()
         self.admission_times: list[tuple[int, int]] = []
@@ -78,6 +85,13 @@ class StoreMachine(RuleBasedStateMachine):
         self.loop.close()
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def answer(self, place_id: str) -> str:
+        """What ``heartbeat`` (and ``arrive``, for a place not waiting) must say."""
+        state = self.state[place_id]
+        if state in ("waiting", "promoted"):
+            return state
+        return "spent" if place_id in self.spent else "unknown"
 
     def ids(self, status: str) -> list[str]:
         return sorted(i for i, s in self.state.items() if s == status)
@@ -124,6 +138,7 @@ class StoreMachine(RuleBasedStateMachine):
         if view.status is PlaceStatus.ACTIVE:
             assert self.limits.direct_admit and queue_before == 0
             self.state[place_id] = "active"
+            self.spent.add(place_id)
             self.admitted(place_id, rated=True, before=before)
         else:
             assert view.status is PlaceStatus.WAITING, view
@@ -137,9 +152,8 @@ class StoreMachine(RuleBasedStateMachine):
     def heartbeat(self, data: st.DataObject, replica: int) -> None:
         place_id = data.draw(st.sampled_from(sorted(self.state)))
         view = self.run(self.replicas[replica].heartbeat(self.room, place_id))
-        expected = self.state[place_id]
-        assert view.status.value == ("unknown" if expected == "gone" else expected)
-        if expected == "waiting":
+        assert view.status.value == self.answer(place_id)
+        if self.state[place_id] == "waiting":
             order = self.queue_order()
             assert view.position == order.index(place_id) + 1
             assert view.queue_length == len(order)
@@ -159,6 +173,8 @@ class StoreMachine(RuleBasedStateMachine):
         place_id = data.draw(st.sampled_from(self.ids("promoted")))
         assert self.run(self.replicas[replica].claim(self.room, place_id, SESSION_MS))
         self.state[place_id] = "active"
+        other = self.replicas[(replica + 1) % 3]
+        assert not self.run(other.claim(self.room, place_id, SESSION_MS)), "claimed twice"
 
     @precondition(lambda self: self.ids("active"))
     @rule(data=st.data(), replica=st.integers(0, 2))
@@ -175,6 +191,29 @@ class StoreMachine(RuleBasedStateMachine):
         expected = self.state[place_id]
         assert status.value == ("unknown" if expected == "gone" else expected)
         self.state[place_id] = "gone"
+        self.spent.add(place_id)
+
+    @precondition(lambda self: self.state)
+    @rule(data=st.data(), replica=st.integers(0, 2))
+    def replay(self, data: st.DataObject, replica: int) -> None:
+        """A kept ticket comes back with its score, as a returning waiter (never admitted
+        directly: the gatekeeper re-enters waiters with ``direct_admit`` off)."""
+        place_id = data.draw(st.sampled_from(sorted(self.state)))
+        expected = self.answer(place_id)
+        queued = replace(self.limits, direct_admit=False)
+        score = self.scores.get(place_id, 1)
+        view = self.run(self.replicas[replica].arrive(self.room, place_id, queued, score))
+        if expected == "unknown":
+            # Abandoned (no tombstone): back at its own score, behind nobody who came later.
+            assert view.status is PlaceStatus.WAITING, view
+            assert view.score == self.scores[place_id]
+            self.state[place_id] = "waiting"
+            order = self.queue_order()
+            assert view.position == order.index(place_id) + 1
+        else:
+            assert view.status.value == expected, (place_id, view)
+            if expected == "waiting":
+                assert view.position == self.queue_order().index(place_id) + 1
 
     @rule(replica=st.integers(0, 2), force=st.sampled_from([0, 0, 0, 1, 3]))
     def tick(self, replica: int, force: int) -> None:
@@ -203,6 +242,7 @@ class StoreMachine(RuleBasedStateMachine):
             assert len(result.promoted) == min(force, max(0, free), len(self.ids("waiting")))
         for place_id in result.promoted:
             self.state[place_id] = "promoted"
+            self.spent.add(place_id)
             self.admitted(place_id, rated=force == 0, before=before)
 
     @rule(ms=st.sampled_from([100, 1_000, 3_000, 6_000]))

@@ -71,6 +71,16 @@ async def _waiter_loop(c: httpx.AsyncClient, rec: Recorder, stop: asyncio.Event)
         await asyncio.sleep(0.2)
 
 
+async def _wait_active(store: RedisStore, at_least: int, timeout: float) -> int:
+    """The store's active count once it reaches ``at_least`` (or after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        active = (await store.stats("outage")).active
+        if active >= at_least or time.monotonic() > deadline:
+            return active
+        await asyncio.sleep(0.1)
+
+
 async def _outage(
     store_via_fault: tuple[RedisStore, FaultProxy],
     caplog: pytest.LogCaptureFixture,
@@ -129,8 +139,17 @@ async def _outage(
                     break
                 await asyncio.sleep(0.25)
             assert left.json()["status"] == "left"
-            await asyncio.wait_for(waiter_task, 10)
-            t_admitted = w_rec.samples[-1].t
+            if fail_mode is FailMode.CLOSED:
+                await asyncio.wait_for(waiter_task, 10)
+                t_admitted = w_rec.samples[-1].t
+            else:
+                # Each fail-open admission is a session, counted once the store is back: the
+                # room is over capacity then, so nobody (the waiter neither) is admitted.
+                counted = await _wait_active(store, CAPACITY - 1 + new_hits_during, 10)
+                assert counted >= CAPACITY - 1 + new_hits_during, (counted, new_hits_during)
+                await asyncio.sleep(1.0)  # several controller ticks
+                assert not waiter_task.done(), "admitted while the room was over capacity"
+                t_admitted = t_heal
             await asyncio.sleep(0.5)  # sessions keep passing after the recovery too
         finally:
             stop.set()

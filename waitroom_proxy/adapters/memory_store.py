@@ -15,6 +15,9 @@ Complexity per room with *n* waiters and *s* sessions:
   capped at ``TICK_LIMIT``; promotions pop from the head of the list.
 - ``touch``: O(log s) per id (a lazy heap of deadlines, compacted when it grows).
 - ``leave``: O(log n) search plus an O(n) ``memmove``.
+- tombstones (``spent``): a dict in the order they were written (the store's clock only moves
+  forward, so that is time order); ``tick`` drops expired ones from the front.
+- ``hit``: O(1) amortised (``domain.ratelimit.WindowTable``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
-from waitroom_proxy.domain.ratelimit import WindowState
-from waitroom_proxy.domain.ratelimit import hit as rate_hit
+from waitroom_proxy.domain.ratelimit import WindowTable
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
 
 __all__ = ["TICK_LIMIT", "MemoryStore"]
@@ -62,6 +64,8 @@ class _Room:
     revoked: list[tuple[int, str, int]] = field(default_factory=list)
     """(revoked at, id, forget after) sorted by revocation time."""
     meta: dict[str, str] = field(default_factory=dict)
+    spent: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    """Tombstones: place id -> time it left the queue (ms), oldest first."""
     admitted_total: int = 0
     seq: int = 0
     tokens: int | None = None
@@ -80,7 +84,7 @@ class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
-        self._hits: dict[str, WindowState] = {}
+        self._hits = WindowTable()
 
     def __repr__(self) -> str:
         return f"MemoryStore(rooms={len(self._rooms)})"
@@ -99,13 +103,20 @@ class MemoryStore:
         return state
 
     def _status(self, state: _Room, place_id: str) -> PlaceStatus:
+        """Where a place stands, as ``arrive`` and ``heartbeat`` answer it."""
         if place_id in state.scores:
             return PlaceStatus.WAITING
         if place_id in state.promoted:
             return PlaceStatus.PROMOTED
-        if place_id in state.active:
-            return PlaceStatus.ACTIVE
+        if place_id in state.active or place_id in state.spent:
+            return PlaceStatus.SPENT
         return PlaceStatus.UNKNOWN
+
+    @staticmethod
+    def _spend(state: _Room, place_id: str, now: int) -> None:
+        """Tombstone a place (the first time it left the queue counts)."""
+        if place_id not in state.spent:
+            state.spent[place_id] = now
 
     @staticmethod
     def _position(state: _Room, place_id: str) -> int:
@@ -145,6 +156,7 @@ class MemoryStore:
 
     def _admit(self, state: _Room, place_id: str, session_ttl_ms: int, now: int) -> QueueView:
         self._set_deadline(state, place_id, now + session_ttl_ms)
+        self._spend(state, place_id, now)
         state.admitted_total += 1
         return QueueView(PlaceStatus.ACTIVE, queue_length=len(state.scores))
 
@@ -225,8 +237,6 @@ class MemoryStore:
         state = self._rooms.get(room)
         if state is None:
             return False
-        if place_id in state.active:
-            return True
         if state.promoted.pop(place_id, None) is None:
             return False
         self._set_deadline(state, place_id, self._now() + session_ttl_ms)
@@ -249,32 +259,40 @@ class MemoryStore:
         return n
 
     async def restore(
-        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+        self,
+        room: str,
+        place_ids: Sequence[str],
+        session_ttl_ms: int,
+        min_seq: int = 0,
+        spent_ids: Sequence[str] = (),
     ) -> int:
         """See ``waitroom_proxy.ports.Store.restore``."""
         state = self._room(room)
         state.seq = max(state.seq, min_seq)
-        deadline = self._now() + session_ttl_ms
+        now = self._now()
         n = 0
-        for place_id in place_ids:
-            if place_id in state.active or place_id in state.scores or place_id in state.promoted:
+        sessions = len(place_ids)
+        for i, place_id in enumerate([*place_ids, *spent_ids]):
+            if place_id in state.promoted:
                 continue
-            self._set_deadline(state, place_id, deadline)
-            n += 1
+            self._remove_waiter(state, place_id)  # a replayed ticket that slipped in
+            if i < sessions and place_id not in state.active:
+                self._set_deadline(state, place_id, now + session_ttl_ms)
+                n += 1
+            self._spend(state, place_id, now)
         return n
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""
-        state = self._rooms.get(room)
-        if state is None:
-            return PlaceStatus.UNKNOWN
+        state = self._room(room)
+        now = self._now()
+        self._spend(state, place_id, now)
         if self._remove_waiter(state, place_id):
             return PlaceStatus.WAITING
         if state.promoted.pop(place_id, None) is not None:
             return PlaceStatus.PROMOTED
         if state.active.pop(place_id, None) is not None:
             if revoke_for_ms > 0:
-                now = self._now()
                 insort(state.revoked, (now, place_id, now + revoke_for_ms))
             return PlaceStatus.ACTIVE
         return PlaceStatus.UNKNOWN
@@ -314,6 +332,14 @@ class MemoryStore:
 
         if state.revoked:
             state.revoked = [r for r in state.revoked if r[2] >= now]
+        cutoff = now - limits.spent_for_ms
+        buried = 0
+        while state.spent and buried < TICK_LIMIT:
+            place_id, spent_at = next(iter(state.spent.items()))
+            if spent_at >= cutoff:
+                break
+            del state.spent[place_id]
+            buried += 1
 
         free = limits.capacity - len(state.active) - len(state.promoted)
         n = 0
@@ -339,6 +365,7 @@ class MemoryStore:
             del state.scores[place_id]
             state.heartbeats.pop(place_id, None)
             state.promoted[place_id] = now
+            self._spend(state, place_id, now)
             promoted.append(place_id)
         state.admitted_total += len(promoted)
         return TickResult(
@@ -387,14 +414,7 @@ class MemoryStore:
 
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``."""
-        now = self._now()
-        state, wait = rate_hit(self._hits.get(client), now, limit, window_ms)
-        if state is not None:
-            self._hits[client] = state
-        if len(self._hits) > 100_000:  # bounded: forget windows that no longer count
-            oldest = now // window_ms - 1
-            self._hits = {k: v for k, v in self._hits.items() if v.index >= oldest}
-        return wait
+        return self._hits.hit(client, self._now(), limit, window_ms)
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""

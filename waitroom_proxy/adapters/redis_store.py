@@ -18,9 +18,12 @@ piece           type   content
 ``revoked``     zset   session id -> revocation time (ms)
 ``revoked_exp`` zset   session id -> time the revocation may be forgotten (ms)
 ``meta``        hash   runtime room state
+``spent``       zset   place id -> time it left the queue (ms): tombstones, kept
+                       ``spent_for_ms``
 ==============  =====  =====================================================================
 
-A waiter costs one member in ``queue`` and one in ``hb``.
+A waiter costs one member in ``queue`` and one in ``hb``; an admission leaves one member in
+``spent`` for ``spent_for_ms`` (README, "Store memory").
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ KEY_TTL_MARGIN_MS = 86_400_000
 """Keys live this long past the longest duration of the call that last wrote them."""
 MAX_SCORE = 2**53
 """Sorted-set scores are doubles: integer scores beyond this lose precision."""
+SPENT_TTL_MS = 3_900_000
+"""Key TTL floor for calls that write tombstones without the room's limits (leave, restore):
+the default ``spent_for_ms``; the next tick sets the room's own."""
 
 SCRIPT_NAMES = (
     "arrive",
@@ -75,6 +81,7 @@ _STATUS = {
     2: PlaceStatus.PROMOTED,
     3: PlaceStatus.ACTIVE,
     4: PlaceStatus.FULL,
+    5: PlaceStatus.SPENT,
 }
 
 
@@ -89,6 +96,7 @@ class RoomKeys(NamedTuple):
     revoked: str
     revoked_exp: str
     meta: str
+    spent: str
 
 
 @lru_cache(maxsize=4096)
@@ -199,7 +207,7 @@ class RedisStore:
         k = room_keys(room)
         reply = await self._run(
             "arrive",
-            (k.queue, k.hb, k.promoted, k.active, k.counters),
+            (k.queue, k.hb, k.promoted, k.active, k.counters, k.spent),
             (
                 self._clock_offset_ms,
                 place_id,
@@ -210,7 +218,12 @@ class RedisStore:
                 int(limits.direct_admit),
                 int(limits.count_only),
                 "" if score is None else score,
-                _key_ttl(limits.abandon_after_ms, limits.session_ttl_ms, limits.claim_timeout_ms),
+                _key_ttl(
+                    limits.abandon_after_ms,
+                    limits.session_ttl_ms,
+                    limits.claim_timeout_ms,
+                    limits.spent_for_ms,
+                ),
             ),
         )
         return self._view(reply)
@@ -220,7 +233,7 @@ class RedisStore:
         k = room_keys(room)
         reply = await self._run(
             "heartbeat",
-            (k.queue, k.hb, k.promoted, k.active),
+            (k.queue, k.hb, k.promoted, k.active, k.spent),
             (self._clock_offset_ms, place_id, _key_ttl()),
         )
         return self._view(reply)
@@ -248,19 +261,26 @@ class RedisStore:
         return int(reply)
 
     async def restore(
-        self, room: str, place_ids: Sequence[str], session_ttl_ms: int, min_seq: int = 0
+        self,
+        room: str,
+        place_ids: Sequence[str],
+        session_ttl_ms: int,
+        min_seq: int = 0,
+        spent_ids: Sequence[str] = (),
     ) -> int:
         """See ``waitroom_proxy.ports.Store.restore``."""
         k = room_keys(room)
         reply = await self._run(
             "restore",
-            (k.active, k.queue, k.promoted, k.counters),
+            (k.active, k.queue, k.promoted, k.counters, k.hb, k.spent),
             (
                 self._clock_offset_ms,
                 session_ttl_ms,
-                _key_ttl(session_ttl_ms),
+                _key_ttl(session_ttl_ms, SPENT_TTL_MS),
                 min(max(0, min_seq), MAX_SCORE),
+                len(place_ids),
                 *place_ids,
+                *spent_ids,
             ),
         )
         return int(reply)
@@ -270,8 +290,8 @@ class RedisStore:
         k = room_keys(room)
         reply = await self._run(
             "leave",
-            (k.queue, k.hb, k.promoted, k.active, k.revoked, k.revoked_exp),
-            (self._clock_offset_ms, place_id, revoke_for_ms, _key_ttl(revoke_for_ms)),
+            (k.queue, k.hb, k.promoted, k.active, k.revoked, k.revoked_exp, k.spent),
+            (self._clock_offset_ms, place_id, revoke_for_ms, _key_ttl(revoke_for_ms, SPENT_TTL_MS)),
         )
         return _STATUS.get(int(reply), PlaceStatus.UNKNOWN)
 
@@ -290,7 +310,13 @@ class RedisStore:
                 int(limits.promote),
                 max(0, force),
                 TICK_LIMIT,
-                _key_ttl(limits.abandon_after_ms, limits.session_ttl_ms, limits.claim_timeout_ms),
+                _key_ttl(
+                    limits.abandon_after_ms,
+                    limits.session_ttl_ms,
+                    limits.claim_timeout_ms,
+                    limits.spent_for_ms,
+                ),
+                limits.spent_for_ms,
             ),
         )
         promoted, expired, no_shows, abandoned = ([_text(x) for x in part] for part in reply)

@@ -18,6 +18,7 @@ from typing import Any
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import Refusal, prepare, refuse, target_of
 from waitroom_proxy.asgi.page import content_security_policy
+from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.tokens import Session
 from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Outcome, RoomRuntime
@@ -167,12 +168,13 @@ class WaitroomMiddleware:
                 await self._forward(scope, receive, send, room, None, None, None)
                 return
 
-        ticket = gate.read_ticket(ticket_value)
         if gate.client_rate_limit:
+            # Before the ticket is read: a flood of cookie values costs one counter each.
             wait = await gate.client_wait(self.trusted.client_ip(scope))
             if wait > 0:
                 await self._too_many(scope, send, room, wait, accept)
                 return
+        ticket = gate.read_ticket(ticket_value)
         outcome = await gate.arrive(room, ticket, request_url(scope), now)
         await self._answer(scope, receive, send, outcome, accept)
 
@@ -189,8 +191,12 @@ class WaitroomMiddleware:
                                 outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
             return
         if kind == "fail_open":
+            # A session like any other (the store counts it once it is back), so this
+            # visitor's next requests pass on it instead of spending the local rate.
             self.metrics.request(room.name, "failed_open")
-            await self._forward(scope, receive, send, room, None, None, None)
+            session = self.gate.cache.get(outcome.session_token or "", self.gate.clock())
+            await self._forward(scope, receive, send, room, session, outcome.session_token,
+                                outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
             return
         self.metrics.request(
             room.name,
@@ -255,10 +261,19 @@ class WaitroomMiddleware:
         new_token: str | None,
         *,
         extra_cookies: list[tuple[str, str, int]] | None = None,
+        bound: bool = False,
     ) -> None:
         """Pass the request on: every path (session, bypass, no room, fail-open) comes here,
         so the room's cookies never reach the app or origin, and ``Waitroom-Verified`` is
         only ever the proxy's own (the client's was dropped by ``asgi.edge``)."""
+        if scope["type"] == "websocket" and session is not None and room is not None and not bound:
+            # The connection lives no longer than its session (asgi.wsguard).
+            async def guarded(rcv: Receive, snd: Send) -> None:
+                await self._forward(scope, rcv, snd, room, session, token, new_token,
+                                    extra_cookies=extra_cookies, bound=True)  # fmt: skip
+
+            await run_session_bound(self.gate, room, session, guarded, receive, send)
+            return
         set_cookies: list[tuple[bytes, bytes]] = []
         if room is not None and (new_token is not None or extra_cookies):
             secure = self.trusted.scheme(scope) == "https"

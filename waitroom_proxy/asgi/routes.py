@@ -3,6 +3,10 @@
 ``status`` and ``heartbeat`` answer the same JSON; ``heartbeat`` is what the waiting page polls
 (POST), ``status`` is the same for clients that prefer GET. Both keep the place and, once the
 visitor is promoted, start the session and set its cookie.
+
+They answer for the room of the visitor's ticket: a session for another room (one session cookie
+per host) is not "admitted" here, or the page would send the visitor back to a URL that queues
+them again. A ticket is verified only after the per-client rate limit let the request through.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from starlette.types import ASGIApp
 
     from waitroom_proxy.bootstrap import Engine
+    from waitroom_proxy.service import RoomRuntime
 
 
 def _json(
@@ -48,26 +55,39 @@ def build_routes(engine: Engine) -> ASGIApp:
     def secure(request: Request) -> bool:
         return engine.trusted.scheme(request.scope) == "https"
 
+    def admitted_in(
+        token: str | None, rooms: Iterable[RoomRuntime], now: float
+    ) -> RoomRuntime | None:
+        """The room (of ``rooms``) that the session token is valid for, or None."""
+        if token:
+            for room in rooms:
+                if gate.session_for(token, room, now) is not None:
+                    return room
+        return None
+
     async def status(request: Request) -> Response:
         now = gate.clock()
         session_token = request.cookies.get(SESSION_COOKIE)
-        ticket = gate.read_ticket(request.cookies.get(TICKET_COOKIE))
-        if session_token:
-            for room in gate.rooms.values():
-                s = gate.session_for(session_token, room, now)
-                if s is not None:
-                    return_to = ticket.return_to if ticket is not None else "/"
-                    return _json(gate.status_dict(room, "admitted", None, return_to))
-        if ticket is None:
+        ticket_value = request.cookies.get(TICKET_COOKIE)
+        if not ticket_value:
+            room = admitted_in(session_token, gate.rooms.values(), now)
+            if room is not None:
+                return _json(gate.status_dict(room, "admitted", None, "/"))
             return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
                           "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
                           "return_to": "/"})  # fmt: skip
         wait = await gate.client_wait(engine.trusted.client_ip(request.scope))
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
-            return _json({"status": "rate_limited", "room": ticket.room,
-                          "retry_after": int(retry)}, 429,
+            return _json({"status": "rate_limited", "retry_after": int(retry)}, 429,
                          [(b"retry-after", retry.encode())])  # fmt: skip
+        ticket = gate.read_ticket(ticket_value)
+        if ticket is None:
+            return _json({"status": "expired", "room": None}, cookies=[
+                cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
+        room = gate.rooms.get(ticket.room)
+        if room is not None and admitted_in(session_token, (room,), now) is not None:
+            return _json(gate.status_dict(room, "admitted", None, ticket.return_to))
         outcome = await gate.heartbeat(ticket, ticket.return_to, now)
         if outcome is None:
             return _json({"status": "expired", "room": ticket.room}, cookies=[
@@ -90,6 +110,7 @@ def build_routes(engine: Engine) -> ASGIApp:
                 session = gate.session_for(token, room, now)
                 if session is not None:
                     break
+        # Both, when the visitor holds a session and a ticket (of this room or another).
         left = await gate.leave(ticket, session, now)
         sec = secure(request)
         cookies = [

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from waitroom_proxy.domain.lifecycle import spent_for
 from waitroom_proxy.domain.policy import Mode, RoomPolicy
 from waitroom_proxy.ports import RoomLimits
 
@@ -120,6 +121,7 @@ def limits_for(policy: RoomPolicy, *, paused: bool = False) -> RoomLimits:
         direct_admit=not queue_only,
         promote=not queue_only,
         count_only=policy.mode is Mode.PASSTHROUGH and not paused,
+        spent_for_ms=int(spent_for(policy) * 1000),
     )
 
 

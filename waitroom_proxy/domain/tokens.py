@@ -14,6 +14,14 @@
 
 Verification costs ~30 µs, so the gatekeeper keeps a cache of tokens it already verified
 (``SessionCache``): the hot path is a dict lookup and an expiry comparison.
+
+**Only the canonical encoding is accepted.** Base64 decoders are lenient (itsdangerous and PyJWT
+both end in ``base64.urlsafe_b64decode``, which skips characters outside the alphabet, takes
+``+``/``/`` for ``-``/``_``, and ignores the unused low bits of the last character), so one
+real token could be spelled in unlimited ways that all verify, each a new entry in a cache of
+verified tokens. Both readers therefore refuse any character outside the URL-safe alphabet and
+any signature whose text is not exactly the encoding of its bytes: one token, one spelling. The
+caches are bounded by entries and bytes besides (``domain.cache.BoundedCache``).
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from waitroom_proxy.domain.cache import BoundedCache
 from waitroom_proxy.errors import TokenError
 
 SESSION_TYP = "waitroom-session+jwt"
@@ -40,6 +50,24 @@ CLOCK_SKEW = 300
 """Seconds a token's ``nbf`` lies before its ``iat``: replicas whose clocks differ by up to this
 accept each other's fresh tokens (with 5 s, a replica 90 s ahead issued sessions that every
 other replica refused as "not yet valid", and a visitor could not even leave)."""
+
+
+_TICKET_TEXT = re.compile(r"^\.?[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)\Z")
+"""itsdangerous' ``URLSafeSerializer`` output: payload (``.``-prefixed when zlib-compressed),
+a dot, the signature."""
+_JWT_TEXT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)\Z")
+
+
+def _canonical_b64(text: str) -> bool:
+    """True if ``text`` is exactly the unpadded URL-safe base64 encoding of what it decodes to
+    (the caller has checked the alphabet)."""
+    if len(text) % 4 == 1:
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        return False
+    return _b64(raw) == text
 
 
 def new_place_id() -> str:
@@ -83,7 +111,9 @@ class TicketSigner:
         if not secrets_:
             raise ValueError("at least one secret is needed")
         self._serializer = URLSafeSerializer(list(reversed(secrets_)), salt=TICKET_SALT)
-        self._verified: dict[str, Ticket] = {}
+        self._verified: BoundedCache[str, Ticket] = BoundedCache(
+            max_entries=100_000, max_bytes=32 * 1024 * 1024
+        )
         """Tickets already verified: a waiter's page sends the same value every poll."""
 
     def __repr__(self) -> str:
@@ -102,14 +132,17 @@ class TicketSigner:
         if known is not None:
             return known
         ticket = self._loads(value)
-        if len(self._verified) >= 100_000:
-            self._verified.clear()
-        self._verified[value] = ticket
+        self._verified.put(value, ticket, len(value))
         return ticket
 
     def _loads(self, value: str) -> Ticket:
         if not value or len(value) > MAX_COOKIE_LEN:
             raise TokenError("ticket: empty or too long")
+        # One ticket, one spelling: the URL-safe alphabet only, and a signature that is the
+        # exact encoding of its bytes (the payload text itself is what the signature covers).
+        shape = _TICKET_TEXT.match(value)
+        if shape is None or not _canonical_b64(shape.group(1)):
+            raise TokenError("ticket: not in canonical encoding")
         try:
             payload = self._serializer.loads(value)
         except BadSignature as exc:
@@ -253,6 +286,9 @@ class SessionSigner:
         """Verify a session token; raise TokenError if it is not acceptable in any way."""
         if not token or len(token) > MAX_COOKIE_LEN:
             raise TokenError("session: empty or too long")
+        shape = _JWT_TEXT.match(token)
+        if shape is None or not _canonical_b64(shape.group(1)):
+            raise TokenError("session: not in canonical encoding")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -323,33 +359,48 @@ def _public_only_key(pem: bytes) -> _Key:
 class SessionCache:
     """Tokens already verified, so the hot path does no signature check.
 
-    Bounded: when full, the oldest half is dropped (insertion order). Revoked sessions (by place
-    id) are refused even while their token is cached.
+    Bounded by entries and bytes (oldest first out). Revoked sessions (by place
+    id) are refused even while their token is cached; whoever watches a place id (an open
+    WebSocket of that session) is called back at once when it is revoked.
     """
 
-    def __init__(self, max_entries: int = 100_000) -> None:
-        self._entries: dict[str, Session] = {}
-        self._max = max_entries
+    def __init__(self, max_entries: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._entries: BoundedCache[str, Session] = BoundedCache(
+            max_entries=max_entries, max_bytes=max_bytes
+        )
         self.revoked: dict[str, float] = {}
         """place id → until when (unix seconds) it is refused."""
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
 
     def get(self, token: str, now: float) -> Session | None:
         s = self._entries.get(token)
         if s is None:
             return None
         if now >= s.expires_at or s.place_id in self.revoked:
-            del self._entries[token]
+            self._entries.pop(token)
             return None
         return s
 
     def put(self, token: str, session: Session) -> None:
-        if len(self._entries) >= self._max:
-            for key in list(self._entries)[: self._max // 2]:
-                del self._entries[key]
-        self._entries[token] = session
+        self._entries.put(token, session, len(token))
 
     def revoke(self, place_id: str, until: float) -> None:
-        self.revoked[place_id] = until
+        self.revoked[place_id] = max(until, self.revoked.get(place_id, until))
+        for callback in list(self._watchers.get(place_id, ())):
+            callback()
+
+    def watch(self, place_id: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when ``place_id`` is revoked; returns the function that stops it."""
+        self._watchers.setdefault(place_id, set()).add(callback)
+
+        def unwatch() -> None:
+            callbacks = self._watchers.get(place_id)
+            if callbacks is not None:
+                callbacks.discard(callback)
+                if not callbacks:
+                    del self._watchers[place_id]
+
+        return unwatch
 
     def prune(self, now: float) -> None:
         """Forget revocations whose tokens have all expired."""

@@ -5,6 +5,7 @@
 -- KEYS[3] promoted   zset  place id -> promotion time (ms)
 -- KEYS[4] active     zset  place id -> session deadline (ms)
 -- KEYS[5] counters   hash  admitted_total, seq, tokens (1/60000 token units), tokens_ts (ms)
+-- KEYS[6] spent      zset  place id -> time it left the queue (ms): tombstones
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
 -- ARGV[3] capacity
@@ -16,9 +17,11 @@
 -- ARGV[9] score ("" = next arrival sequence)
 -- ARGV[10] key TTL (ms), refreshed on every key this call writes
 -- returns {status, position, queue_length, score} (integers)
---   status: 0 unknown, 1 waiting, 2 promoted, 3 active, 4 full
+--   status: 1 waiting, 2 promoted, 3 active (admitted by this call), 4 full,
+--           5 spent (active already, or tombstoned: the place id takes no position again)
 
 local queue, heartbeats, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local spent = KEYS[6]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local id = ARGV[2]
@@ -39,13 +42,15 @@ local qlen = redis.call('ZCARD', queue)
 if redis.call('ZSCORE', promoted, id) then
   return {2, 0, qlen, 0}
 end
-if redis.call('ZSCORE', active, id) then
-  return {3, 0, qlen, 0}
+if redis.call('ZSCORE', active, id) or redis.call('ZSCORE', spent, id) then
+  return {5, 0, qlen, 0}
 end
 
 local function admit()
   redis.call('ZADD', active, now + session_ttl, id)
   redis.call('PEXPIRE', active, key_ttl)
+  redis.call('ZADD', spent, now, id)
+  redis.call('PEXPIRE', spent, key_ttl)
   redis.call('HINCRBY', counters, 'admitted_total', 1)
   redis.call('PEXPIRE', counters, key_ttl)
   return {3, 0, qlen, 0}

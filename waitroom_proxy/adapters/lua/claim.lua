@@ -1,4 +1,4 @@
--- claim: a promoted waiter takes its slot (ports.Store.claim). Idempotent.
+-- claim: a promoted waiter takes its slot (ports.Store.claim). A place is claimed once.
 --
 -- KEYS[1] promoted zset  place id -> promotion time (ms)
 -- KEYS[2] active   zset  place id -> session deadline (ms)
@@ -6,13 +6,10 @@
 -- ARGV[2] place id
 -- ARGV[3] session_ttl_ms
 -- ARGV[4] key TTL (ms)
--- returns 1 if the place is active afterwards, else 0
+-- returns 1 if this call made the place active, else 0 (not promoted, or claimed already)
 
 local promoted, active = KEYS[1], KEYS[2]
 local id = ARGV[2]
-if redis.call('ZSCORE', active, id) then
-  return 1
-end
 if redis.call('ZREM', promoted, id) == 0 then
   return 0
 end

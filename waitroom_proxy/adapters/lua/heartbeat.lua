@@ -4,13 +4,14 @@
 -- KEYS[2] heartbeats zset  place id -> last heartbeat (ms)
 -- KEYS[3] promoted   zset  place id -> promotion time (ms)
 -- KEYS[4] active     zset  place id -> session deadline (ms)
+-- KEYS[5] spent      zset  place id -> time it left the queue (ms): tombstones
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
 -- ARGV[3] key TTL (ms), set on the heartbeats key only if it has none
 -- returns {status, position, queue_length, score} (integers)
---   status: 0 unknown, 1 waiting, 2 promoted, 3 active
+--   status: 0 unknown, 1 waiting, 2 promoted, 5 spent (active, or tombstoned)
 
-local queue, heartbeats, promoted, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local queue, heartbeats, promoted, active, spent = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id = ARGV[2]
 local score = redis.call('ZSCORE', queue, id)
 local qlen = redis.call('ZCARD', queue)
@@ -26,7 +27,7 @@ end
 if redis.call('ZSCORE', promoted, id) then
   return {2, 0, qlen, 0}
 end
-if redis.call('ZSCORE', active, id) then
-  return {3, 0, qlen, 0}
+if redis.call('ZSCORE', active, id) or redis.call('ZSCORE', spent, id) then
+  return {5, 0, qlen, 0}
 end
 return {0, 0, qlen, 0}

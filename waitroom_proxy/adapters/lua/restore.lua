@@ -1,39 +1,56 @@
--- restore: re-count sessions after the store lost its data (ports.Store.restore).
--- Only called by a replica that saw the room's incarnation marker vanish: the sessions it
--- knows of are still valid (their tokens verify locally), so the store must count them again.
--- No capacity check: these visitors are already in.
+-- restore: count sessions the store does not know, tombstone places known to be spent
+-- (ports.Store.restore). Called by a replica that saw the room's state vanish (the sessions it
+-- knows are still valid: their tokens verify locally), and for sessions admitted while the
+-- store was down. No capacity check: these visitors are already in.
 --
--- KEYS[1] active zset    place id -> session deadline (ms)
--- KEYS[2] queue zset     (a place id waiting is not a session)
--- KEYS[3] promoted zset  (nor is one promoted)
--- KEYS[4] counters hash  field seq: the arrival sequence
+-- KEYS[1] active zset     place id -> session deadline (ms)
+-- KEYS[2] queue zset      place id -> score
+-- KEYS[3] promoted zset   (a place id promoted is left as it is)
+-- KEYS[4] counters hash   field seq: the arrival sequence
+-- KEYS[5] heartbeats zset place id -> last heartbeat (ms)
+-- KEYS[6] spent zset      place id -> time it left the queue (ms): tombstones
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] session_ttl_ms
 -- ARGV[3] key TTL (ms)
 -- ARGV[4] min_seq: the arrival sequence is raised to at least this (newcomers queue behind
 --         every waiter of the lost state, whose tickets carry scores up to it)
--- ARGV[5..n] place ids
+-- ARGV[5] n: how many of the ids that follow are sessions; the rest are only tombstoned
+-- ARGV[6..n+5] session place ids; ARGV[n+6..] spent place ids
 -- returns the number of sessions added
 
+local active, queue, promoted, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local heartbeats, spent = KEYS[5], KEYS[6]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
-local n = 0
+local key_ttl = tonumber(ARGV[3])
 local min_seq = tonumber(ARGV[4])
-if min_seq > tonumber(redis.call('HGET', KEYS[4], 'seq') or '0') then
-  redis.call('HSET', KEYS[4], 'seq', min_seq)
-  redis.call('PEXPIRE', KEYS[4], tonumber(ARGV[3]))
+local sessions = tonumber(ARGV[5])
+if min_seq > tonumber(redis.call('HGET', counters, 'seq') or '0') then
+  redis.call('HSET', counters, 'seq', min_seq)
+  redis.call('PEXPIRE', counters, key_ttl)
 end
-for i = 5, #ARGV do
+local n = 0
+local touched = false
+for i = 6, #ARGV do
   local id = ARGV[i]
-  if not redis.call('ZSCORE', KEYS[1], id)
-      and not redis.call('ZSCORE', KEYS[2], id)
-      and not redis.call('ZSCORE', KEYS[3], id) then
-    redis.call('ZADD', KEYS[1], deadline, id)
-    n = n + 1
+  if not redis.call('ZSCORE', promoted, id) then
+    -- A place known to be spent found waiting: a replayed ticket slipped in after the loss.
+    if redis.call('ZREM', queue, id) == 1 then
+      redis.call('ZREM', heartbeats, id)
+    end
+    if i < 6 + sessions and not redis.call('ZSCORE', active, id) then
+      redis.call('ZADD', active, deadline, id)
+      n = n + 1
+    end
+    redis.call('ZADD', spent, 'NX', now, id)
+    touched = true
   end
 end
 if n > 0 then
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  redis.call('PEXPIRE', active, key_ttl)
+end
+if touched then
+  redis.call('PEXPIRE', spent, key_ttl)
 end
 return n

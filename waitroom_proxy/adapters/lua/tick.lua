@@ -9,6 +9,7 @@
 -- KEYS[6] revoked     zset  session id -> revocation time (ms)
 -- KEYS[7] revoked_exp zset  session id -> time the revocation may be forgotten (ms)
 -- KEYS[8] meta        hash  runtime room state (only its TTL is refreshed here)
+-- KEYS[9] spent       zset  place id -> time it left the queue (ms): tombstones
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] capacity
 -- ARGV[3] admit_rate (admissions per minute, 0 = unlimited)
@@ -18,10 +19,11 @@
 -- ARGV[7] force: extra promotions ignoring the bucket and ARGV[6], within capacity
 -- ARGV[8] limit per list
 -- ARGV[9] key TTL (ms), refreshed on every key of the room
+-- ARGV[10] spent_for_ms: tombstones older than this are removed
 -- returns {promoted ids, expired session ids, no-show ids, abandoned ids}
 
 local queue, heartbeats, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local revoked, revoked_exp, meta = KEYS[6], KEYS[7], KEYS[8]
+local revoked, revoked_exp, meta, spent = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
@@ -52,6 +54,11 @@ local forgotten = redis.call('ZRANGEBYSCORE', revoked_exp, '-inf', '(' .. now, '
 if #forgotten > 0 then
   redis.call('ZREM', revoked_exp, unpack(forgotten))
   redis.call('ZREM', revoked, unpack(forgotten))
+end
+local buried = redis.call(
+  'ZRANGEBYSCORE', spent, '-inf', '(' .. (now - tonumber(ARGV[10])), 'LIMIT', 0, limit)
+if #buried > 0 then
+  redis.call('ZREM', spent, unpack(buried))
 end
 
 -- 2. Promote from the head within capacity and the token bucket.
@@ -105,6 +112,7 @@ if #head > 0 then
   redis.call('ZREM', queue, unpack(head))
   redis.call('ZREM', heartbeats, unpack(head))
   redis.call('ZADD', promoted, unpack(args))
+  redis.call('ZADD', spent, 'NX', unpack(args))
   redis.call('HINCRBY', counters, 'admitted_total', #head)
 end
 
