@@ -76,7 +76,7 @@ class Controller:
         store = gate.store
         await gate.refresh_room_state(room)
         result: TickResult = await gate._call(
-            "tick", lambda: store.tick(room.name, room.limits, force)
+            "tick", lambda: store.tick(room.name, room.limits, force), room.name
         )
         m = gate.metrics
         name = room.name
@@ -96,7 +96,7 @@ class Controller:
             m.abandoned.labels(name).inc(len(result.abandoned))
         if result.expired_sessions:
             m.sessions_ended.labels(name, "idle").inc(len(result.expired_sessions))
-        stats = await gate._call("stats", lambda: store.stats(name))
+        stats = await gate._call("stats", lambda: store.stats(name), name)
         m.capacity.labels(name).set(room.policy.capacity)
         m.queue_length.labels(name).set(stats.queue_length)
         m.active_sessions.labels(name).set(stats.active)
@@ -104,7 +104,7 @@ class Controller:
         room.eta.observe(stats.now_ms / 1000.0, stats.admitted_total)
         room.last_stats = stats
         since = self._revoked_since.get(name, stats.now_ms - 60_000)
-        ids, now_ms = await gate._call("revoked", lambda: store.revoked_since(name, since))
+        ids, now_ms = await gate._call("revoked", lambda: store.revoked_since(name, since), name)
         self._revoked_since[name] = now_ms - 2_000  # overlap: a revocation is never missed
         until = gate.clock() + room.policy.session_max
         for pid in ids:

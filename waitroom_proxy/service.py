@@ -155,8 +155,18 @@ def _reseal_after(room: RoomRuntime) -> float:
     return min(room.policy.abandon_after / 6, 60.0)
 
 
+HIT_BREAKER = ":hit"
+"""Breaker key of the per-client rate limit (its keys spread over every shard of a cluster)."""
+PROCESS_BREAKER = ":process"
+"""Breaker key of store calls made for no room (the admin API's ping)."""
+
+
 class CircuitBreaker:
     """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
+
+    One per room (``Gatekeeper.breaker_for``): a room lives on one shard of a cluster, so a
+    shard that times out, refuses connections or answers READONLY / CLUSTERDOWN / endless
+    MOVED opens the breakers of its own rooms only; rooms elsewhere keep their store.
 
     Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds one call is let
     through (half-open: a single probe, the others still fail fast while it runs, so a slow
@@ -235,13 +245,16 @@ class Gatekeeper:
             for p in rooms
         }
         self.matcher = RoomMatcher(rooms)
+        for p in rooms:
+            metrics.room_store_up.labels(p.name).set(1)
         self.cache = SessionCache()
-        self.breaker = CircuitBreaker()
+        self.breakers: dict[str, CircuitBreaker] = {}
+        """Per room name, plus ``HIT_BREAKER`` and ``PROCESS_BREAKER``."""
+        self._store_down: set[str] = set()
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
         self._mark_written: dict[str, float] = {}
         self._renewed: dict[str, tuple[str, Session]] = {}
-        self.store_ok = True
 
     # ----------------------------------------------------------------- hot path helpers
     def room_for(self, host: str, path: str) -> RoomRuntime | None:
@@ -303,36 +316,72 @@ class Gatekeeper:
         return token
 
     # ----------------------------------------------------------------- store calls
-    async def _call(self, op: str, fn: Callable[[], Any]) -> Any:
+    def breaker_for(self, key: str | None) -> CircuitBreaker:
+        """The breaker of a room (its name), of the rate limit or of room-less calls."""
+        name = key or PROCESS_BREAKER
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            breaker = self.breakers[name] = CircuitBreaker()
+        return breaker
+
+    @property
+    def store_ok(self) -> bool:
+        """False while any breaker is open (some room, or the rate limit, has no store)."""
+        return not self._store_down
+
+    async def _call(self, op: str, fn: Callable[[], Any], room: str | None = None) -> Any:
+        """One store call through the breaker of ``room`` (``HIT_BREAKER`` for the rate limit,
+        None for calls made for no room)."""
+        key = room or PROCESS_BREAKER
+        breaker = self.breaker_for(key)
         now = time.monotonic()
-        if not self.breaker.allow(now):
-            raise StoreError("store circuit open")
+        if not breaker.allow(now):
+            raise StoreError(f"store circuit open ({key})")
         try:
             result = await fn()
         except StoreError:
             self.metrics.store_errors.labels(op).inc()
-            if self.breaker.failure(time.monotonic()):
-                self._store_state(False)
+            if breaker.failure(time.monotonic()):
+                self._store_state(key, False)
             raise
         except BaseException:
-            self.breaker.probing = False  # a cancelled probe must not keep the breaker open
+            breaker.probing = False  # a cancelled probe must not keep the breaker open
             raise
         self.metrics.store_seconds.labels(op).observe(time.monotonic() - now)
-        if self.breaker.success() or not self.store_ok:
-            self._store_state(True)
+        if breaker.success() or key in self._store_down:
+            self._store_state(key, True)
         return result
 
-    def _store_state(self, up: bool) -> None:
-        if up == self.store_ok:
+    def _store_state(self, key: str, up: bool) -> None:
+        if up == (key not in self._store_down):
             return
-        self.store_ok = up
-        self.metrics.store_up.set(1 if up else 0)
         if up:
-            log.warning("store is reachable again")
-            self.emit("system.store_up", None, {"replica": self.replica_id})
+            self._store_down.discard(key)
         else:
-            log.error("store unreachable: rooms apply their fail_mode")
-            self.emit("system.store_down", None, {"replica": self.replica_id})
+            self._store_down.add(key)
+        self.metrics.store_up.set(0 if self._store_down else 1)
+        room = key if key in self.rooms else None
+        if room is not None:
+            self.metrics.room_store_up.labels(room).set(1 if up else 0)
+        what = (
+            f"room {room}"
+            if room is not None
+            else {HIT_BREAKER: "the rate limit"}.get(key, "the admin API")
+        )
+        data: dict[str, Any] = {"replica": self.replica_id}
+        if room is not None:
+            data["room"] = room
+        elif key == HIT_BREAKER:
+            data["scope"] = "rate_limit"
+        if up:
+            log.warning("store is reachable again for %s", what)
+            self.emit("system.store_up", None, data)
+        elif room is not None:
+            log.error("store unreachable for %s: it applies its fail_mode", what)
+            self.emit("system.store_down", None, data)
+        else:
+            log.error("store unreachable for %s", what)
+            self.emit("system.store_down", None, data)
 
     def emit(self, type_: str, room: str | None, data: dict[str, Any]) -> None:
         self.publisher.publish(new_event(type_, room, data, self.clock()))
@@ -395,7 +444,9 @@ class Gatekeeper:
             ticket = None
         try:
             view: QueueView = await self._call(
-                "arrive", lambda: self.store.arrive(room.name, place_id, room.limits, score)
+                "arrive",
+                lambda: self.store.arrive(room.name, place_id, room.limits, score),
+                room.name,
             )
         except StoreError:
             return self._fail(room, return_to, now)
@@ -420,6 +471,7 @@ class Gatekeeper:
                 ok = await self._call(
                     "claim",
                     lambda: self.store.claim(room.name, place_id, room.limits.session_ttl_ms),
+                    room.name,
                 )
             except StoreError:
                 return self._fail(room, return_to, now)
@@ -477,7 +529,7 @@ class Gatekeeper:
             return None
         try:
             view: QueueView = await self._call(
-                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id)
+                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id), room.name
             )
             if (
                 view.status is PlaceStatus.UNKNOWN
@@ -490,6 +542,7 @@ class Gatekeeper:
                 view = await self._call(
                     "arrive",
                     lambda: self.store.arrive(room.name, ticket.place_id, queued, ticket.score),
+                    room.name,
                 )
         except StoreError:
             return self._fail(room, return_to, now, heartbeat=True, ticket=ticket)
@@ -509,7 +562,9 @@ class Gatekeeper:
         if session is not None:
             self.cache.revoke(pid, now + room.policy.session_max)
         try:
-            was = await self._call("leave", lambda: self.store.leave(room.name, pid, revoke_ms))
+            was = await self._call(
+                "leave", lambda: self.store.leave(room.name, pid, revoke_ms), room.name
+            )
         except StoreError:
             return False
         if was is PlaceStatus.ACTIVE:
@@ -528,6 +583,7 @@ class Gatekeeper:
                 lambda: self.store.leave(
                     room.name, session.place_id, int(room.policy.session_max * 1000)
                 ),
+                room.name,
             )
         verb = "session.revoked" if reason == "revoked" else "session.ended"
         self.emit(verb, room.name, {"place_id": session.place_id, "reason": reason})
@@ -591,7 +647,9 @@ class Gatekeeper:
             return 0.0
         try:
             wait_ms = await self._call(
-                "hit", lambda: self.store.hit(client_ip, self.client_rate_limit, 60_000)
+                "hit",
+                lambda: self.store.hit(client_ip, self.client_rate_limit, 60_000),
+                HIT_BREAKER,
             )
         except StoreError:
             return 0.0
@@ -648,7 +706,7 @@ class Gatekeeper:
                 self.store.touch, room.name, sorted(ids), room.limits.session_ttl_ms
             )
             try:
-                await self._call("touch", touch)
+                await self._call("touch", touch, room.name)
             except StoreError:
                 self._activity_pending.setdefault(name, set()).update(ids)
         if len(self._activity_reported) > 200_000:
@@ -659,7 +717,7 @@ class Gatekeeper:
 
     async def refresh_room_state(self, room: RoomRuntime) -> None:
         """Follow runtime changes made through the admin API (kept in the store)."""
-        meta = await self._call("meta", lambda: self.store.get_meta(room.name))
+        meta = await self._call("meta", lambda: self.store.get_meta(room.name), room.name)
         now = self.clock()
         marker = meta.get("incarnation")
         if marker is None or marker != room.incarnation:
@@ -668,7 +726,7 @@ class Gatekeeper:
             if marker is None:
                 marker = secrets.token_hex(8)
                 mark = {"incarnation": marker}
-                await self._call("meta", lambda: self.store.set_meta(room.name, mark))
+                await self._call("meta", lambda: self.store.set_meta(room.name, mark), room.name)
             room.incarnation = marker
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
@@ -709,12 +767,13 @@ class Gatekeeper:
             functools.partial(
                 self.store.restore, room.name, ids, room.limits.session_ttl_ms, room.max_score
             ),
+            room.name,
         )
         if first:
             until = now + 2 * refresh_seconds(policy, 0) + 1.0
             room.held_until = max(room.held_until, until)
             hold = {"hold_until": f"{until:.3f}"}
-            await self._call("meta", lambda: self.store.set_meta(room.name, hold))
+            await self._call("meta", lambda: self.store.set_meta(room.name, hold), room.name)
         log.warning(
             "room %s: the store lost its state; %d session(s) counted again, admissions held "
             "for waiters to re-enter",
@@ -745,5 +804,5 @@ class Gatekeeper:
         if now - self._mark_written.get(room.name, 0.0) >= 5 or key not in meta:
             self._mark_written[room.name] = now
             values = {**stale, key: f"{now:.0f}"}
-            await self._call("meta", lambda: self.store.set_meta(room.name, values))
+            await self._call("meta", lambda: self.store.set_meta(room.name, values), room.name)
         self.replicas_hint = max(1, alive if key in meta else alive + 1)

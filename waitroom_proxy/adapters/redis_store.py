@@ -25,24 +25,24 @@ A waiter costs one member in ``queue`` and one in ``hb``.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisClusterException, RedisError
 
+from waitroom_proxy.adapters.redis_clients import StoreClient, build_client, describe
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
+from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
 
-__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys"]
+__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys", "rate_limit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,11 @@ KEY_TTL_MARGIN_MS = 86_400_000
 """Keys live this long past the longest duration of the call that last wrote them."""
 MAX_SCORE = 2**53
 """Sorted-set scores are doubles: integer scores beyond this lose precision."""
+READY_TTL_MS = 60_000
+"""Life of the key the readiness check writes (``ping``)."""
+STORE_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""What a failing store raises (``RedisClusterException`` is not a ``RedisError``: the
+cluster client raises it when no node answers or a slot has no owner)."""
 
 SCRIPT_NAMES = (
     "arrive",
@@ -103,6 +108,34 @@ def room_keys(room: str) -> RoomKeys:
     return RoomKeys(*(base + piece for piece in RoomKeys._fields))
 
 
+def rate_limit_key(client: str) -> str:
+    """The per-client rate-limit key: its own hash tag, so clients spread over the slots of a
+    cluster instead of loading the shard of one room."""
+    return f"{KEY_PREFIX}:{{rl:{client}}}"
+
+
+class _Script:
+    """One Lua script: EVALSHA, and EVAL when the server does not know it yet.
+
+    Not redis-py's ``register_script``: after ``NOSCRIPT`` it sends ``SCRIPT LOAD`` to every
+    primary of a cluster, so a room on a healthy shard would fail while another shard is down.
+    EVAL runs the script on the room's own node only, and caches it there.
+    """
+
+    __slots__ = ("client", "sha", "source")
+
+    def __init__(self, client: StoreClient, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.client.eval(self.source, len(keys), *keys, *args)
+
+
 def load_script_source(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped in this package."""
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
@@ -117,39 +150,31 @@ def _key_ttl(*durations_ms: int) -> int:
 
 
 class RedisStore:
-    """The admission state of every room, on a Redis-protocol server.
+    """The admission state of every room, on a Redis-protocol server, cluster or Sentinel.
 
     Args:
-        url: ``redis://`` / ``rediss://`` / ``unix://`` URL. Ignored when ``client`` is given.
+        url: A store URL of any topology (``waitroom_proxy.domain.store_url``): one server,
+            a Redis Cluster or Sentinel. Ignored when ``client`` is given.
         timeout: Seconds to wait to connect and for each answer (redis-py would otherwise wait
-            forever); past it the call raises ``StoreError``.
-        client: An existing ``redis.asyncio.Redis`` (tests inject fakeredis). The store does
-            not close a client it did not create.
+            forever); past it the call raises ``StoreError``. The same for every topology.
+        client: An existing async client: ``redis.asyncio.Redis`` (tests inject fakeredis),
+            a Sentinel-managed one or a ``RedisCluster``. The store does not close a client it
+            did not create.
     """
 
     def __init__(
-        self, url: str | None = None, *, timeout: float = 0.5, client: Redis | None = None
+        self, url: str | None = None, *, timeout: float = 0.5, client: StoreClient | None = None
     ) -> None:
         if client is None:
             if url is None:
                 raise ValueError("RedisStore needs a url or a client")
-            client = Redis.from_url(
-                url,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-                # One immediate retry only for a broken pooled connection (e.g. after a server
-                # restart); never retry timeouts. Every script is safe to run twice.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                health_check_interval=0,
-            )
+            client = build_client(parse_store_url(url), timeout)
             self._owns_client = True
         else:
             self._owns_client = False
         self._client = client
         self._timeout = timeout
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(load_script_source(name)) for name in SCRIPT_NAMES
-        }
+        self._scripts = {name: _Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
@@ -160,10 +185,7 @@ class RedisStore:
         return cls(url, timeout=timeout)
 
     def __repr__(self) -> str:
-        pool = self._client.connection_pool
-        kwargs = pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return f"RedisStore({where}, timeout={self._timeout})"
+        return f"RedisStore({describe(self._client)}, timeout={self._timeout})"
 
     def _advance_clock_for_tests(self, ms: int) -> None:
         """TESTS ONLY: make this client's scripts see the server clock ``ms`` later.
@@ -175,9 +197,24 @@ class RedisStore:
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            return await self._scripts[name](keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+            return await self._scripts[name](keys, args)
+        except STORE_ERRORS as exc:
+            await self._after_error(exc)
             raise StoreError(f"store {name} failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _after_error(self, exc: BaseException) -> None:
+        """READONLY: the node we reached is a replica now (a failover demoted it).
+
+        Sentinel connections already turn it into a reconnection to the new master (and the
+        retry runs there). A cluster node answers MOVED to writes once it is a replica, but a
+        node demoted under an open connection can still say READONLY: re-read the slot map
+        now, or every later call would go to the same replica.
+        """
+        if isinstance(exc, ReadOnlyError) and isinstance(self._client, RedisCluster):
+            try:
+                await self._client.nodes_manager.initialize()
+            except STORE_ERRORS as again:
+                log.debug("store: re-reading the cluster's slots failed: %s", again)
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:
@@ -323,7 +360,8 @@ class RedisStore:
         k = room_keys(room)
         try:
             raw = await self._client.hgetall(k.meta)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except STORE_ERRORS as exc:
+            await self._after_error(exc)
             raise StoreError(f"store get_meta failed: {type(exc).__name__}: {exc}") from exc
         return {_text(key): _text(value) for key, value in raw.items()}
 
@@ -339,20 +377,59 @@ class RedisStore:
 
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""
-        key = f"{KEY_PREFIX}:{{rl:{client}}}"
+        key = rate_limit_key(client)
         return int(await self._run("hit", (key,), (self._clock_offset_ms, limit, window_ms)))
 
     async def ping(self) -> None:
-        """See ``waitroom_proxy.ports.Store.ping``."""
+        """See ``waitroom_proxy.ports.Store.ping``: the store must accept a write.
+
+        PING alone answers on a replica (a demoted master says PONG and refuses every write),
+        so this writes a key of its own, ``wr:{ready}``, with a short TTL. On a cluster, one
+        such key per primary (each with a hash tag that lands on that primary): the store is
+        ready when at least one primary accepts writes; rooms on a shard that does not are
+        that shard's problem, and their own circuit breakers deal with it.
+        """
         try:
-            await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+            if isinstance(self._client, RedisCluster):
+                await self._ping_cluster(self._client)
+            else:
+                await self._client.set(f"{KEY_PREFIX}:{{ready}}", "1", px=READY_TTL_MS)
+        except STORE_ERRORS as exc:
+            await self._after_error(exc)
             raise StoreError(f"store ping failed: {type(exc).__name__}: {exc}") from exc
+
+    async def _ping_cluster(self, cluster: RedisCluster) -> None:
+        await cluster.initialize()
+        keys: dict[str, str] = {}
+        primaries = {node.name for node in cluster.get_primaries()}
+        for i in range(16_384):
+            if len(keys) == len(primaries):
+                break
+            key = f"{KEY_PREFIX}:{{ready-{i}}}"
+            owner = cluster.get_node_from_key(key)
+            if owner is not None:
+                keys.setdefault(owner.name, key)
+        names = sorted(keys)
+        results = await asyncio.gather(
+            *(cluster.set(keys[name], "1", px=READY_TTL_MS) for name in names),
+            return_exceptions=True,
+        )
+        failures: list[str] = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, STORE_ERRORS):
+                    raise result
+                await self._after_error(result)
+                failures.append(f"{name}: {type(result).__name__}: {result}")
+        if len(failures) == len(keys):
+            raise StoreError("no primary accepts writes: " + "; ".join(failures))
+        if failures:
+            log.warning("store: some cluster primaries refuse writes: %s", "; ".join(failures))
 
     async def close(self) -> None:
         """Close the connections (only those of a client this store created)."""
         if self._owns_client:
             try:
                 await self._client.aclose()
-            except (RedisError, OSError) as exc:  # closing a dead connection: nothing to do
+            except STORE_ERRORS as exc:  # closing a dead connection: nothing to do
                 log.debug("closing the store connection failed: %s", exc)
