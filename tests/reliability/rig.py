@@ -112,7 +112,7 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def proxy_rig(
-    policy: RoomPolicy,
+    policy: RoomPolicy | tuple[RoomPolicy, ...],
     *,
     store: Any,
     server: dict[str, Any] | None = None,
@@ -121,12 +121,15 @@ async def proxy_rig(
     http: Any = None,
     publisher: Any = None,
 ) -> AsyncIterator[Rig]:
-    """The standalone proxy (real uvicorn) in front of a counting origin, on this loop."""
+    """The standalone proxy (real uvicorn) in front of a counting origin, on this loop.
+
+    ``policy`` may be several rooms (``Rig.room`` is then the first one's name)."""
+    rooms = policy if isinstance(policy, tuple) else (policy,)
     origin = CountingOrigin()
     events = publisher if publisher is not None else RecordingPublisher()
     async with serve_asgi(origin) as origin_url:
         options: dict[str, Any] = {"secret": SECRET, **(server or {})}
-        settings = Settings(rooms=(policy,), upstream=origin_url, **options)
+        settings = Settings(rooms=rooms, upstream=origin_url, **options)
         app = build_app(
             settings,
             store=store,
@@ -137,7 +140,7 @@ async def proxy_rig(
         )
         extra = {"http": http} if http is not None else {}
         async with serve_asgi(app, **extra) as url:
-            yield Rig(url, app, origin, events, policy.name)
+            yield Rig(url, app, origin, events, rooms[0].name)
 
 
 def client(url: str, **kw: Any) -> httpx.AsyncClient:

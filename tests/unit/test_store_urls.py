@@ -186,7 +186,7 @@ def test_every_client_gets_the_same_timeouts_and_retry(kind: str) -> None:
     if isinstance(client, RedisCluster):
         # The cluster retries after a connection error (re-reading the slots), never after a
         # timeout or CLUSTERDOWN; its per-node pools must not cap a burst at 100 connections.
-        assert type(client).ERRORS_ALLOW_RETRY == (RedisConnectionError,)
+        assert (RedisConnectionError,) == type(client).ERRORS_ALLOW_RETRY
         assert client.nodes_manager.connection_kwargs["max_connections"] >= 10_000
         assert client.nodes_manager.require_full_coverage is False
     else:

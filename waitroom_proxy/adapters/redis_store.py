@@ -36,7 +36,12 @@ from typing import Any, NamedTuple
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError, ReadOnlyError, RedisClusterException, RedisError
 
-from waitroom_proxy.adapters.redis_clients import StoreClient, build_client, describe
+from waitroom_proxy.adapters.redis_clients import (
+    StoreClient,
+    build_client,
+    close_client,
+    describe,
+)
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
@@ -217,9 +222,21 @@ class RedisStore:
         try:
             await self._connect()
             return await self._scripts[name](keys, args)
-        except STORE_ERRORS as exc:
-            await self._after_error(exc)
-            raise StoreError(f"store {name} failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise await self._failure(name, exc) from exc
+
+    async def _failure(self, what: str, exc: Exception) -> StoreError:
+        """The ``StoreError`` for a failed call (the port promises nothing else).
+
+        Anything else the client raises is a failed call too: redis-py's cluster client can
+        let an internal error escape while it recycles connections under a command (seen:
+        ``AttributeError: 'NoneType' object has no attribute 'writelines'`` on the room of a
+        master that had just died). It is logged, and never reaches a visitor as a 500.
+        """
+        if not isinstance(exc, STORE_ERRORS):
+            log.warning("store %s: the client raised %s: %s", what, type(exc).__name__, exc)
+        await self._after_error(exc)
+        return StoreError(f"store {what} failed: {type(exc).__name__}: {exc}")
 
     async def _after_error(self, exc: BaseException) -> None:
         """READONLY: the node we reached is a replica now (a failover demoted it).
@@ -380,9 +397,8 @@ class RedisStore:
         try:
             await self._connect()
             raw = await self._client.hgetall(k.meta)
-        except STORE_ERRORS as exc:
-            await self._after_error(exc)
-            raise StoreError(f"store get_meta failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise await self._failure("get_meta", exc) from exc
         return {_text(key): _text(value) for key, value in raw.items()}
 
     async def set_meta(self, room: str, values: dict[str, str]) -> None:
@@ -415,9 +431,10 @@ class RedisStore:
                 await self._ping_cluster(self._cluster)
             else:
                 await self._client.set(f"{KEY_PREFIX}:{{ready}}", "1", px=READY_TTL_MS)
-        except STORE_ERRORS as exc:
-            await self._after_error(exc)
-            raise StoreError(f"store ping failed: {type(exc).__name__}: {exc}") from exc
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise await self._failure("ping", exc) from exc
 
     async def _ping_cluster(self, cluster: RedisCluster) -> None:
         keys: dict[str, str] = {}
@@ -437,10 +454,9 @@ class RedisStore:
         failures: list[str] = []
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
-                if not isinstance(result, STORE_ERRORS):
-                    raise result
-                await self._after_error(result)
-                failures.append(f"{name}: {type(result).__name__}: {result}")
+                if not isinstance(result, Exception):
+                    raise result  # cancelled
+                failures.append(f"{name}: {await self._failure('ping', result)}")
         if len(failures) == len(keys):
             raise StoreError("no primary accepts writes: " + "; ".join(failures))
         if failures:
@@ -450,6 +466,6 @@ class RedisStore:
         """Close the connections (only those of a client this store created)."""
         if self._owns_client:
             try:
-                await self._client.aclose()
+                await close_client(self._client)
             except STORE_ERRORS as exc:  # closing a dead connection: nothing to do
                 log.debug("closing the store connection failed: %s", exc)
