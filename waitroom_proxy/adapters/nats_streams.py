@@ -127,8 +127,12 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> list[str]:
         try:
             await js.add_stream(config)
             continue
-        except nats.js.errors.BadRequestError as exc:
+        except nats.js.errors.ServiceUnavailableError:
+            raise  # JetStream not ready yet (a cluster electing its leader): transient
+        except nats.js.errors.APIError as exc:
             if exc.err_code != _ERR_STREAM_NAME_EXISTS:
+                # e.g. 10074 "replicas > 1 not supported in non-clustered mode", or more
+                # replicas than the cluster has servers: it will not fix itself.
                 raise StreamSetupError(
                     f"cannot create stream {config.name} with {replicas} replica(s): "
                     f"{exc.description or exc}"
