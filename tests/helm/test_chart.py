@@ -241,11 +241,18 @@ def test_no_stale_golden_files() -> None:
             id="hpa-without-metric",
         ),
         pytest.param(
-            [*BASE_SET, "--set", f"auth.secret={SECRET}", "--set", "nats.enabled=true",
-             "--set", "nats.streamReplicas=3"],
+            [
+                *BASE_SET,
+                "--set",
+                f"auth.secret={SECRET}",
+                "--set",
+                "nats.enabled=true",
+                "--set",
+                "nats.streamReplicas=3",
+            ],
             "nats.streamReplicas > 1 needs a NATS cluster",
             id="replicated-streams-on-the-bundled-nats",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_render_refuses_incomplete_values(helm: str, args: list[str], message: str) -> None:
