@@ -159,14 +159,21 @@ HIT_BREAKER = ":hit"
 """Breaker key of the per-client rate limit (its keys spread over every shard of a cluster)."""
 PROCESS_BREAKER = ":process"
 """Breaker key of store calls made for no room (the admin API's ping)."""
+STORE_BREAKER = ":store"
+"""The one breaker of a store that is a single failure domain (one server, Sentinel, memory)."""
+RATE_LIMIT_PROBE = "breaker-probe"
+"""The client name of the rate limit's background probe (not an address: no visitor has it)."""
 
 
 class CircuitBreaker:
     """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
 
-    One per room (``Gatekeeper.breaker_for``): a room lives on one shard of a cluster, so a
-    shard that times out, refuses connections or answers READONLY / CLUSTERDOWN / endless
-    MOVED opens the breakers of its own rooms only; rooms elsewhere keep their store.
+    One per failure domain (``Gatekeeper.breaker_for``). A store whose ``sharded`` attribute is
+    true (``RedisStore`` on a Redis Cluster) holds each room on one shard, so each room has its
+    own breaker and the rate limit another: a shard that times out, refuses connections or
+    answers READONLY / CLUSTERDOWN / endless MOVED opens the breakers of its own rooms only.
+    Any other store is one server (or one Sentinel-managed master): every room fails with it,
+    and one breaker stands for all (a request then never waits on two half-open probes).
 
     Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds one call is let
     through (half-open: a single probe, the others still fail fast while it runs, so a slow
@@ -248,8 +255,11 @@ class Gatekeeper:
         for p in rooms:
             metrics.room_store_up.labels(p.name).set(1)
         self.cache = SessionCache()
+        self.sharded = bool(getattr(store, "sharded", False))
+        """Rooms fail one by one (a cluster: a breaker per room) or all together (one server)."""
         self.breakers: dict[str, CircuitBreaker] = {}
-        """Per room name, plus ``HIT_BREAKER`` and ``PROCESS_BREAKER``."""
+        """Per failure domain: room names, ``HIT_BREAKER``, ``PROCESS_BREAKER`` when sharded;
+        else ``STORE_BREAKER`` alone."""
         self._store_down: set[str] = set()
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
@@ -316,9 +326,15 @@ class Gatekeeper:
         return token
 
     # ----------------------------------------------------------------- store calls
+    def _domain(self, key: str | None) -> str:
+        if not self.sharded:
+            return STORE_BREAKER
+        return key or PROCESS_BREAKER
+
     def breaker_for(self, key: str | None) -> CircuitBreaker:
-        """The breaker of a room (its name), of the rate limit or of room-less calls."""
-        name = key or PROCESS_BREAKER
+        """The breaker a room's calls go through (``HIT_BREAKER``: the rate limit's; None:
+        calls made for no room). On a store that is not sharded, the one breaker of all."""
+        name = self._domain(key)
         breaker = self.breakers.get(name)
         if breaker is None:
             breaker = self.breakers[name] = CircuitBreaker()
@@ -331,8 +347,8 @@ class Gatekeeper:
 
     async def _call(self, op: str, fn: Callable[[], Any], room: str | None = None) -> Any:
         """One store call through the breaker of ``room`` (``HIT_BREAKER`` for the rate limit,
-        None for calls made for no room)."""
-        key = room or PROCESS_BREAKER
+        None for calls made for no room; see ``breaker_for``)."""
+        key = self._domain(room)
         breaker = self.breaker_for(key)
         now = time.monotonic()
         if not breaker.allow(now):
@@ -353,6 +369,8 @@ class Gatekeeper:
         return result
 
     def _store_state(self, key: str, up: bool) -> None:
+        """A breaker opened or closed: gauges, a log line and ``system.store_down`` / ``_up``
+        naming the room (or ``scope``: ``rate_limit`` / ``admin``)."""
         if up == (key not in self._store_down):
             return
         if up:
@@ -360,27 +378,23 @@ class Gatekeeper:
         else:
             self._store_down.add(key)
         self.metrics.store_up.set(0 if self._store_down else 1)
-        room = key if key in self.rooms else None
-        if room is not None:
-            self.metrics.room_store_up.labels(room).set(1 if up else 0)
-        what = (
-            f"room {room}"
-            if room is not None
-            else {HIT_BREAKER: "the rate limit"}.get(key, "the admin API")
-        )
         data: dict[str, Any] = {"replica": self.replica_id}
-        if room is not None:
-            data["room"] = room
-        elif key == HIT_BREAKER:
-            data["scope"] = "rate_limit"
+        if key == STORE_BREAKER:
+            for name in self.rooms:
+                self.metrics.room_store_up.labels(name).set(1 if up else 0)
+            what, consequence = "every room", ": rooms apply their fail_mode"
+        elif key in self.rooms:
+            self.metrics.room_store_up.labels(key).set(1 if up else 0)
+            data["room"] = key
+            what, consequence = f"room {key}", ": it applies its fail_mode"
+        else:
+            data["scope"] = "rate_limit" if key == HIT_BREAKER else "admin"
+            what, consequence = f"the {data['scope'].replace('_', ' ')}", ""
         if up:
             log.warning("store is reachable again for %s", what)
             self.emit("system.store_up", None, data)
-        elif room is not None:
-            log.error("store unreachable for %s: it applies its fail_mode", what)
-            self.emit("system.store_down", None, data)
         else:
-            log.error("store unreachable for %s", what)
+            log.error("store unreachable for %s%s", what, consequence)
             self.emit("system.store_down", None, data)
 
     def emit(self, type_: str, room: str | None, data: dict[str, Any]) -> None:
@@ -641,9 +655,14 @@ class Gatekeeper:
     async def client_wait(self, client_ip: str | None) -> float:
         """Per-client rate limit on enqueue and heartbeat: 0 to go on, else seconds to wait.
 
-        A store failure never blocks a visitor here: the limit is a guard, not a gate.
+        A store failure never blocks a visitor here: the limit is a guard, not a gate. While
+        its breaker is open no request waits on it, not even for the half-open probe (on a
+        sharded store the request would then wait on two probes, this one and its room's): the
+        background ``flush_activity`` probes it instead; on one server, the rooms' calls do.
         """
         if self.client_rate_limit <= 0 or not client_ip:
+            return 0.0
+        if self.breaker_for(HIT_BREAKER).is_open:
             return 0.0
         try:
             wait_ms = await self._call(
@@ -709,6 +728,13 @@ class Gatekeeper:
                 await self._call("touch", touch, room.name)
             except StoreError:
                 self._activity_pending.setdefault(name, set()).update(ids)
+        if self.sharded and self.client_rate_limit > 0 and self.breaker_for(HIT_BREAKER).is_open:
+            # The rate limit's half-open probe, off the request path (see client_wait).
+            probe = functools.partial(
+                self.store.hit, RATE_LIMIT_PROBE, self.client_rate_limit, 60_000
+            )
+            with contextlib.suppress(StoreError):
+                await self._call("hit", probe, HIT_BREAKER)
         if len(self._activity_reported) > 200_000:
             cutoff = self.clock() - 3600
             self._activity_reported = {

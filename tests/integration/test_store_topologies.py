@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.crc import key_slot
 
 from tests.fixtures.redis_cluster import RedisClusterServers
 from tests.fixtures.redis_procs import RedisProc, redis_binary, wait_until
@@ -66,30 +67,63 @@ async def test_readyz_refuses_a_store_that_answers_ping_but_refuses_writes(tmp_p
         proc.stop()
 
 
-async def test_a_moved_storm_stays_with_the_rooms_of_other_shards(
-    redis_cluster: RedisClusterServers,
+async def test_a_moved_storm_stays_with_its_room(redis_cluster: RedisClusterServers) -> None:
+    """One master is told that another owns the slot of a room, while that one still thinks
+    the first does: every call for the room bounces (MOVED) until redis-py gives up ("TTL
+    exhausted"). Only that room fails, fast; the rooms of every shard, the bouncing pair's own
+    other rooms included, go on; once the slot map is right again the room is back."""
+    rooms = redis_cluster.rooms_per_master()
+    looping = rooms[0]
+    store = RedisStore(redis_cluster.url, timeout=0.5)
+    a, b = redis_cluster.nodes[0], redis_cluster.nodes[1]
+    slot = key_slot(f"wr:{{{looping}}}:queue".encode())
+    with a.client() as ca, b.client() as cb:
+        a_id, b_id = ca.execute_command("CLUSTER", "MYID"), cb.execute_command("CLUSTER", "MYID")
+        ca.execute_command("CLUSTER", "SETSLOT", slot, "NODE", b_id)  # the room has no keys yet
+    try:
+        async with proxy_rig(
+            room_policies(rooms), store=store, server={"client_rate_limit": 0}
+        ) as rig:
+            answers: dict[str, list[tuple[int, str]]] = {name: [] for name in rooms}
+            for _ in range(6):
+                for name in rooms:
+                    r = await newcomer(rig.url, name)
+                    answers[name].append((r.status_code, r.json().get("status", "passed")))
+            assert all(code == 503 for code, _ in answers[looping]), answers[looping]
+            assert rig.gate.breaker_for(looping).is_open
+            for name in rooms[1:]:
+                assert answers[name][0] == (200, "passed")
+                assert all(a == (200, "waiting") for a in answers[name][1:]), answers[name]
+                assert not rig.gate.breaker_for(name).is_open
+            with a.client() as ca:
+                ca.execute_command("CLUSTER", "SETSLOT", slot, "NODE", a_id)
+            rig.gate.breaker_for(looping).open_until = 0.0
+            deadline = time.monotonic() + 10
+            while (r := await newcomer(rig.url, looping)).status_code != 200:
+                assert time.monotonic() < deadline, "the room never came back"
+                await asyncio.sleep(0.2)
+            assert r.json().get("status", "passed") == "passed"
+    finally:
+        with a.client() as ca:
+            ca.execute_command("CLUSTER", "SETSLOT", slot, "NODE", a_id)
+
+
+async def test_a_plain_url_on_a_cluster_node_says_what_to_write(
+    redis_cluster: RedisClusterServers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A plain redis:// URL on one master of a cluster: rooms on the others get MOVED on every
-    call. Only they fail; the room on that master goes on (one process-wide breaker used to
-    open for every room after 3 MOVED)."""
-    home, *others = redis_cluster.rooms_per_master()
+    """redis:// names one node of a cluster: the rooms whose slots are elsewhere get MOVED. The
+    store says, once, that the URL must be redis+cluster://."""
+    home, elsewhere = redis_cluster.rooms_per_master()[:2]
     store = RedisStore(f"redis://127.0.0.1:{redis_cluster.nodes[0].port}/0", timeout=0.5)
-    async with proxy_rig(
-        room_policies([home, *others]), store=store, server={"client_rate_limit": 0}
-    ) as rig:
-        answers: dict[str, list[tuple[int, str]]] = {name: [] for name in (home, *others)}
-        for _ in range(6):
-            for name in (*others, home):
-                r = await newcomer(rig.url, name)
-                answers[name].append((r.status_code, r.json().get("status", "passed")))
-        gate = rig.gate
-        assert answers[home][0] == (200, "passed")
-        assert all(a == (200, "waiting") for a in answers[home][1:]), answers[home]
-        for name in others:
-            assert all(code == 503 for code, _ in answers[name]), answers[name]
-            assert gate.breaker_for(name).is_open
-        assert not gate.breaker_for(home).is_open
-        assert (await rig.gate.store.stats(home)).queue_length == 5
+    try:
+        assert (await store.arrive(home, "a", LIM)).status is PlaceStatus.ACTIVE
+        for _ in range(3):
+            with pytest.raises(StoreError, match="MovedError"):
+                await store.arrive(elsewhere, "a", LIM)
+    finally:
+        await store.close()
+    said = [r.getMessage() for r in caplog.records if "answers MOVED" in r.getMessage()]
+    assert len(said) == 1 and "redis+cluster://host:port,host:port/0" in said[0]
 
 
 async def test_rooms_on_every_shard_and_rate_limit_keys_spread(

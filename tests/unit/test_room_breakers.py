@@ -1,6 +1,7 @@
-"""Store failures are per room, not per process (DESIGN §6): a room's shard that fails opens that
-room's circuit breaker only; the per-client rate limit has its own. The in-process store, made
-to fail for chosen rooms, stands for a cluster whose shard is down."""
+"""Store failures are per room, not per process (DESIGN §6): on a sharded store (a Redis Cluster)
+a room's shard that fails opens that room's circuit breaker only; the per-client rate limit has
+its own. The in-process store, made to fail for chosen rooms and marked ``sharded``, stands for
+a cluster whose shard is down. A store that is one server keeps one breaker for everything."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ class ShardDown(MemoryStore):
     """Every call for a room in ``down`` fails (its shard is gone); ``hit`` fails while
     ``hits_down``; calls are counted per room."""
 
+    sharded = True
+    """As ``RedisStore`` on a cluster: rooms fail one by one."""
+
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
         self.down: set[str] = set()
@@ -44,6 +48,7 @@ class ShardDown(MemoryStore):
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             if name == "hit":
+                store.__dict__["hit_calls"] = store.__dict__.get("hit_calls", 0) + 1
                 if object.__getattribute__(store, "hits_down"):
                     raise StoreError("rate-limit shard down")
                 return await attr(*args, **kwargs)
@@ -156,3 +161,46 @@ async def test_the_rate_limit_has_its_own_breaker() -> None:
 
     assert g.breaker_for(HIT_BREAKER).is_open
     assert not g.breaker_for("east").is_open and not g.breaker_for("west").is_open
+
+
+async def test_no_request_waits_on_the_rate_limit_probe() -> None:
+    """With its breaker open the rate limit is skipped on the request path (a request must not
+    wait on two half-open probes, the limit's and its room's); the background flush probes it
+    and closes it once its store answers."""
+    clock = Clock()
+    store = ShardDown(clock)
+    g, _ = make_gate(store, clock, client_rate_limit=100)
+    store.hits_down = True
+    for i in range(3):
+        await g.client_wait(f"198.51.100.{i}")
+    from waitroom_proxy.service import HIT_BREAKER
+
+    breaker = g.breaker_for(HIT_BREAKER)
+    assert breaker.is_open and store.__dict__["hit_calls"] == 3
+    breaker.open_until = 0.0  # cool-down over: a request would be the probe, but is not
+    assert await g.client_wait("198.51.100.9") == 0.0
+    assert store.__dict__["hit_calls"] == 3
+    store.hits_down = False
+    await g.flush_activity()  # the controller's background pass probes it
+    assert store.__dict__["hit_calls"] == 4 and not breaker.is_open
+    await g.client_wait("198.51.100.9")
+    assert store.__dict__["hit_calls"] == 5
+
+
+async def test_one_server_is_one_failure_domain() -> None:
+    """Not sharded (one server, Sentinel, the in-process store): every room and the rate limit
+    share one breaker, as every room fails with that server."""
+    from waitroom_proxy.service import HIT_BREAKER
+
+    clock = Clock()
+    store = ShardDown(clock)
+    store.sharded = False  # type: ignore[misc]
+    g, pub = make_gate(store, clock, client_rate_limit=100)
+    store.down = {"east", "west"}
+    for _ in range(3):
+        await g.arrive(g.rooms["east"], None, "/east/", clock())
+    assert g.breaker_for("west") is g.breaker_for("east") is g.breaker_for(HIT_BREAKER)
+    assert g.breaker_for("west").is_open
+    down = [e for e in pub.events if e.type == "system.store_down"]
+    assert len(down) == 1 and "room" not in down[0].data
+    assert g.metrics.room_store_up.labels("west")._value.get() == 0

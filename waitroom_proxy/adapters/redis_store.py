@@ -34,7 +34,13 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 
 from waitroom_proxy.adapters.redis_clients import (
     StoreClient,
@@ -181,6 +187,10 @@ class RedisStore:
         self._timeout = timeout
         self._scripts = {name: _Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
         self._cluster = client if isinstance(client, RedisCluster) else None
+        self._said_moved = False
+        self.sharded = self._cluster is not None
+        """True on a Redis Cluster: each room lives on one shard and fails alone, so the
+        gatekeeper keeps a circuit breaker per room (``service.CircuitBreaker``)."""
         self._cluster_lock = asyncio.Lock()
         self._cluster_ready = False
         self._clock_offset_ms = 0
@@ -239,13 +249,23 @@ class RedisStore:
         return StoreError(f"store {what} failed: {type(exc).__name__}: {exc}")
 
     async def _after_error(self, exc: BaseException) -> None:
-        """READONLY: the node we reached is a replica now (a failover demoted it).
+        """MOVED/ASK (``MovedError`` is an ``AskError``) on a single-server client: the URL names
+        one node of a cluster (said once).
+
+        READONLY: the node we reached is a replica now (a failover demoted it).
 
         Sentinel connections already turn it into a reconnection to the new master (and the
         retry runs there). A cluster node answers MOVED to writes once it is a replica, but a
         node demoted under an open connection can still say READONLY: re-read the slot map
         now, or every later call would go to the same replica.
         """
+        if self._cluster is None and isinstance(exc, AskError) and not self._said_moved:
+            self._said_moved = True
+            log.error(
+                "store %s answers MOVED: it is a node of a Redis Cluster; set store_url to "
+                "redis+cluster://host:port,host:port/0 (rooms on other nodes fail until then)",
+                describe(self._client),
+            )
         if isinstance(exc, ReadOnlyError) and self._cluster is not None:
             try:
                 await self._cluster.nodes_manager.initialize()
