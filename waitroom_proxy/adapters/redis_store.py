@@ -1,4 +1,6 @@
-"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6).
+"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6), alone, as a
+Redis/Valkey Cluster or as a Sentinel-managed master (the client of each topology, its timeout
+and retry policy, failures and readiness: ``waitroom_proxy.adapters.redis_clients``).
 
 Every change is one Lua script (``waitroom_proxy/adapters/lua/*.lua``), registered once and
 called by EVALSHA (redis-py reloads it on ``NOSCRIPT``). Each script passes every key it
@@ -20,33 +22,24 @@ piece           type   content
 ``meta``        hash   runtime room state
 ==============  =====  =====================================================================
 
-A waiter costs one member in ``queue`` and one in ``hb``.
+A waiter costs one member in ``queue`` and one in ``hb``. Outside the rooms: the per-client
+rate limit, ``wr:{rl:<client>}`` (its own hash tag: clients spread over a cluster's slots), and
+the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a TTL.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
 
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import (
-    AskError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-)
-
 from waitroom_proxy.adapters.redis_clients import (
+    Script,
     StoreClient,
+    StoreConnection,
     build_client,
-    close_client,
-    describe,
 )
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.store_url import parse_store_url
@@ -64,12 +57,6 @@ KEY_TTL_MARGIN_MS = 86_400_000
 """Keys live this long past the longest duration of the call that last wrote them."""
 MAX_SCORE = 2**53
 """Sorted-set scores are doubles: integer scores beyond this lose precision."""
-READY_TTL_MS = 60_000
-"""Life of the key the readiness check writes (``ping``)."""
-STORE_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
-"""What a failing store raises (``RedisClusterException`` is not a ``RedisError``: the
-cluster client raises it when no node answers or a slot has no owner)."""
-
 SCRIPT_NAMES = (
     "arrive",
     "heartbeat",
@@ -125,28 +112,6 @@ def rate_limit_key(client: str) -> str:
     return f"{KEY_PREFIX}:{{rl:{client}}}"
 
 
-class _Script:
-    """One Lua script: EVALSHA, and EVAL when the server does not know it yet.
-
-    Not redis-py's ``register_script``: after ``NOSCRIPT`` it sends ``SCRIPT LOAD`` to every
-    primary of a cluster, so a room on a healthy shard would fail while another shard is down.
-    EVAL runs the script on the room's own node only, and caches it there.
-    """
-
-    __slots__ = ("client", "sha", "source")
-
-    def __init__(self, client: StoreClient, source: str) -> None:
-        self.client = client
-        self.source = source
-        self.sha = hashlib.sha1(source.encode("utf-8"), usedforsecurity=False).hexdigest()
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self.client.eval(self.source, len(keys), *keys, *args)
-
-
 def load_script_source(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped in this package."""
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
@@ -176,26 +141,24 @@ class RedisStore:
     def __init__(
         self, url: str | None = None, *, timeout: float = 0.5, client: StoreClient | None = None
     ) -> None:
+        owns = client is None
         if client is None:
             if url is None:
                 raise ValueError("RedisStore needs a url or a client")
             client = build_client(parse_store_url(url), timeout)
-            self._owns_client = True
-        else:
-            self._owns_client = False
+        self._conn = StoreConnection(client, owns=owns)
         self._client = client
         self._timeout = timeout
-        self._scripts = {name: _Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
-        self._cluster = client if isinstance(client, RedisCluster) else None
-        self._said_moved = False
-        self.sharded = self._cluster is not None
-        """True on a Redis Cluster: each room lives on one shard and fails alone, so the
-        gatekeeper keeps a circuit breaker per room (``service.CircuitBreaker``)."""
-        self._cluster_lock = asyncio.Lock()
-        self._cluster_ready = False
+        self._scripts = {name: Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
+
+    @property
+    def sharded(self) -> bool:
+        """True on a Redis Cluster: each room lives on one shard and fails alone, so the
+        gatekeeper keeps a circuit breaker per room (``service.CircuitBreaker``)."""
+        return self._conn.sharded
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 0.5) -> RedisStore:
@@ -203,7 +166,7 @@ class RedisStore:
         return cls(url, timeout=timeout)
 
     def __repr__(self) -> str:
-        return f"RedisStore({describe(self._client)}, timeout={self._timeout})"
+        return f"RedisStore({self._conn.describe()}, timeout={self._timeout})"
 
     def _advance_clock_for_tests(self, ms: int) -> None:
         """TESTS ONLY: make this client's scripts see the server clock ``ms`` later.
@@ -213,64 +176,12 @@ class RedisStore:
         """
         self._clock_offset_ms += ms
 
-    async def _connect(self) -> None:
-        """A cluster client's first slot map, read by one caller while the others wait.
-
-        redis-py 8.1's async cluster client, hit by many commands at once before it has read
-        the slot map, loses most of them (connections closed under one another, "Connection
-        closed by server"; 37 of 40 fresh clients failed so, measured here); once initialised
-        it handles concurrency, re-initialisations after a failover included.
-        """
-        if self._cluster_ready or self._cluster is None:
-            return
-        async with self._cluster_lock:
-            if not self._cluster_ready:
-                await self._cluster.initialize()
-                self._cluster_ready = True
-
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            await self._connect()
+            await self._conn.connect()
             return await self._scripts[name](keys, args)
         except Exception as exc:
-            raise await self._failure(name, exc) from exc
-
-    async def _failure(self, what: str, exc: Exception) -> StoreError:
-        """The ``StoreError`` for a failed call (the port promises nothing else).
-
-        Anything else the client raises is a failed call too: redis-py's cluster client can
-        let an internal error escape while it recycles connections under a command (seen:
-        ``AttributeError: 'NoneType' object has no attribute 'writelines'`` on the room of a
-        master that had just died). It is logged, and never reaches a visitor as a 500.
-        """
-        if not isinstance(exc, STORE_ERRORS):
-            log.warning("store %s: the client raised %s: %s", what, type(exc).__name__, exc)
-        await self._after_error(exc)
-        return StoreError(f"store {what} failed: {type(exc).__name__}: {exc}")
-
-    async def _after_error(self, exc: BaseException) -> None:
-        """MOVED/ASK (``MovedError`` is an ``AskError``) on a single-server client: the URL names
-        one node of a cluster (said once).
-
-        READONLY: the node we reached is a replica now (a failover demoted it).
-
-        Sentinel connections already turn it into a reconnection to the new master (and the
-        retry runs there). A cluster node answers MOVED to writes once it is a replica, but a
-        node demoted under an open connection can still say READONLY: re-read the slot map
-        now, or every later call would go to the same replica.
-        """
-        if self._cluster is None and isinstance(exc, AskError) and not self._said_moved:
-            self._said_moved = True
-            log.error(
-                "store %s answers MOVED: it is a node of a Redis Cluster; set store_url to "
-                "redis+cluster://host:port,host:port/0 (rooms on other nodes fail until then)",
-                describe(self._client),
-            )
-        if isinstance(exc, ReadOnlyError) and self._cluster is not None:
-            try:
-                await self._cluster.nodes_manager.initialize()
-            except STORE_ERRORS as again:
-                log.debug("store: re-reading the cluster's slots failed: %s", again)
+            raise await self._conn.failure(name, exc) from exc
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:
@@ -415,10 +326,10 @@ class RedisStore:
         """See ``waitroom_proxy.ports.Store.get_meta``."""
         k = room_keys(room)
         try:
-            await self._connect()
+            await self._conn.connect()
             raw = await self._client.hgetall(k.meta)
         except Exception as exc:
-            raise await self._failure("get_meta", exc) from exc
+            raise await self._conn.failure("get_meta", exc) from exc
         return {_text(key): _text(value) for key, value in raw.items()}
 
     async def set_meta(self, room: str, values: dict[str, str]) -> None:
@@ -437,55 +348,10 @@ class RedisStore:
         return int(await self._run("hit", (key,), (self._clock_offset_ms, limit, window_ms)))
 
     async def ping(self) -> None:
-        """See ``waitroom_proxy.ports.Store.ping``: the store must accept a write.
-
-        PING alone answers on a replica (a demoted master says PONG and refuses every write),
-        so this writes a key of its own, ``wr:{ready}``, with a short TTL. On a cluster, one
-        such key per primary (each with a hash tag that lands on that primary): the store is
-        ready when at least one primary accepts writes; rooms on a shard that does not are
-        that shard's problem, and their own circuit breakers deal with it.
-        """
-        try:
-            await self._connect()
-            if self._cluster is not None:
-                await self._ping_cluster(self._cluster)
-            else:
-                await self._client.set(f"{KEY_PREFIX}:{{ready}}", "1", px=READY_TTL_MS)
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise await self._failure("ping", exc) from exc
-
-    async def _ping_cluster(self, cluster: RedisCluster) -> None:
-        keys: dict[str, str] = {}
-        primaries = {node.name for node in cluster.get_primaries()}
-        for i in range(16_384):
-            if len(keys) == len(primaries):
-                break
-            key = f"{KEY_PREFIX}:{{ready-{i}}}"
-            owner = cluster.get_node_from_key(key)
-            if owner is not None:
-                keys.setdefault(owner.name, key)
-        names = sorted(keys)
-        results = await asyncio.gather(
-            *(cluster.set(keys[name], "1", px=READY_TTL_MS) for name in names),
-            return_exceptions=True,
-        )
-        failures: list[str] = []
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancelled
-                failures.append(f"{name}: {await self._failure('ping', result)}")
-        if len(failures) == len(keys):
-            raise StoreError("no primary accepts writes: " + "; ".join(failures))
-        if failures:
-            log.warning("store: some cluster primaries refuse writes: %s", "; ".join(failures))
+        """See ``waitroom_proxy.ports.Store.ping``: the store must accept a write
+        (``StoreConnection.check_writes``: PING alone answers on a demoted master)."""
+        await self._conn.check_writes()
 
     async def close(self) -> None:
         """Close the connections (only those of a client this store created)."""
-        if self._owns_client:
-            try:
-                await close_client(self._client)
-            except STORE_ERRORS as exc:  # closing a dead connection: nothing to do
-                log.debug("closing the store connection failed: %s", exc)
+        await self._conn.close()
