@@ -165,7 +165,11 @@ def build_publisher(settings: Settings, replica_id: str) -> EventPublisher:
     if settings.nats_url:
         from waitroom_proxy.adapters.nats_events import NatsPublisher
 
-        return NatsPublisher(settings.nats_url, source=f"waitroom-proxy/{replica_id}")
+        return NatsPublisher(
+            settings.nats_url,
+            source=f"waitroom-proxy/{replica_id}",
+            stream_replicas=settings.nats_stream_replicas,
+        )
     from waitroom_proxy.adapters.log_events import LogPublisher
 
     return LogPublisher()

@@ -214,9 +214,21 @@ def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) ->
     "--store-url",
     env="WAITROOM_STORE_URL",
     metavar="URL",
-    help="redis://, rediss://, unix:// or valkey:// store (default: in-process).",
+    help="Store: redis://, rediss://, unix://, redis+cluster://h:p,h:p/0 or "
+    "redis+sentinel://h:p,h:p/SERVICE/0 (default: in-process).",
 )
-@_env_option("--nats-url", env="WAITROOM_NATS_URL", metavar="URL", help="NATS URL for events.")
+@_env_option(
+    "--nats-url",
+    env="WAITROOM_NATS_URL",
+    metavar="URLS",
+    help="NATS URL for events, or a cluster's URLs separated by commas.",
+)
+@_env_option(
+    "--nats-stream-replicas",
+    env="WAITROOM_NATS_STREAM_REPLICAS",
+    metavar="N",
+    help="Replicas of the event streams the proxy creates (1-5; 3 on a NATS cluster) [1].",
+)
 @_env_option(
     "--log-level",
     env="WAITROOM_LOG_LEVEL",
@@ -295,7 +307,7 @@ def events() -> None:
     envvar="WAITROOM_NATS_URL",
     show_envvar=True,
     metavar="URL",
-    help="NATS server URL.",
+    help="NATS URL, or a cluster's URLs separated by commas.",
 )
 def tail(room: str | None, nats_url: str | None) -> None:
     """Print events as they are published, until interrupted."""

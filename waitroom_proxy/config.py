@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from waitroom_proxy.domain.matching import parse_pattern
 from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.store_url import (
+    TLS_FILE_OPTIONS,
+    StoreUrlError,
+    mask_store_url,
+    parse_store_url,
+)
 from waitroom_proxy.errors import ConfigError
 
 
@@ -34,10 +40,17 @@ class Settings:
     """Origin base URL (``http://127.0.0.1:8000``); required by ``serve``, unused by the
     middleware. Env ``WAITROOM_UPSTREAM``; TOML ``[server] upstream``."""
     store_url: str | None = None
-    """``redis://``/``rediss://``/``unix://`` URL of the Redis-protocol store; None = in-process
-    store (single replica only). Env ``WAITROOM_STORE_URL``."""
+    """URL of the Redis-protocol store: ``redis://``, ``rediss://``, ``unix://``,
+    ``redis+cluster://h1:p1,h2:p2/0`` or ``redis+sentinel://s1:p1,s2:p2/<service>/0``
+    (``waitroom_proxy.domain.store_url``); None = in-process store (single replica only).
+    Env ``WAITROOM_STORE_URL``."""
     nats_url: str | None = None
-    """NATS URL for events; None = events to the debug log. Env ``WAITROOM_NATS_URL``."""
+    """NATS URL for events, or several separated by commas (a cluster); None = events to the
+    debug log. Env ``WAITROOM_NATS_URL``."""
+    nats_stream_replicas: int = 1
+    """Replicas of the ``WAITROOM`` and ``WAITROOM_DLQ`` streams when the publisher creates
+    them (1-5; 3 on a NATS cluster, so a stream survives a node). Env
+    ``WAITROOM_NATS_STREAM_REPLICAS``."""
     secret: str | None = field(default=None, repr=False)
     """Shared secret: signs tickets, and session JWTs with HS256. None = a random secret per
     process (fine for one process; replicas must share one). Env ``WAITROOM_SECRET``."""
@@ -263,10 +276,7 @@ def _url(schemes: Sequence[str], need_host: bool = True) -> Converter:
         scheme = parts.scheme.lower()
         if scheme not in schemes:
             raise _Invalid(f"{desc}, got {_show(mask_url(text))}")
-        if scheme == "unix":
-            if not parts.path:
-                raise _Invalid(f'must name a socket path (unix:///run/redis.sock), got "{text}"')
-        elif need_host and not parts.hostname:
+        if need_host and not parts.hostname:
             raise _Invalid(f"{desc}, got {_show(mask_url(text))}")
         return text
 
@@ -274,32 +284,59 @@ def _url(schemes: Sequence[str], need_host: bool = True) -> Converter:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host`` (store URLs may carry one).
+    """Hide the passwords of a URL (store and NATS URLs may carry them).
 
     Args:
-        url: Any URL.
+        url: Any URL, or a comma-separated list of them.
 
     Returns:
-        The URL with its password replaced by ``***``; unchanged if it has none.
+        The text with the password of ``scheme://user:password@host`` and any
+        ``sentinel_password=`` option replaced by ``***``; unchanged if it has none.
     """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    return ",".join(mask_store_url(part) for part in url.split(",")) if "://" in url else url
 
 
 _check_upstream = _url(("http", "https"))
 _check_nats = _url(("nats", "tls"))
-_check_store_scheme = _url(("redis", "rediss", "unix", "valkey", "valkeys"))
 
 
 def _store_url(value: Any, base: Path) -> str:
-    text: str = _check_store_scheme(value, base)
-    # redis-py only knows redis://, rediss:// and unix://; Valkey speaks the same protocol.
-    scheme, rest = text.split(":", 1)
-    return {"valkey": "redis", "valkeys": "rediss"}.get(scheme.lower(), scheme) + ":" + rest
+    """One of the topologies of DESIGN §6 (``waitroom_proxy.domain.store_url``)."""
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a store URL such as redis://host:6379/0, got {_show(value)}")
+    text = value.strip()
+    try:
+        target = parse_store_url(text)
+    except StoreUrlError as exc:
+        raise _Invalid(f"{exc}, got {_show(mask_store_url(text))}") from None
+    for key, option in target.tls_options:
+        if key in TLS_FILE_OPTIONS and not Path(str(option)).expanduser().is_file():
+            raise _Invalid(f"{key}: no such file {_show(option)}")
+    # The scheme in its canonical spelling (valkey is the same protocol as redis); the rest as
+    # given, so check-config shows what the operator wrote.
+    return target.scheme + "://" + text.split("://", 1)[1]
+
+
+def _nats_urls(value: Any, base: Path) -> str:
+    """One NATS URL, or several (a cluster: a comma-separated string or a TOML array)."""
+    items = value if isinstance(value, list) else None
+    if items is None:
+        if not isinstance(value, str):
+            raise _Invalid(f"must be a nats:// or tls:// URL or a list of them, got {_show(value)}")
+        items = [part.strip() for part in value.split(",")]
+    if not items or any(not isinstance(item, str) or not item.strip() for item in items):
+        raise _Invalid(
+            f"must be nats:// or tls:// URLs separated by commas, got {_show(mask_url(str(value)))}"
+        )
+    urls: list[str] = []
+    for item in items:
+        text = item.strip()
+        if any(ch.isspace() for ch in text):
+            raise _Invalid(f"separate several NATS URLs with commas, got {_show(mask_url(text))}")
+        urls.append(_check_nats(text, base))
+    if len(set(urls)) != len(urls):
+        raise _Invalid(f"lists the same URL twice, got {_show(mask_url(','.join(urls)))}")
+    return ",".join(urls)
 
 
 def _upstream(value: Any, base: Path) -> str:
@@ -488,7 +525,8 @@ def _enum(options: type[StrEnum]) -> Converter:
 _SERVER_KEYS: dict[str, tuple[str, Converter]] = {
     "upstream": ("str", _upstream),
     "store_url": ("str", _store_url),
-    "nats_url": ("str", _check_nats),
+    "nats_url": ("str", _nats_urls),
+    "nats_stream_replicas": ("int", _integer(1, 5)),
     "secret": ("str", _secret(MIN_SECRET_BYTES, "bytes")),
     "previous_secrets": ("list", _list(_secret(MIN_SECRET_BYTES, "bytes"))),
     "signing_key_file": ("str", _existing_file),

@@ -92,7 +92,7 @@ class Controller:
             # Before any promotion: sessions admitted while the store was down count first.
             await gate.fail_open_ended(room)
         result: TickResult = await gate._call(
-            "tick", lambda: store.tick(room.name, room.limits, force)
+            "tick", lambda: store.tick(room.name, room.limits, force), room.name
         )
         m = gate.metrics
         name = room.name
@@ -115,7 +115,7 @@ class Controller:
             m.abandoned.labels(name).inc(len(result.abandoned))
         if result.expired_sessions:
             m.sessions_ended.labels(name, "idle").inc(len(result.expired_sessions))
-        stats = await gate._call("stats", lambda: store.stats(name))
+        stats = await gate._call("stats", lambda: store.stats(name), name)
         m.capacity.labels(name).set(room.policy.capacity)
         m.queue_length.labels(name).set(stats.queue_length)
         m.active_sessions.labels(name).set(stats.active)
@@ -138,7 +138,7 @@ class Controller:
         name = room.name
         since = self._revoked_since.get(name, 0)
         ids, now_ms = await gate._call(
-            "revoked", functools.partial(gate.store.revoked_since, name, since)
+            "revoked", functools.partial(gate.store.revoked_since, name, since), name
         )
         self._revoked_since[name] = now_ms - 2_000
         until = gate.clock() + room.policy.session_max

@@ -75,7 +75,15 @@ class Metrics:
             "waitroom_store_errors", "Failed store operations.", ["op"], registry=r
         )
         self.store_up = Gauge(
-            "waitroom_store_up", "1 when the store answers, 0 while it is down.", registry=r
+            "waitroom_store_up",
+            "1 when the store answers for every room, 0 while it is down for any of them.",
+            registry=r,
+        )
+        self.room_store_up = Gauge(
+            "waitroom_room_store_up",
+            "1 when the store answers for the room (its shard), 0 while its breaker is open.",
+            ["room"],
+            registry=r,
         )
         self.fail_open = Gauge(
             "waitroom_fail_open", "1 while the room lets newcomers pass unchecked.", ["room"],
@@ -163,4 +171,10 @@ class _PublisherCollector(Collector):
             "waitroom_events_buffered",
             "Events waiting to be published.",
             value=c.get("buffered", 0),
+        )
+        yield GaugeMetricFamily(
+            "waitroom_events_stream_config_mismatch",
+            "Event streams found with a configuration other than the proxy's (used as they "
+            "are; the log names what differs).",
+            value=c.get("stream_mismatches", 0),
         )

@@ -173,8 +173,25 @@ def _reseal_after(room: RoomRuntime) -> float:
     return min(room.policy.abandon_after / 6, 60.0)
 
 
+HIT_BREAKER = ":hit"
+"""Breaker key of the per-client rate limit (its keys spread over every shard of a cluster)."""
+PROCESS_BREAKER = ":process"
+"""Breaker key of store calls made for no room (the admin API's ping)."""
+STORE_BREAKER = ":store"
+"""The one breaker of a store that is a single failure domain (one server, Sentinel, memory)."""
+RATE_LIMIT_PROBE = "breaker-probe"
+"""The client name of the rate limit's background probe (not an address: no visitor has it)."""
+
+
 class CircuitBreaker:
     """Stops calling a failing store for a short cool-down, so requests don't queue on timeouts.
+
+    One per failure domain (``Gatekeeper.breaker_for``). A store whose ``sharded`` attribute is
+    true (``RedisStore`` on a Redis Cluster) holds each room on one shard, so each room has its
+    own breaker and the rate limit another: a shard that times out, refuses connections or
+    answers READONLY / CLUSTERDOWN / endless MOVED opens the breakers of its own rooms only.
+    Any other store is one server (or one Sentinel-managed master): every room fails with it,
+    and one breaker stands for all (a request then never waits on two half-open probes).
 
     Opens after ``threshold`` consecutive failures; after ``cooldown`` seconds one call is let
     through (half-open: a single probe, the others still fail fast while it runs, so a slow
@@ -253,15 +270,21 @@ class Gatekeeper:
             for p in rooms
         }
         self.matcher = RoomMatcher(rooms)
+        for p in rooms:
+            metrics.room_store_up.labels(p.name).set(1)
         self.cache = SessionCache()
         self.spent = SpentLog()
         """Places this replica knows to be spent (``domain.lifecycle``)."""
-        self.breaker = CircuitBreaker()
+        self.sharded = bool(getattr(store, "sharded", False))
+        """Rooms fail one by one (a cluster: a breaker per room) or all together (one server)."""
+        self.breakers: dict[str, CircuitBreaker] = {}
+        """Per failure domain: room names, ``HIT_BREAKER``, ``PROCESS_BREAKER`` when sharded;
+        else ``STORE_BREAKER`` alone."""
+        self._store_down: set[str] = set()
         self._activity_reported: dict[tuple[str, str], float] = {}
         self._activity_pending: dict[str, set[str]] = {}
         self._mark_written: dict[str, float] = {}
         self._renewed: dict[str, tuple[str, Session]] = {}
-        self.store_ok = True
 
     # ----------------------------------------------------------------- hot path helpers
     def room_for(self, host: str, path: str) -> RoomRuntime | None:
@@ -342,36 +365,76 @@ class Gatekeeper:
         return token
 
     # ----------------------------------------------------------------- store calls
-    async def _call(self, op: str, fn: Callable[[], Any]) -> Any:
+    def _domain(self, key: str | None) -> str:
+        if not self.sharded:
+            return STORE_BREAKER
+        return key or PROCESS_BREAKER
+
+    def breaker_for(self, key: str | None) -> CircuitBreaker:
+        """The breaker a room's calls go through (``HIT_BREAKER``: the rate limit's; None:
+        calls made for no room). On a store that is not sharded, the one breaker of all."""
+        name = self._domain(key)
+        breaker = self.breakers.get(name)
+        if breaker is None:
+            breaker = self.breakers[name] = CircuitBreaker()
+        return breaker
+
+    @property
+    def store_ok(self) -> bool:
+        """False while any breaker is open (some room, or the rate limit, has no store)."""
+        return not self._store_down
+
+    async def _call(self, op: str, fn: Callable[[], Any], room: str | None = None) -> Any:
+        """One store call through the breaker of ``room`` (``HIT_BREAKER`` for the rate limit,
+        None for calls made for no room; see ``breaker_for``)."""
+        key = self._domain(room)
+        breaker = self.breaker_for(key)
         now = time.monotonic()
-        if not self.breaker.allow(now):
-            raise StoreError("store circuit open")
+        if not breaker.allow(now):
+            raise StoreError(f"store circuit open ({key})")
         try:
             result = await fn()
         except StoreError:
             self.metrics.store_errors.labels(op).inc()
-            if self.breaker.failure(time.monotonic()):
-                self._store_state(False)
+            if breaker.failure(time.monotonic()):
+                self._store_state(key, False)
             raise
         except BaseException:
-            self.breaker.probing = False  # a cancelled probe must not keep the breaker open
+            breaker.probing = False  # a cancelled probe must not keep the breaker open
             raise
         self.metrics.store_seconds.labels(op).observe(time.monotonic() - now)
-        if self.breaker.success() or not self.store_ok:
-            self._store_state(True)
+        if breaker.success() or key in self._store_down:
+            self._store_state(key, True)
         return result
 
-    def _store_state(self, up: bool) -> None:
-        if up == self.store_ok:
+    def _store_state(self, key: str, up: bool) -> None:
+        """A breaker opened or closed: gauges, a log line and ``system.store_down`` / ``_up``
+        naming the room (or ``scope``: ``rate_limit`` / ``admin``)."""
+        if up == (key not in self._store_down):
             return
-        self.store_ok = up
-        self.metrics.store_up.set(1 if up else 0)
         if up:
-            log.warning("store is reachable again")
-            self.emit("system.store_up", None, {"replica": self.replica_id})
+            self._store_down.discard(key)
         else:
-            log.error("store unreachable: rooms apply their fail_mode")
-            self.emit("system.store_down", None, {"replica": self.replica_id})
+            self._store_down.add(key)
+        self.metrics.store_up.set(0 if self._store_down else 1)
+        data: dict[str, Any] = {"replica": self.replica_id}
+        if key == STORE_BREAKER:
+            for name in self.rooms:
+                self.metrics.room_store_up.labels(name).set(1 if up else 0)
+            what, consequence = "every room", ": rooms apply their fail_mode"
+        elif key in self.rooms:
+            self.metrics.room_store_up.labels(key).set(1 if up else 0)
+            data["room"] = key
+            what, consequence = f"room {key}", ": it applies its fail_mode"
+        else:
+            data["scope"] = "rate_limit" if key == HIT_BREAKER else "admin"
+            what, consequence = f"the {data['scope'].replace('_', ' ')}", ""
+        if up:
+            log.warning("store is reachable again for %s", what)
+            self.emit("system.store_up", None, data)
+        else:
+            log.error("store unreachable for %s%s", what, consequence)
+            self.emit("system.store_down", None, data)
 
     def emit(self, type_: str, room: str | None, data: dict[str, Any]) -> None:
         self.publisher.publish(new_event(type_, room, data, self.clock()))
@@ -434,6 +497,7 @@ class Gatekeeper:
                     functools.partial(
                         self.store.arrive, room.name, place_id, room.limits, ticket.score
                     ),
+                    room.name,
                 )
                 if view.status is PlaceStatus.SPENT:
                     log.debug("room %s: a spent ticket was replayed", room.name)
@@ -445,6 +509,7 @@ class Gatekeeper:
                 view = await self._call(
                     "arrive",
                     functools.partial(self.store.arrive, room.name, place_id, room.limits, score),
+                    room.name,
                 )
         except StoreError:
             return self._fail(room, return_to, now, ticket=ticket)
@@ -477,6 +542,7 @@ class Gatekeeper:
                 ok = await self._call(
                     "claim",
                     lambda: self.store.claim(room.name, place_id, room.limits.session_ttl_ms),
+                    room.name,
                 )
             except StoreError:
                 return self._fail(room, return_to, now)
@@ -535,7 +601,7 @@ class Gatekeeper:
             return None
         try:
             view: QueueView = await self._call(
-                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id)
+                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id), room.name
             )
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
@@ -546,6 +612,7 @@ class Gatekeeper:
                 view = await self._call(
                     "arrive",
                     lambda: self.store.arrive(room.name, ticket.place_id, queued, ticket.score),
+                    room.name,
                 )
         except StoreError:
             return self._fail(room, return_to, now, heartbeat=True)
@@ -572,7 +639,9 @@ class Gatekeeper:
             self.spent.add(room.name, pid, now)
             try:
                 was = await self._call(
-                    "leave", functools.partial(self.store.leave, room.name, pid, revoke_ms)
+                    "leave",
+                    functools.partial(self.store.leave, room.name, pid, revoke_ms),
+                    room.name,
                 )
             except StoreError:
                 continue
@@ -594,6 +663,7 @@ class Gatekeeper:
                 lambda: self.store.leave(
                     room.name, session.place_id, int(room.policy.session_max * 1000)
                 ),
+                room.name,
             )
         verb = "session.revoked" if reason == "revoked" else "session.ended"
         self.emit(verb, room.name, {"place_id": session.place_id, "reason": reason})
@@ -642,6 +712,7 @@ class Gatekeeper:
             await self._call(
                 "restore",
                 functools.partial(self.store.restore, room.name, ids, room.limits.session_ttl_ms),
+                room.name,
             )
         except StoreError:
             room.fail_open_ids = ids + room.fail_open_ids  # next time
@@ -680,14 +751,19 @@ class Gatekeeper:
         """Per-client rate limit on enqueue and heartbeat: 0 to go on, else seconds to wait.
 
         Clients are counted per IPv4 address or IPv6 /64 (``domain.ratelimit.client_key``). A
-        store failure never blocks a visitor here: the limit is a guard, not a gate.
+        store failure never blocks a visitor here: the limit is a guard, not a gate. While its
+        breaker is open no request waits on it, not even for the half-open probe (on a sharded
+        store the request would then wait on two probes, this one and its room's): the
+        background ``flush_activity`` probes it instead; on one server, the rooms' calls do.
         """
         if self.client_rate_limit <= 0 or not client_ip:
+            return 0.0
+        if self.breaker_for(HIT_BREAKER).is_open:
             return 0.0
         key = client_key(client_ip)
         try:
             wait_ms = await self._call(
-                "hit", lambda: self.store.hit(key, self.client_rate_limit, 60_000)
+                "hit", lambda: self.store.hit(key, self.client_rate_limit, 60_000), HIT_BREAKER
             )
         except StoreError:
             return 0.0
@@ -744,9 +820,16 @@ class Gatekeeper:
                 self.store.touch, room.name, sorted(ids), room.limits.session_ttl_ms
             )
             try:
-                await self._call("touch", touch)
+                await self._call("touch", touch, room.name)
             except StoreError:
                 self._activity_pending.setdefault(name, set()).update(ids)
+        if self.sharded and self.client_rate_limit > 0 and self.breaker_for(HIT_BREAKER).is_open:
+            # The rate limit's half-open probe, off the request path (see client_wait).
+            probe = functools.partial(
+                self.store.hit, RATE_LIMIT_PROBE, self.client_rate_limit, 60_000
+            )
+            with contextlib.suppress(StoreError):
+                await self._call("hit", probe, HIT_BREAKER)
         if len(self._activity_reported) > 200_000:
             cutoff = self.clock() - 3600
             self._activity_reported = {
@@ -755,7 +838,7 @@ class Gatekeeper:
 
     async def refresh_room_state(self, room: RoomRuntime) -> None:
         """Follow runtime changes made through the admin API (kept in the store)."""
-        meta = await self._call("meta", lambda: self.store.get_meta(room.name))
+        meta = await self._call("meta", lambda: self.store.get_meta(room.name), room.name)
         now = self.clock()
         marker = meta.get("incarnation")
         if marker is None or marker != room.incarnation:
@@ -767,7 +850,7 @@ class Gatekeeper:
                 # first one's marker, which the first would then take for a store loss.
                 mark = secrets.token_hex(8)
                 marker = await self._call(
-                    "meta", lambda: self.store.init_meta(room.name, "incarnation", mark)
+                    "meta", lambda: self.store.init_meta(room.name, "incarnation", mark), room.name
                 )
             room.incarnation = marker
         with contextlib.suppress(ValueError):
@@ -822,12 +905,13 @@ class Gatekeeper:
                     room.max_score,
                     spent[i : i + RESTORE_BATCH],
                 ),
+                room.name,
             )
         if first:
             until = now + 2 * refresh_seconds(policy, 0) + 1.0
             room.held_until = max(room.held_until, until)
             hold = {"hold_until": f"{until:.3f}"}
-            await self._call("meta", lambda: self.store.set_meta(room.name, hold))
+            await self._call("meta", lambda: self.store.set_meta(room.name, hold), room.name)
         log.warning(
             "room %s: the store lost its state; %d session(s) counted again, admissions held "
             "for waiters to re-enter",
@@ -858,5 +942,5 @@ class Gatekeeper:
         if now - self._mark_written.get(room.name, 0.0) >= 5 or key not in meta:
             self._mark_written[room.name] = now
             values = {**stale, key: f"{now:.0f}"}
-            await self._call("meta", lambda: self.store.set_meta(room.name, values))
+            await self._call("meta", lambda: self.store.set_meta(room.name, values), room.name)
         self.replicas_hint = max(1, alive if key in meta else alive + 1)

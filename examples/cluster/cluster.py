@@ -3,6 +3,7 @@ replicas sharing one Redis-protocol store and one NATS JetStream server (DESIGN 
 
     python examples/cluster/cluster.py              # or examples/cluster/run.sh
     python examples/cluster/cluster.py --port 8080 --capacity 5
+    python examples/cluster/cluster.py --redis-cluster --nats-cluster
 
 It starts, all on 127.0.0.1 and on free ports unless given:
 
@@ -17,6 +18,10 @@ It starts, all on 127.0.0.1 and on free ports unless given:
 - nginx (``nginx -c`` with a generated config: no daemon, one worker, pid, logs and temp files
   in the work directory) round-robin over the 3 replicas. Its responses carry
   ``X-Waitroom-Replica: 127.0.0.1:PORT``, the replica that answered.
+
+With ``--redis-cluster`` the store is a 3-master Redis Cluster instead of one server, and with
+``--nats-cluster`` the events go to a 3-node NATS JetStream cluster, streams on 3 replicas
+(``topologies.py``).
 
 It prints the URLs and runs until Ctrl-C (or SIGTERM), then stops every process it started, by
 PID. Logs are in the work directory (a temporary one, removed at the end, unless ``--workdir``).
@@ -46,6 +51,11 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+if __package__:
+    from examples.cluster.topologies import start_nats_cluster, start_redis_cluster
+else:  # run as a script: the directory of this file is on sys.path
+    from topologies import start_nats_cluster, start_redis_cluster  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "waitroom.toml"
@@ -214,7 +224,9 @@ class Cluster:
     """``HOSTNAME`` of each replica; events carry ``source: waitroom-proxy/<name>``."""
     store_url: str = ""
     nats_url: str = ""
+    """One URL, or a NATS cluster's URLs separated by commas."""
     nats_monitor_url: str = ""
+    nats_stream_replicas: int = 1
     room: str = ROOM
     admin_token: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
@@ -240,7 +252,8 @@ class Cluster:
         lines += [
             f"admin token:        {self.admin_token}",
             f"store:              {self.store_url}",
-            f"NATS:               {self.nats_url}  (stream WAITROOM)",
+            f"NATS:               {self.nats_url}  (stream WAITROOM, "
+            f"{self.nats_stream_replicas} replica(s))",
             f"NATS monitoring:    {self.nats_monitor_url}",
             f"logs:               {self.workdir}",
             "pids:               " + ", ".join(f"{k} {v}" for k, v in self.pids.items()),
@@ -382,6 +395,7 @@ class Cluster:
                 "WAITROOM_UPSTREAM": self.origin_url,
                 "WAITROOM_STORE_URL": self.store_url,
                 "WAITROOM_NATS_URL": self.nats_url,
+                "WAITROOM_NATS_STREAM_REPLICAS": str(self.nats_stream_replicas),
                 "WAITROOM_SECRET": self.secret,
                 "WAITROOM_ADMIN_TOKEN": self.admin_token,
             }
@@ -499,6 +513,8 @@ def start_cluster(
     port: int | None = None,
     log_level: str | None = None,
     binaries: Binaries | None = None,
+    redis_cluster: bool = False,
+    nats_cluster: bool = False,
 ) -> Cluster:
     """Start the whole cluster; on any failure, stop what was started and raise.
 
@@ -510,6 +526,8 @@ def start_cluster(
         port: nginx's port (else a free one).
         log_level: The replicas' log level (else ``waitroom.toml``'s).
         binaries: Server binaries (else ``find_binaries()``).
+        redis_cluster: The store is a 3-master Redis Cluster (else one server).
+        nats_cluster: Events go to a 3-node NATS cluster, streams on 3 replicas (else one).
 
     Raises:
         MissingBinary: a server binary is not installed.
@@ -522,8 +540,14 @@ def start_cluster(
         secret=os.environ.get("WAITROOM_SECRET") or secrets.token_urlsafe(32),
     )
     try:
-        cluster.start_redis(bins.redis)
-        cluster.start_nats(bins.nats)
+        if redis_cluster:
+            start_redis_cluster(cluster, bins.redis)
+        else:
+            cluster.start_redis(bins.redis)
+        if nats_cluster:
+            start_nats_cluster(cluster, bins.nats)
+        else:
+            cluster.start_nats(bins.nats)
         cluster.start_origin()
         for index in range(1, replicas + 1):
             cluster.start_replica(
@@ -545,6 +569,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--admit-rate", type=int, help="admissions per minute")
     parser.add_argument("--log-level", help="replicas' log level (default: waitroom.toml)")
     parser.add_argument("--workdir", help="keep logs here (default: a temporary directory)")
+    parser.add_argument(
+        "--redis-cluster", action="store_true", help="the store: a 3-master Redis Cluster"
+    )
+    parser.add_argument(
+        "--nats-cluster", action="store_true", help="events: a 3-node NATS cluster, 3 replicas"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -567,7 +597,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster: Cluster | None = None
     status = 0
     try:
-        print("starting: redis, nats, origin, replicas, nginx ...", flush=True)
+        store = "a redis cluster" if args.redis_cluster else "redis"
+        nats = "a nats cluster" if args.nats_cluster else "nats"
+        print(f"starting: {store}, {nats}, origin, replicas, nginx ...", flush=True)
         cluster = start_cluster(
             workdir,
             replicas=args.replicas,
@@ -576,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             log_level=args.log_level,
             binaries=binaries,
+            redis_cluster=args.redis_cluster,
+            nats_cluster=args.nats_cluster,
         )
         print(cluster.describe(), flush=True)
         print("Ctrl-C stops everything.", flush=True)

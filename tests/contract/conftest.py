@@ -3,6 +3,8 @@
 - ``memory``: ``MemoryStore`` with a fake clock.
 - ``fakeredis``: ``RedisStore`` on an in-process ``FakeAsyncRedis`` (Lua through lupa).
 - ``redis``: ``RedisStore`` on the session's real server (marker ``redis``).
+- ``cluster``: ``RedisStore`` on the session's real 3-master Redis Cluster
+  (``redis+cluster://``; marker ``redis``).
 
 Redis scripts read the server's ``TIME``; tests move time with ``StoreEnv.advance``, which for
 the Redis variants adds a test-only offset to every script's clock. Real time still passes
@@ -18,6 +20,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore
@@ -54,6 +57,7 @@ class StoreEnv:
         "memory",
         "fakeredis",
         pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=pytest.mark.redis),
     ]
 )
 async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[StoreEnv]:
@@ -69,6 +73,18 @@ async def store_env(request: pytest.FixtureRequest) -> AsyncIterator[StoreEnv]:
         yield StoreEnv(kind, store, store._advance_clock_for_tests, raw=client)
         await store.close()
         await client.aclose()
+        return
+    if kind == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        store = RedisStore(cluster.url, timeout=2.0)
+        raw_cluster = RedisCluster(
+            host="127.0.0.1", port=cluster.nodes[0].port, decode_responses=True
+        )
+        try:
+            yield StoreEnv(kind, store, store._advance_clock_for_tests, raw=raw_cluster)
+        finally:
+            await raw_cluster.aclose()
+            await store.close()
         return
     server = request.getfixturevalue("redis_server")
     server.flush()

@@ -502,7 +502,7 @@ async def test_tick_lists_are_capped(store_env: StoreEnv) -> None:
 # -- Redis specifics -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis", "cluster"], indirect=True)
 async def test_every_key_has_a_ttl(store_env: StoreEnv) -> None:
     """Redis adapters only: the memory store has no keys."""
     s = store_env.store
@@ -514,7 +514,8 @@ async def test_every_key_has_a_ttl(store_env: StoreEnv) -> None:
     await s.leave(R, "a", 60_000)
     await s.set_meta(R, {"paused": "1"})
     await s.heartbeat(R, "c")
-    keys = sorted(await store_env.raw.keys("*"))
+    everywhere = {"target_nodes": "primaries"} if store_env.kind == "cluster" else {}
+    keys = sorted(await store_env.raw.keys("*", **everywhere))
     assert keys == sorted(k for k in room_keys(R) if not k.endswith(":promoted"))
     # A day past the longest duration the last write knew of (tombstones: spent_for_ms).
     longest = 86_400_000 + max(10_000, LIM.spent_for_ms)
@@ -571,7 +572,7 @@ async def test_store_error_on_frozen_server(redis_server: object) -> None:
         await store.close()
 
 
-@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis", "cluster"], indirect=True)
 async def test_script_error_becomes_store_error(store_env: StoreEnv) -> None:
     """Redis adapters only: the memory store has no scripts."""
     await store_env.raw.set(room_keys(R).queue, "not a zset")
@@ -579,7 +580,7 @@ async def test_script_error_becomes_store_error(store_env: StoreEnv) -> None:
         await store_env.store.arrive(R, "a", LIM)
 
 
-@pytest.mark.parametrize("store_env", ["fakeredis", "redis"], indirect=True)
+@pytest.mark.parametrize("store_env", ["fakeredis", "redis", "cluster"], indirect=True)
 async def test_scripts_reload_after_script_flush(store_env: StoreEnv) -> None:
     """Redis adapters only: the memory store has no scripts."""
     s = store_env.store

@@ -48,6 +48,7 @@ CHECKS: dict[str, str] = {
         "test_fastapi_app",
     "examples/cluster/run.sh": "test_cluster_run_sh",
     "examples/cluster/run.sh --port 8080 --capacity 5 --admit-rate 60": "test_cluster_run_sh",
+    "examples/cluster/run.sh --redis-cluster --nats-cluster": "test_cluster_run_sh",
     ".venv/bin/waitroom-proxy check-config examples/waitroom.toml": "test_check_config",
     "cd examples && docker compose up --build": "test_compose_file_parses_and_configures",
 }  # fmt: skip

@@ -1,5 +1,6 @@
 """examples/cluster: nginx round-robin over 3 waitroom-proxy replicas on one Redis store and one
-NATS JetStream server, started by the example's own code (``start_cluster``).
+NATS JetStream server, started by the example's own code (``start_cluster``); and the same on a
+3-master Redis Cluster and a 3-node NATS cluster (``--redis-cluster --nats-cluster``).
 
 8 visitors (separate cookie jars) go through nginx to a room of capacity 3, each request to the
 next replica. Proven here:
@@ -50,10 +51,15 @@ HTML = {"accept": "text/html"}
 JSON = {"accept": "application/json"}
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@pytest.fixture(params=["single", "distributed"])
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """``single``: one Redis, one NATS. ``distributed``: a 3-master Redis Cluster and a 3-node
+    NATS cluster with the streams on 3 replicas (``--redis-cluster --nats-cluster``)."""
+    distributed = request.param == "distributed"
     try:
-        running = start_cluster(tmp_path, capacity=CAPACITY)
+        running = start_cluster(
+            tmp_path, capacity=CAPACITY, redis_cluster=distributed, nats_cluster=distributed
+        )
     except MissingBinary as exc:
         missing(str(exc))
         raise AssertionError("unreachable") from exc
@@ -120,10 +126,11 @@ async def heartbeat_until_one_admitted(
 
 async def read_stream(nats_url: str) -> list[dict[str, Any]]:
     """Every event in the stream ``WAITROOM`` (CloudEvents JSON), in order."""
-    nc = await nats.connect(nats_url, connect_timeout=2, allow_reconnect=False)
+    nc = await nats.connect(servers=nats_url.split(","), connect_timeout=2, allow_reconnect=False)
     try:
         js = nc.jetstream(timeout=2)
         info = await js.stream_info("WAITROOM")
+        assert info.config.num_replicas == (3 if "," in nats_url else 1)
         events = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg("WAITROOM", seq)
@@ -260,7 +267,9 @@ async def test_cluster(cluster: Cluster) -> None:
     # Everything stops, by PID, leaving nothing behind.
     pids = cluster.pids
     codes = cluster.stop()
-    assert set(codes) == {"redis", "nats", "origin", "replica-1", "replica-2", "replica-3",
+    stores = ["redis-1", "redis-2", "redis-3"] if "+cluster" in cluster.store_url else ["redis"]
+    buses = ["nats-1", "nats-2", "nats-3"] if "," in cluster.nats_url else ["nats"]
+    assert set(codes) == {*stores, *buses, "origin", "replica-1", "replica-2", "replica-3",
                           "nginx"}  # fmt: skip
     assert cluster.leftovers == []
     for name, pid in pids.items():
@@ -273,7 +282,10 @@ async def test_cluster(cluster: Cluster) -> None:
     assert time.monotonic() - started < 60
 
 
-def test_cluster_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options", [[], ["--redis-cluster", "--nats-cluster"]], ids=["single", "distributed"]
+)
+def test_cluster_command(tmp_path: Path, options: list[str]) -> None:
     """``examples/cluster/run.sh`` prints the URLs and PIDs; Ctrl-C (SIGINT) stops them all."""
     try:
         find_binaries()
@@ -282,7 +294,7 @@ def test_cluster_command(tmp_path: Path) -> None:
     work = tmp_path / "work"
     script = Proc(
         ["bash", str(REPO / "examples" / "cluster" / "run.sh"), "--workdir", str(work),
-         "--capacity", "2", "--log-level", "warning"],
+         "--capacity", "2", "--log-level", "warning", *options],
         tmp_path / "run.log",
         env={**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -305,8 +317,15 @@ def test_cluster_command(tmp_path: Path) -> None:
     assert status == 0, out[-3000:]
     assert "stopped: nginx (0)" in out and "Traceback" not in out
     found = re.findall(r"(\S+) (\d+)(?:,|$)", pids.group(1))
-    assert [name for name, _ in found] == ["redis", "nats", "origin", "replica-1", "replica-2",
+    servers = (
+        ["redis-1", "redis-2", "redis-3", "nats-1", "nats-2", "nats-3"]
+        if options
+        else ["redis", "nats"]
+    )
+    assert [name for name, _ in found] == [*servers, "origin", "replica-1", "replica-2",
                                            "replica-3", "nginx"]  # fmt: skip
+    if options:
+        assert "redis+cluster://" in out and "(stream WAITROOM, 3 replica(s))" in out
     for _, pid in found:
         with pytest.raises(ProcessLookupError):
             os.kill(int(pid), 0)

@@ -107,6 +107,8 @@ def test_ci_values_cover_the_required_scenarios() -> None:
         "bundled-deps",
         "ingress-hpa-monitoring",
         "existing-secret",
+        "redis-cluster",
+        "redis-sentinel",
     } <= set(CI_NAMES)
 
 
@@ -238,6 +240,19 @@ def test_no_stale_golden_files() -> None:
             "autoscaling.enabled needs",
             id="hpa-without-metric",
         ),
+        pytest.param(
+            [
+                *BASE_SET,
+                "--set",
+                f"auth.secret={SECRET}",
+                "--set",
+                "nats.enabled=true",
+                "--set",
+                "nats.streamReplicas=3",
+            ],
+            "nats.streamReplicas > 1 needs a NATS cluster",
+            id="replicated-streams-on-the-bundled-nats",
+        ),
     ],
 )
 def test_render_refuses_incomplete_values(helm: str, args: list[str], message: str) -> None:
@@ -266,6 +281,11 @@ def test_single_replica_may_use_the_in_process_store(helm: str) -> None:
         ("rooms[0].name=Bad Name", "rooms.0.name"),
         ("rooms[0].capcity=5", "rooms.0"),
         ("replicas=2", "replicas"),
+        ("store.url=http://cache:6379", "store.url"),
+        ("store.url=redis+mirror://a:1/0", "store.url"),
+        ("nats.url=nats://a:4222 nats://b:4222", "nats.url"),
+        ("nats.url=ws://a:4222", "nats.url"),
+        ("nats.streamReplicas=7", "nats.streamReplicas"),
     ],
 )
 def test_schema_rejects_bad_values(helm: str, setting: str, path: str) -> None:
@@ -569,6 +589,11 @@ def test_store_and_nats_urls(helm: str, name: str) -> None:
         assert service["spec"]["selector"].items() <= (
             dragonfly["spec"]["template"]["metadata"]["labels"].items()
         )
+    if nats.get("url") or nats.get("enabled"):
+        replicas = env["WAITROOM_NATS_STREAM_REPLICAS"]["value"]
+        assert replicas == str(nats.get("streamReplicas", 1))
+    else:
+        assert "WAITROOM_NATS_STREAM_REPLICAS" not in env
     if nats.get("url"):
         assert env["WAITROOM_NATS_URL"]["value"] == nats["url"]
     elif nats.get("enabled"):

@@ -384,11 +384,46 @@ async def test_a_stream_tuned_by_the_operator_is_used_as_it_is(
             pub.publish(make(ev.QUEUE_PAUSED, room))
             await flushed(pub)
             await pub.close()
-        assert any("different configuration" in r.getMessage() for r in caplog.records)
+        found = [
+            r.getMessage() for r in caplog.records if "different configuration" in r.getMessage()
+        ]
+        # What differs is named, and counted in a metric; the stream is left as it is.
+        assert found == [
+            "stream WAITROOM exists with a different configuration: max_age 86400 s "
+            "(wanted 604800 s); using it as it is"
+        ]
+        assert pub.counters()["stream_mismatches"] == 1
         assert (await js.stream_info(STREAM)).config.max_age == 24 * 3600
         assert await count(js, f"waitroom.{room}.>") == 1
     finally:
         await js.update_stream(info.config)
+
+
+async def test_more_stream_replicas_than_servers_is_an_error_not_a_crash(
+    nats_url: str, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``nats_stream_replicas = 3`` against a single server: JetStream refuses the streams.
+    The reason is logged as an error (once, not on every retry); events wait in the buffer;
+    publish() never raises."""
+    await _delete_streams(js)
+    pub = NatsPublisher(nats_url, source="waitroom-proxy/test-r3", stream_replicas=3,
+                        backoff_base=0.01, backoff_max=0.05)  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING):
+            await pub.start()
+            pub.publish(make(ev.QUEUE_PAUSED, new_room()))
+            await wait_for(lambda: pub.retries >= 5, 10)
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        message = errors[0].getMessage()
+        assert "cannot create stream WAITROOM with 3 replica(s)" in message
+        assert "replicas > 1 not supported in non-clustered mode" in message
+        assert pub.buffered == 1 and pub.dropped == 0 and pub.published == 0
+    finally:
+        await pub.close()
+    with pytest.raises(nats.js.errors.NotFoundError):
+        await js.stream_info(STREAM)
+    await ensure_streams(js)  # leave the streams for the other tests
 
 
 async def test_dlq_captures_max_delivery_advisories(

@@ -161,7 +161,8 @@ async def _outage(
         s_ok = sum(1 for s in s_rec.samples if s.status == 200)
         s_total = len(s_rec.samples) + len(s_rec.errors)
         session_ratio = s_ok / s_total
-        during = n_rec.between(t_down, t_heal)
+        # Answered before the heal (a probe started just before it may be answered after it).
+        during = [s for s in n_rec.between(t_down, t_heal) if s.t + s.latency < t_heal]
         waiting_pages = sum(1 for s in during if s.body_status == "waiting")
         five_xx_errors = sum(
             1 for s in n_rec.samples if s.status >= 500 and s.body_status != "waiting"

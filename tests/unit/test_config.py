@@ -340,8 +340,9 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
     expected = [
         'server.port: must be an integer 1-65535, got "abc"',
         "server.workers: must be an integer >= 1, got true",
-        "server.store_url: must be a redis://, rediss://, unix://, valkey:// or valkeys:// "
-        'URL with a host, got "http://cache"',
+        "server.store_url: must be a redis://, rediss://, unix://, redis+cluster://, "
+        "rediss+cluster://, redis+sentinel:// or rediss+sentinel:// URL (valkey may stand for "
+        'redis), got "http://cache"',
         'server.nats_url: must be a nats:// or tls:// URL with a host, got "redis://x"',
         'server.upstream: must be a http:// or https:// URL with a host, got "localhost:8000"',
         "server.trusted_proxies[0]: must be an IP network like 10.0.0.0/8, 192.0.2.7 or "
@@ -407,8 +408,9 @@ def test_store_url_password_is_masked_in_messages() -> None:
         None, env={"WAITROOM_CAPACITY": "1", "WAITROOM_STORE_URL": "http://u:pw@cache"}
     )
     assert problems == [
-        "WAITROOM_STORE_URL: must be a redis://, rediss://, unix://, valkey:// or valkeys:// "
-        'URL with a host, got "http://u:***@cache"'
+        "WAITROOM_STORE_URL: must be a redis://, rediss://, unix://, redis+cluster://, "
+        "rediss+cluster://, redis+sentinel:// or rediss+sentinel:// URL (valkey may stand for "
+        'redis), got "http://u:***@cache"'
     ]
     assert mask_url("redis://:pw@h:1/0") == "redis://:***@h:1/0"
     assert mask_url("redis://h:1/0") == "redis://h:1/0"
@@ -432,7 +434,7 @@ def test_store_url_password_is_masked_in_messages() -> None:
         ),
         (
             {"WAITROOM_STORE_URL": "unix://"},
-            'WAITROOM_STORE_URL: must name a socket path (unix:///run/redis.sock), got "unix://"',
+            'WAITROOM_STORE_URL: must name a socket path: unix:///run/redis.sock, got "unix://"',
         ),
         (
             {"WAITROOM_UPSTREAM": "http://h:99999"},

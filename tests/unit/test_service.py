@@ -138,7 +138,7 @@ async def test_fail_closed_and_fail_open_share() -> None:
     assert out.kind == "error"
     for _ in range(3):
         await g.arrive(g.rooms["c"], None, "/", clock())
-    assert g.breaker.is_open and "system.store_down" in pub.types()
+    assert g.breaker_for("c").is_open and "system.store_down" in pub.types()
 
     store2 = BrokenStore(clock)
     g2, pub2, _ = gate(

@@ -28,13 +28,15 @@ by JetStream), ``dropped`` (buffer full, refused by the server, or left over at 
 ``retries`` (times sending resumed after a failure or an outage), ``buffered`` (property: events
 waiting, including those in flight) and ``connected`` (property).
 
-Streams, created on connect if missing, idempotently (several replicas may race; the same
-configuration twice is accepted by the server). A stream that exists with a different
-configuration (an operator tuned it) is used as it is, with a warning:
+Streams (``waitroom_proxy.adapters.nats_streams``): ``WAITROOM`` and ``WAITROOM_DLQ``, created
+on connect if missing with ``stream_replicas`` copies (3 on a NATS cluster). A stream that
+exists with another configuration is used as it is and reported: a warning naming each
+setting that differs, and the ``stream_mismatches`` counter. A stream JetStream refuses to
+create (e.g. 3 replicas on a single server) is logged as an error, at most once a minute, and
+retried with backoff while events wait in the buffer.
 
-- ``WAITROOM``: subjects ``waitroom.>``, file storage, duplicate window 2 min, max age 7 days.
-- ``WAITROOM_DLQ``: JetStream max-delivery advisories of consumers on ``WAITROOM``
-  (``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.WAITROOM.>``), file storage, max age 30 days.
+``url`` may list several servers separated by commas (a cluster): the client connects to any of
+them and, once connected, fails over to another node of the cluster in milliseconds.
 
 ``publish()`` must be called from the event loop's thread (as the gatekeeper does).
 """
@@ -60,6 +62,15 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
 from waitroom_proxy.adapters.log_events import counters_of
+from waitroom_proxy.adapters.nats_streams import (
+    DLQ_STREAM,
+    DLQ_SUBJECTS,
+    STREAM,
+    STREAM_SUBJECTS,
+    StreamSetupError,
+    ensure_streams,
+    stream_configs,
+)
 from waitroom_proxy.domain.events import (
     SUBJECT_PREFIX,
     encode_cloudevent,
@@ -68,66 +79,38 @@ from waitroom_proxy.domain.events import (
 )
 from waitroom_proxy.ports import Event
 
+__all__ = [
+    "DLQ_STREAM",
+    "DLQ_SUBJECTS",
+    "MSG_ID_HEADER",
+    "STREAM",
+    "STREAM_SUBJECTS",
+    "NatsPublisher",
+    "ensure_streams",
+    "format_event",
+    "redact_url",
+    "servers_of",
+    "stream_configs",
+    "tail",
+]
+
 logger = logging.getLogger(__name__)
 
-STREAM: Final = "WAITROOM"
-STREAM_SUBJECTS: Final = (f"{SUBJECT_PREFIX}.>",)
-DLQ_STREAM: Final = "WAITROOM_DLQ"
-DLQ_SUBJECTS: Final = (f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.>",)
-DUPLICATE_WINDOW_S: Final = 120.0
-MAX_AGE_S: Final = 7 * 24 * 3600.0
-DLQ_MAX_AGE_S: Final = 30 * 24 * 3600.0
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
-
-# JetStream API error: "stream name already in use with a different configuration".
-_ERR_STREAM_NAME_EXISTS: Final = 10058
-
-
-def stream_configs() -> list[api.StreamConfig]:
-    """The two streams the publisher makes sure of."""
-    return [
-        api.StreamConfig(
-            name=STREAM,
-            description="waitroom-proxy events (CloudEvents JSON)",
-            subjects=list(STREAM_SUBJECTS),
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            discard=api.DiscardPolicy.OLD,
-            max_age=MAX_AGE_S,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        ),
-        api.StreamConfig(
-            name=DLQ_STREAM,
-            description="max-delivery advisories of consumers on WAITROOM",
-            subjects=list(DLQ_SUBJECTS),
-            retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE,
-            discard=api.DiscardPolicy.OLD,
-            max_age=DLQ_MAX_AGE_S,
-        ),
-    ]
+SETUP_ERROR_LOG_INTERVAL: Final = 60.0
+"""Seconds between two error logs about streams JetStream refuses to create."""
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create ``WAITROOM`` and ``WAITROOM_DLQ`` if missing. Safe to call from many replicas.
-
-    Raises:
-        nats.errors.Error: JetStream did not answer or refused for another reason.
-    """
-    for config in stream_configs():
-        try:
-            await js.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _ERR_STREAM_NAME_EXISTS:
-                raise
-            logger.warning(
-                "stream %s exists with a different configuration; using it as it is",
-                config.name,
-            )
+def servers_of(url: str) -> list[str]:
+    """The server URLs of a ``nats_url`` (one URL, or several separated by commas)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def redact_url(url: str) -> str:
-    """The URL without user information (credentials never go to logs or messages)."""
+    """The URL (or comma-separated URLs) without user information: credentials never go to
+    logs or messages."""
+    if "," in url:
+        return ",".join(redact_url(part) for part in servers_of(url))
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -165,7 +148,8 @@ class NatsPublisher:
     """Publishes events to JetStream from a bounded buffer; see the module docstring.
 
     Args:
-        url: NATS server URL (``nats://host:4222``; user information allowed, never logged).
+        url: NATS server URL (``nats://host:4222``; user information allowed, never logged),
+            or several separated by commas (the nodes of a cluster).
         source: CloudEvents ``source``, e.g. ``waitroom-proxy/<replica-id>``; also the NATS
             connection name.
         buffer_size: most events held while NATS is slow or down; beyond it new events are
@@ -178,6 +162,7 @@ class NatsPublisher:
         backoff_base: first retry delay in seconds (doubles, with jitter, up to ``backoff_max``).
         backoff_max: longest retry delay in seconds.
         close_timeout: seconds ``close()`` spends delivering what is left.
+        stream_replicas: replicas of the streams when this publisher creates them (1-5).
     """
 
     def __init__(
@@ -193,10 +178,17 @@ class NatsPublisher:
         backoff_base: float = 0.05,
         backoff_max: float = 5.0,
         close_timeout: float = 2.0,
+        stream_replicas: int = 1,
     ) -> None:
         if buffer_size < 1 or max_in_flight < 1 or max_retries < 0:
             raise ValueError("buffer_size and max_in_flight must be >= 1, max_retries >= 0")
+        if not 1 <= stream_replicas <= 5:
+            raise ValueError("stream_replicas must be 1-5 (JetStream's limit)")
         self.url = url
+        self.servers = servers_of(url)
+        if not self.servers:
+            raise ValueError("no NATS URL given")
+        self.stream_replicas = stream_replicas
         self.source = source
         self.buffer_size = buffer_size
         self.max_retries = max_retries
@@ -211,6 +203,10 @@ class NatsPublisher:
         """Events given up: buffer full, refused by the server, or undelivered at close."""
         self.retries = 0
         """Times sending resumed after a failure or an outage (with events waiting)."""
+        self.stream_mismatches = 0
+        """Streams found, at the last check, with a configuration other than this publisher's
+        (each named in a warning); 0 when both are as wanted."""
+        self._last_setup_error = -SETUP_ERROR_LOG_INTERVAL
 
         self._buf: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -286,7 +282,7 @@ class NatsPublisher:
 
     def counters(self) -> dict[str, float]:
         """The counters as a dict (the shape ``Metrics.watch_publisher`` reads)."""
-        return counters_of(self)
+        return {**counters_of(self), "stream_mismatches": float(self.stream_mismatches)}
 
     async def flush(self) -> bool:
         """Wait until the buffer is empty (every event acknowledged or dropped). Bound it with
@@ -327,7 +323,8 @@ class NatsPublisher:
                     await self._connect()
                 if not self._streams_ok:
                     assert self._js is not None
-                    await ensure_streams(self._js)
+                    mismatches = await ensure_streams(self._js, self.stream_replicas)
+                    self.stream_mismatches = len(mismatches)
                     self._streams_ok = True
                 await self._pump()
                 self._streams_ok = False  # reconnected: the server may be a new one
@@ -339,6 +336,11 @@ class NatsPublisher:
     async def _after_failure(self, exc: BaseException) -> None:
         nc = self._nc
         self._probe = True
+        if isinstance(exc, StreamSetupError):
+            now = time.monotonic()
+            if now - self._last_setup_error >= SETUP_ERROR_LOG_INTERVAL:
+                self._last_setup_error = now
+                logger.error("events: %s; events wait in the buffer (%d)", exc, len(self._buf))
         if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.js.errors.NotFoundError):
             self._streams_ok = False  # stream missing (new server?): make it again
         if isinstance(exc, _Refused):
@@ -370,12 +372,16 @@ class NatsPublisher:
 
         async def on_reconnected() -> None:
             self._connected_evt.set()
-            logger.warning("events: reconnected to NATS")
+            where = nc.connected_url
+            logger.warning(
+                "events: reconnected to NATS at %s",
+                redact_url(where.geturl()) if where is not None else "?",
+            )
 
         try:
             await asyncio.wait_for(
                 nc.connect(
-                    servers=[self.url],
+                    servers=self.servers,
                     name=self.source,
                     connect_timeout=max(1, round(self.connect_timeout)),
                     allow_reconnect=True,
@@ -394,7 +400,11 @@ class NatsPublisher:
         self._nc = nc
         self._js = nc.jetstream(timeout=self.ack_timeout)
         self._connected_evt.set()
-        logger.info("events: connected to NATS at %s", redact_url(self.url))
+        where = nc.connected_url
+        logger.info(
+            "events: connected to NATS at %s",
+            redact_url(where.geturl() if where is not None else self.url),
+        )
 
     async def _close_connection(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
@@ -591,7 +601,7 @@ async def _tail(
     try:
         await asyncio.wait_for(
             nc.connect(
-                servers=[url],
+                servers=servers_of(url),
                 name="waitroom-proxy events tail",
                 connect_timeout=max(1, round(connect_timeout)),
                 max_reconnect_attempts=-1,

@@ -1,4 +1,6 @@
-"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6).
+"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6), alone, as a
+Redis/Valkey Cluster or as a Sentinel-managed master (the client of each topology, its timeout
+and retry policy, failures and readiness: ``waitroom_proxy.adapters.redis_clients``).
 
 Every change is one Lua script (``waitroom_proxy/adapters/lua/*.lua``), registered once and
 called by EVALSHA (redis-py reloads it on ``NOSCRIPT``). Each script passes every key it
@@ -23,7 +25,9 @@ piece           type   content
 ==============  =====  =====================================================================
 
 A waiter costs one member in ``queue`` and one in ``hb``; an admission leaves one member in
-``spent`` for ``spent_for_ms`` (README, "Store memory").
+``spent`` for ``spent_for_ms`` (README, "Store memory"). Outside the rooms: the per-client
+rate limit, ``wr:{rl:<client>}`` (its own hash tag: clients spread over a cluster's slots), and
+the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a TTL.
 """
 
 from __future__ import annotations
@@ -34,18 +38,18 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-
+from waitroom_proxy.adapters.redis_clients import (
+    Script,
+    StoreClient,
+    StoreConnection,
+    build_client,
+)
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
+from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
 
-__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys"]
+__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys", "rate_limit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +116,12 @@ def room_keys(room: str) -> RoomKeys:
     return RoomKeys(*(base + piece for piece in RoomKeys._fields))
 
 
+def rate_limit_key(client: str) -> str:
+    """The per-client rate-limit key: its own hash tag, so clients spread over the slots of a
+    cluster instead of loading the shard of one room."""
+    return f"{KEY_PREFIX}:{{rl:{client}}}"
+
+
 def load_script_source(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped in this package."""
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
@@ -126,42 +136,39 @@ def _key_ttl(*durations_ms: int) -> int:
 
 
 class RedisStore:
-    """The admission state of every room, on a Redis-protocol server.
+    """The admission state of every room, on a Redis-protocol server, cluster or Sentinel.
 
     Args:
-        url: ``redis://`` / ``rediss://`` / ``unix://`` URL. Ignored when ``client`` is given.
+        url: A store URL of any topology (``waitroom_proxy.domain.store_url``): one server,
+            a Redis Cluster or Sentinel. Ignored when ``client`` is given.
         timeout: Seconds to wait to connect and for each answer (redis-py would otherwise wait
-            forever); past it the call raises ``StoreError``.
-        client: An existing ``redis.asyncio.Redis`` (tests inject fakeredis). The store does
-            not close a client it did not create.
+            forever); past it the call raises ``StoreError``. The same for every topology.
+        client: An existing async client: ``redis.asyncio.Redis`` (tests inject fakeredis),
+            a Sentinel-managed one or a ``RedisCluster``. The store does not close a client it
+            did not create.
     """
 
     def __init__(
-        self, url: str | None = None, *, timeout: float = 0.5, client: Redis | None = None
+        self, url: str | None = None, *, timeout: float = 0.5, client: StoreClient | None = None
     ) -> None:
+        owns = client is None
         if client is None:
             if url is None:
                 raise ValueError("RedisStore needs a url or a client")
-            client = Redis.from_url(
-                url,
-                socket_connect_timeout=timeout,
-                socket_timeout=timeout,
-                # One immediate retry only for a broken pooled connection (e.g. after a server
-                # restart); never retry timeouts. Every script is safe to run twice.
-                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-                health_check_interval=0,
-            )
-            self._owns_client = True
-        else:
-            self._owns_client = False
+            client = build_client(parse_store_url(url), timeout)
+        self._conn = StoreConnection(client, owns=owns)
         self._client = client
         self._timeout = timeout
-        self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(load_script_source(name)) for name in SCRIPT_NAMES
-        }
+        self._scripts = {name: Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
+
+    @property
+    def sharded(self) -> bool:
+        """True on a Redis Cluster: each room lives on one shard and fails alone, so the
+        gatekeeper keeps a circuit breaker per room (``service.CircuitBreaker``)."""
+        return self._conn.sharded
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 0.5) -> RedisStore:
@@ -169,10 +176,7 @@ class RedisStore:
         return cls(url, timeout=timeout)
 
     def __repr__(self) -> str:
-        pool = self._client.connection_pool
-        kwargs = pool.connection_kwargs
-        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        return f"RedisStore({where}, timeout={self._timeout})"
+        return f"RedisStore({self._conn.describe()}, timeout={self._timeout})"
 
     def _advance_clock_for_tests(self, ms: int) -> None:
         """TESTS ONLY: make this client's scripts see the server clock ``ms`` later.
@@ -184,9 +188,10 @@ class RedisStore:
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
-            return await self._scripts[name](keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"store {name} failed: {type(exc).__name__}: {exc}") from exc
+            await self._conn.connect()
+            return await self._scripts[name](keys, args)
+        except Exception as exc:
+            raise await self._conn.failure(name, exc) from exc
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:
@@ -349,9 +354,10 @@ class RedisStore:
         """See ``waitroom_proxy.ports.Store.get_meta``."""
         k = room_keys(room)
         try:
+            await self._conn.connect()
             raw = await self._client.hgetall(k.meta)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"store get_meta failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise await self._conn.failure("get_meta", exc) from exc
         return {_text(key): _text(value) for key, value in raw.items()}
 
     async def set_meta(self, room: str, values: dict[str, str]) -> None:
@@ -373,20 +379,14 @@ class RedisStore:
 
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""
-        key = f"{KEY_PREFIX}:{{rl:{client}}}"
+        key = rate_limit_key(client)
         return int(await self._run("hit", (key,), (self._clock_offset_ms, limit, window_ms)))
 
     async def ping(self) -> None:
-        """See ``waitroom_proxy.ports.Store.ping``."""
-        try:
-            await self._client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreError(f"store ping failed: {type(exc).__name__}: {exc}") from exc
+        """See ``waitroom_proxy.ports.Store.ping``: the store must accept a write
+        (``StoreConnection.check_writes``: PING alone answers on a demoted master)."""
+        await self._conn.check_writes()
 
     async def close(self) -> None:
         """Close the connections (only those of a client this store created)."""
-        if self._owns_client:
-            try:
-                await self._client.aclose()
-            except (RedisError, OSError) as exc:  # closing a dead connection: nothing to do
-                log.debug("closing the store connection failed: %s", exc)
+        await self._conn.close()

@@ -386,9 +386,9 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
             raise HTTPException(404, f"unknown room: {name!r}")
         return room
 
-    async def store_call(op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    async def store_call(op: str, fn: Callable[[], Awaitable[Any]], room: str | None = None) -> Any:
         try:
-            return await gate._call(op, fn)
+            return await gate._call(op, fn, room)
         except StoreError as exc:
             raise _StoreDown(str(exc)) from None
 
@@ -397,14 +397,14 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         stats = room.last_stats
         try:
             await gate.refresh_room_state(room)
-            stats = await gate._call("stats", lambda: store.stats(room.name))
+            stats = await gate._call("stats", lambda: store.stats(room.name), room.name)
         except StoreError:
             pass
         return _room_json(room, stats)
 
     async def set_meta(room: RoomRuntime, values: dict[str, str]) -> None:
         """Write runtime state for every replica, and follow it here at once."""
-        await store_call("meta", lambda: store.set_meta(room.name, values))
+        await store_call("meta", lambda: store.set_meta(room.name, values), room.name)
         try:
             await gate.refresh_room_state(room)
         except StoreError as exc:
@@ -426,7 +426,7 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
             patch = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             return _json({"detail": f"body must be a JSON object: {exc}"}, 400)
-        meta = await store_call("meta", lambda: store.get_meta(room.name))
+        meta = await store_call("meta", lambda: store.get_meta(room.name), room.name)
         current = _decode_overrides(meta.get("overrides"))
         merged, problems = validate_overrides(patch, room.base, current)
         if problems:
@@ -493,7 +493,7 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         # Locally at once; other replicas read the store's revoked set on their next tick.
         gate.cache.revoke(place_id, gate.clock() + session_max)
         was: PlaceStatus = await store_call(
-            "leave", lambda: store.leave(room.name, place_id, int(session_max * 1000))
+            "leave", lambda: store.leave(room.name, place_id, int(session_max * 1000)), room.name
         )
         if was is PlaceStatus.ACTIVE:
             gate.metrics.sessions_ended.labels(room.name, "revoked").inc()

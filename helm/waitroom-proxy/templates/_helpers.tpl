@@ -130,6 +130,9 @@ Called from the Deployment so every install path goes through it.
 {{- if and (not (include "waitroom-proxy.hasStore" .)) (gt (int .Values.workers) 1) }}
 {{- fail "workers > 1 needs a shared store: set store.url, store.existingSecret or dragonfly.enabled=true (or workers=1)" }}
 {{- end }}
+{{- if and .Values.nats.enabled (not .Values.nats.url) (gt (int (.Values.nats.streamReplicas | default 1)) 1) }}
+{{- fail "nats.streamReplicas > 1 needs a NATS cluster: the bundled NATS (nats.enabled) is a single server; set nats.url to a cluster's URLs, or nats.streamReplicas=1" }}
+{{- end }}
 {{- end }}
 
 {{/*
