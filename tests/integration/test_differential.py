@@ -24,7 +24,7 @@ from tests.fixtures.nginx import nginx_proxy
 from tests.fixtures.origin import serve_asgi
 from tests.fixtures.recording_origin import RecordingOrigin, Script
 from waitroom_proxy.asgi.hardening import http_protocol, limits_from
-from waitroom_proxy.bootstrap import build_app
+from waitroom_proxy.server import build_app
 from waitroom_proxy.config import Settings
 
 SECRET = "differential-secret-" + "d" * 32

@@ -61,7 +61,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,7 +84,7 @@ from waitroom_proxy.ports import PlaceStatus, RoomStats, TickResult
 from waitroom_proxy.service import MUTABLE_FIELDS, RoomRuntime
 
 if TYPE_CHECKING:
-    from waitroom_proxy.bootstrap import Engine
+    from waitroom_proxy.service import Engine
 
 __all__ = [
     "BearerAuth",
@@ -373,46 +373,29 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         metrics: the ``/metrics`` endpoint; default this process's registry (``serve
             --workers N`` passes one that answers for every worker).
     """
-    gate = engine.gate
-    store = gate.store
-    registry = gate.metrics.registry
-    # The controller's ``tick_room`` may or may not return its TickResult; both are handled.
-    tick_room: Callable[..., Awaitable[object]] = engine.controller.tick_room
+    ops = engine.operations
+    registry = engine.gate.metrics.registry
 
     def room_or_404(request: Request) -> RoomRuntime:
         name = request.path_params["room"]
-        room = gate.rooms.get(name)
+        room = ops.rooms.get(name)
         if room is None:
             raise HTTPException(404, f"unknown room: {name!r}")
         return room
 
-    async def store_call(op: str, fn: Callable[[], Awaitable[Any]], room: str | None = None) -> Any:
+    async def store_call(call: Awaitable[Any]) -> Any:
         try:
-            return await gate._call(op, fn, room)
+            return await call
         except StoreError as exc:
             raise _StoreDown(str(exc)) from None
 
     async def fresh_room(room: RoomRuntime) -> dict[str, Any]:
         """Follow what other replicas changed, then describe the room (store down: last seen)."""
-        stats = room.last_stats
-        try:
-            await gate.refresh_room_state(room)
-            stats = await gate._call("stats", lambda: store.stats(room.name), room.name)
-        except StoreError:
-            pass
-        return _room_json(room, stats)
-
-    async def set_meta(room: RoomRuntime, values: dict[str, str]) -> None:
-        """Write runtime state for every replica, and follow it here at once."""
-        await store_call("meta", lambda: store.set_meta(room.name, values), room.name)
-        try:
-            await gate.refresh_room_state(room)
-        except StoreError as exc:
-            raise _StoreDown(str(exc)) from None
+        return _room_json(room, await ops.describe(room))
 
     # -- routes
     async def list_rooms(request: Request) -> Response:
-        return _json({"rooms": [await fresh_room(r) for r in list(gate.rooms.values())]})
+        return _json({"rooms": [await fresh_room(r) for r in list(ops.rooms.values())]})
 
     async def get_room(request: Request) -> Response:
         return _json(await fresh_room(room_or_404(request)))
@@ -426,34 +409,29 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
             patch = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as exc:
             return _json({"detail": f"body must be a JSON object: {exc}"}, 400)
-        meta = await store_call("meta", lambda: store.get_meta(room.name), room.name)
-        current = _decode_overrides(meta.get("overrides"))
+        current = await store_call(ops.stored_overrides(room))
         merged, problems = validate_overrides(patch, room.base, current)
         if problems:
             return _problems(problems)
-        await set_meta(room, {"overrides": json.dumps(merged, sort_keys=True) if merged else ""})
-        gate.emit("queue.config_changed", room.name, {"changes": patch, "overrides": merged})
+        await store_call(ops.set_overrides(room, merged, patch))
         log.info("room %s: overrides now %s", room.name, merged)
         return _json(await fresh_room(room))
 
     async def reset_overrides(request: Request) -> Response:
         room = room_or_404(request)
-        await set_meta(room, {"overrides": ""})
-        gate.emit("queue.config_changed", room.name, {"changes": "reset", "overrides": {}})
+        await store_call(ops.reset_overrides(room))
         log.info("room %s: overrides reset", room.name)
         return _json(await fresh_room(room))
 
     async def pause(request: Request) -> Response:
         room = room_or_404(request)
-        await set_meta(room, {"paused": "1"})
-        gate.emit("queue.paused", room.name, {"replica": gate.replica_id})
+        await store_call(ops.pause(room))
         log.info("room %s: admissions paused", room.name)
         return _json(await fresh_room(room))
 
     async def resume(request: Request) -> Response:
         room = room_or_404(request)
-        await set_meta(room, {"paused": ""})
-        gate.emit("queue.resumed", room.name, {"replica": gate.replica_id})
+        await store_call(ops.resume(room))
         log.info("room %s: admissions resumed", room.name)
         return _json(await fresh_room(room))
 
@@ -467,17 +445,8 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         if not 1 <= count <= MAX_ADMIT:
             shown = raw if len(raw) <= 40 else raw[:37] + "..."
             return _problems([Problem("count", f"must be an integer 1-{MAX_ADMIT}, got {shown!r}")])
-        sample = {"room": room.name}
-        before = registry.get_sample_value("waitroom_admissions_total", sample) or 0.0
-        try:
-            result = await tick_room(room, force=count)
-        except StoreError as exc:
-            raise _StoreDown(str(exc)) from None
-        if isinstance(result, TickResult):
-            promoted = len(result.promoted)
-        else:  # the controller counts its promotions in the admissions counter
-            after = registry.get_sample_value("waitroom_admissions_total", sample) or 0.0
-            promoted = int(after - before)
+        result: TickResult = await store_call(ops.admit(room, count))
+        promoted = len(result.promoted)
         log.info("room %s: operator admitted %d (asked %d)", room.name, promoted, count)
         return _json({"room": room.name, "requested": count, "promoted": promoted,
                       **(await fresh_room(room))})  # fmt: skip
@@ -489,31 +458,20 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
             return _problems(
                 [Problem("place_id", "must be 1-128 characters of A-Z, a-z, 0-9, _ and -")]
             )
-        session_max = room.policy.session_max
         # Locally at once; other replicas read the store's revoked set on their next tick.
-        gate.cache.revoke(place_id, gate.clock() + session_max)
-        was: PlaceStatus = await store_call(
-            "leave", lambda: store.leave(room.name, place_id, int(session_max * 1000)), room.name
-        )
-        if was is PlaceStatus.ACTIVE:
-            gate.metrics.sessions_ended.labels(room.name, "revoked").inc()
-        gate.emit("session.revoked", room.name, {"place_id": place_id, "reason": "admin"})
+        was: PlaceStatus = await store_call(ops.revoke(room, place_id))
         log.info("room %s: session revoked by operator (was %s)", room.name, was.value)
         return _json({"room": room.name, "place_id": place_id, "previous_status": was.value})
 
     async def stats(request: Request) -> Response:
-        try:
-            await gate._call("ping", store.ping)
-            store_up = True
-        except StoreError:
-            store_up = False
-        events = {"publisher": type(gate.publisher).__name__,
-                  "counters": _publisher_counters(gate.publisher)}  # fmt: skip
-        rooms = [await fresh_room(r) for r in list(gate.rooms.values())]
+        store_up = await ops.store_up()
+        events = {"publisher": type(ops.publisher).__name__,
+                  "counters": _publisher_counters(ops.publisher)}  # fmt: skip
+        rooms = [await fresh_room(r) for r in list(ops.rooms.values())]
         return _json({
-            "replica": gate.replica_id,
-            "time": gate.clock(),
-            "store": {"up": store_up, "kind": type(store).__name__},
+            "replica": ops.replica_id,
+            "time": ops.now(),
+            "store": {"up": store_up, "kind": ops.store_kind},
             "events": events,
             "rooms": rooms,
         })  # fmt: skip
@@ -586,14 +544,6 @@ def _publisher_counters(publisher: Any) -> dict[str, float] | None:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def _decode_overrides(raw: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 @cache

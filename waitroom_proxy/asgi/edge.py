@@ -14,6 +14,10 @@ the proxy, a host app) a scope in which it is already settled:
   a trusted proxy, and every spelling of those names with ``_`` for ``-`` (``X_Forwarded_For``,
   ``Waitroom_Verified``) is dropped always: CGI and WSGI origins read ``X_Forwarded_For`` and
   ``X-Forwarded-For`` as the same ``HTTP_X_FORWARDED_FOR``.
+- ``scope["waitroom.client"]``: the :class:`Client`, resolved once here: the visitor's address
+  and whether the visitor is on HTTPS, from ``X-Forwarded-For``/``-Proto`` when the peer is a
+  trusted proxy, else from the connection. ``scope["client"]`` stays the TCP peer (the address
+  the proxy adds to ``X-Forwarded-For``).
 - ``TRACE`` and ``CONNECT`` are refused with 405 (``TRACE`` would reflect the session token
   in ``Waitroom-Verified``; nginx refuses ``TRACE`` with 405 too).
 
@@ -24,21 +28,57 @@ httptools protocol drops), else from ``raw_path`` and ``query_string``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import quote
+
+from starlette.types import Scope, Send
 
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.domain.target import BadRequest, RequestTarget, parse_target
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 TARGET_KEY = "waitroom.target"
 """Scope key of the parsed :class:`RequestTarget`."""
 RAW_TARGET_KEY = "waitroom.request_target"
 """Scope key of the request target exactly as on the request line (set by the protocol)."""
+CLIENT_KEY = "waitroom.client"
+"""Scope key of the resolved :class:`Client`."""
+
+
+class Client(NamedTuple):
+    """Who the visitor is, as far as the proxy may believe (like uvicorn's
+    ``ProxyHeadersMiddleware``, which rewrites ``scope["client"]`` and ``scope["scheme"]``)."""
+
+    ip: str | None
+    """The peer, or when the peer is a trusted proxy the rightmost ``X-Forwarded-For`` hop that
+    is not one (None when the server knows no peer)."""
+    secure: bool
+    """The visitor is on HTTPS (``Secure`` cookies): the connection's scheme, or a trusted
+    proxy's first ``X-Forwarded-Proto`` when it says ``http`` or ``https``."""
+
+
+_SECURE_SCHEMES = frozenset({"https", "wss"})
+
+
+def _forwarded_client(
+    peer: str, secure: bool, headers: list[tuple[bytes, bytes]], trusted: TrustedProxies
+) -> Client:
+    """The client behind a trusted proxy, from the headers it forwarded."""
+    hops: list[str] = []
+    proto: str | None = None
+    for k, v in headers:
+        if k == b"x-forwarded-for":
+            hops.extend(h.strip() for h in v.decode("latin-1").split(","))
+        elif k == b"x-forwarded-proto" and proto is None:
+            proto = v.decode("latin-1").split(",")[0].strip().lower()
+    ip = peer
+    for hop in reversed(hops):  # the rightmost address not of a trusted proxy
+        if hop and hop not in trusted:
+            ip = hop
+            break
+    if proto in ("http", "https"):
+        secure = proto == "https"
+    return Client(ip, secure)
+
 
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -106,8 +146,8 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
     method = scope.get("method", "GET")
     if method in REFUSED_METHODS:
         raise Refusal(405, f"{method} is not allowed")
-    client = scope.get("client")
-    from_proxy = bool(trusted) and client is not None and client[0] in trusted
+    peer = scope.get("client")
+    from_proxy = bool(trusted) and peer is not None and peer[0] in trusted
     hosts: list[bytes] = []
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
@@ -146,6 +186,12 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
     out["raw_path"] = target.raw_path
     out["query_string"] = target.query
     out[TARGET_KEY] = target
+    secure = scope.get("scheme") in _SECURE_SCHEMES
+    if from_proxy:
+        assert peer is not None
+        out[CLIENT_KEY] = _forwarded_client(peer[0], secure, headers, trusted)
+    else:
+        out[CLIENT_KEY] = Client(peer[0] if peer else None, secure)
     return out
 
 
@@ -153,6 +199,12 @@ def target_of(scope: Scope) -> RequestTarget:
     """The :class:`RequestTarget` that ``prepare`` wrote into the scope."""
     target: RequestTarget = scope[TARGET_KEY]
     return target
+
+
+def client_of(scope: Scope) -> Client:
+    """The :class:`Client` that ``prepare`` wrote into the scope."""
+    client: Client = scope[CLIENT_KEY]
+    return client
 
 
 async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
@@ -185,10 +237,13 @@ async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
 
 
 __all__ = [
+    "CLIENT_KEY",
     "RAW_TARGET_KEY",
     "REFUSED_METHODS",
     "TARGET_KEY",
+    "Client",
     "Refusal",
+    "client_of",
     "prepare",
     "refuse",
     "target_of",

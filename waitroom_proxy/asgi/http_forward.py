@@ -25,20 +25,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from starlette.types import Message, Receive, Scope, Send
+
 from .commands import take_commands
 from .headers import Header, TrustedProxies, upstream_request_headers
+from .page import default_error_page
 from .response import (
     HTTP10_BUFFER_MAX,
-    MESSAGES,
     REASONS,
     RedirectRewriter,
     accepts_json,
-    default_error_page,
     error_response,
+    error_text,
 )
 from .upstream import (
     Connection,
@@ -52,10 +54,6 @@ from .upstream import (
 # The proxy's logger name, as before the split: operators filter logs by it.
 logger = logging.getLogger("waitroom_proxy.asgi.proxy")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ResponseHook = Callable[[int, list[Header]], list[Header]]
 ErrorPage = Callable[[int, str], bytes]
 
@@ -375,7 +373,7 @@ class HttpForwarder:
             exc,
         )
         reason = REASONS.get(status, "Error")
-        message = MESSAGES.get(status, "The site could not answer; try again in a moment.")
+        message = error_text(status)[1]
         json_wanted = accepts_json(scope.get("headers", ()))
         try:
             headers, body = error_response(

@@ -33,14 +33,21 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
+from waitroom_proxy.asgi.response import error_text
+from waitroom_proxy.domain.rules import is_safe_return_to
+
 __all__ = [
     "MESSAGES",
     "STATUSES",
     "PageRenderer",
+    "Pages",
+    "builtin_renderer",
     "content_security_policy",
+    "default_error_page",
     "format_eta",
     "is_safe_return_to",
     "new_nonce",
+    "proxy_error_page",
     "title_for",
 ]
 
@@ -171,19 +178,6 @@ def content_security_policy(nonce: str) -> str:
         "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )
-
-
-def is_safe_return_to(value: object) -> bool:
-    """Whether ``value`` is a same-site path: ``/…`` but not ``//…`` or ``/\\…``.
-
-    Control characters are refused too: browsers drop tabs and newlines from URLs, which would
-    turn ``/\\t/evil.example`` into ``//evil.example``.
-    """
-    if not isinstance(value, str) or not value.startswith("/"):
-        return False
-    if value[1:2] in ("/", "\\"):
-        return False
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
 
 
 _TITLE_KEYS = {
@@ -459,3 +453,53 @@ class PageRenderer:
             action_href=action_href if is_safe_return_to(action_href) else "",
             action_label=self._messages[language][action],
         )
+
+    def status_page(self, status_code: int, *, nonce: str | None = None, lang: str = "en") -> str:
+        """The error page of an HTTP status (429, 500, 502, 503, 504), worded by
+        ``asgi.response.ERROR_TEXTS``: what the proxy answers when it cannot do better."""
+        title, message = error_text(status_code)
+        return self.error_page(status_code, title, message, nonce=nonce, lang=lang)
+
+
+@cache
+def builtin_renderer() -> PageRenderer:
+    """The built-in pages with the default prefix (parsed once, on first use)."""
+    return PageRenderer()
+
+
+def default_error_page(status: int, reason: str) -> bytes:
+    """An ``ErrorPage`` (``(status, reason) -> HTML``) from the built-in renderer: the page of
+    an ``UpstreamProxy`` given none, and the fallback when a custom one fails."""
+    return builtin_renderer().status_page(status).encode()
+
+
+def proxy_error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
+    """The ``ErrorPage`` of the proxy's 502/504 answers, from ``renderer`` (an operator's
+    prefix and messages). ``reason`` is the status's reason phrase; the page says more."""
+
+    def render(status: int, reason: str) -> bytes:
+        return renderer.status_page(status).encode()
+
+    return render
+
+
+class Pages:
+    """One renderer per operator template, the built-in one for the rest.
+
+    Args:
+        prefix: the reserved route prefix.
+        templates: room name → operator template path (rooms without one are left out).
+    """
+
+    def __init__(self, prefix: str, templates: Mapping[str, str] | None = None) -> None:
+        self.default = PageRenderer(prefix=prefix)
+        self._by_room = {
+            name: PageRenderer(prefix=prefix, template_path=path)
+            for name, path in (templates or {}).items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Pages({self.default!r}, rooms={sorted(self._by_room)!r})"
+
+    def for_room(self, name: str) -> PageRenderer:
+        return self._by_room.get(name, self.default)

@@ -27,9 +27,12 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from starlette.types import Receive, Scope, Send
+
 from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
-from .http_forward import ErrorPage, HttpForwarder, Receive, ResponseHook, Scope, Send
-from .response import REASONS, default_error_page
+from .http_forward import ErrorPage, HttpForwarder, ResponseHook
+from .page import default_error_page
+from .response import REASONS
 from .upstream import UpstreamPool
 
 logger = logging.getLogger(__name__)
