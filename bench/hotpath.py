@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 from waitroom_proxy.asgi.chain import RequestContext
-from waitroom_proxy.logs import configure_logging
 from waitroom_proxy.asgi.headers import upstream_request_headers
 from waitroom_proxy.asgi.middleware import WaitroomMiddleware
 from waitroom_proxy.bootstrap import build_engine
 from waitroom_proxy.config import load_settings
+from waitroom_proxy.logs import configure_logging
 
 BODY = b"x" * 1024
 
@@ -80,7 +80,9 @@ async def measure(n: int) -> list[tuple[str, float]]:
     engine = build_engine(settings)
     gate = engine.gate
     room = next(iter(gate.rooms.values()))
-    token, session = gate.sessions.signer.issue(room.name, "p" * 22, now=time.time(), ttl=3600, max_age=7200)
+    token, session = gate.sessions.signer.issue(
+        room.name, "p" * 22, now=time.time(), ttl=3600, max_age=7200
+    )
     gate.sessions.cache.put(token, session)
     scope = _scope(token.encode())
     rows: list[tuple[str, float]] = []

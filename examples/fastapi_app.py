@@ -1,4 +1,4 @@
-"""A FastAPI shop with the waiting room inside it, as ASGI middleware (DESIGN §10).
+"""A FastAPI shop with the waiting room inside it, as ASGI middleware.
 
 The shop keeps its own routes and its own lifespan; ``WaitroomMiddleware`` wraps the whole app
 and adds the ``/_waitroom/*`` routes (heartbeat, leave, status, health). Visitors beyond the

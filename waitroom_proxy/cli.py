@@ -1,4 +1,4 @@
-"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy`` (DESIGN §10).
+"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy``.
 
 A thin click layer, as in uvicorn: every command parses its flags, hands them to
 :func:`waitroom_proxy.config.load_settings` and calls into the package lazily, so

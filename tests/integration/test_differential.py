@@ -24,8 +24,8 @@ from tests.fixtures.nginx import nginx_proxy
 from tests.fixtures.origin import serve_asgi
 from tests.fixtures.recording_origin import RecordingOrigin, Script
 from waitroom_proxy.asgi.hardening import http_protocol, limits_from
-from waitroom_proxy.server import build_app
 from waitroom_proxy.config import Settings
+from waitroom_proxy.server import build_app
 
 SECRET = "differential-secret-" + "d" * 32
 H = b"host: diff.test\r\n"

@@ -26,9 +26,9 @@ from tests.fixtures.origin import Origin, run_origin
 from tests.reliability.rig import JSON, SECRET, admitted_client, client, proxy_rig, report
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore
-from waitroom_proxy.server import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 ROOM = "ends"
 

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_service import Clock, gate
-from waitroom_proxy.service.controller import Controller
 from waitroom_proxy.domain.eta import Eta, EtaEstimator, fill_then_drain, gamma_quantile
 from waitroom_proxy.domain.policy import RoomPolicy
 from waitroom_proxy.domain.tokens import Session, Ticket
+from waitroom_proxy.service.controller import Controller
 
 STEP = 0.5  # the controller's interval
 

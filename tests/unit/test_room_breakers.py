@@ -9,12 +9,12 @@ from typing import Any
 
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.service.controller import Controller
 from waitroom_proxy.domain.policy import FailMode, RoomPolicy
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.service import Gatekeeper
+from waitroom_proxy.service.controller import Controller
 
 SECRET = "brk-" + "b" * 32
 

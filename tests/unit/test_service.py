@@ -8,12 +8,12 @@ import pytest
 
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.service.controller import Controller
 from waitroom_proxy.domain.policy import FailMode, RoomPolicy
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.service import Gatekeeper
+from waitroom_proxy.service.controller import Controller
 from waitroom_proxy.service.status import status_dict
 
 SECRET = "svc-" + "s" * 32
@@ -215,7 +215,7 @@ async def test_replicas_count_each_other_through_the_store() -> None:
     clock.now += 30  # two replicas go away; the third keeps marking
     await replicas[0].sync.refresh(replicas[0].rooms["r"])
     await replicas[0].sync.refresh(replicas[0].rooms["r"])
-    assert replicas[0].replicas_hint == 1
+    assert replicas[0].sync.replicas_hint == 1
 
 
 async def test_renewal_is_not_signed_again_for_a_client_that_ignores_it() -> None:

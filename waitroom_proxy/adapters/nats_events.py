@@ -1,4 +1,4 @@
-"""Events on NATS JetStream (DESIGN §7).
+"""Events on NATS JetStream.
 
 ``NatsPublisher`` implements ``EventPublisher``: ``publish()`` only appends to a bounded
 in-memory buffer; a background task sends the buffer, in order, to the ``WAITROOM`` stream with

@@ -1,4 +1,4 @@
-"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6), alone, as a
+"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB, alone, as a
 Redis/Valkey Cluster or as a Sentinel-managed master (the client of each topology, its timeout
 and retry policy, failures and readiness: ``waitroom_proxy.adapters.redis_clients``).
 
@@ -33,6 +33,7 @@ the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -122,9 +123,22 @@ def rate_limit_key(client: str) -> str:
     return f"{KEY_PREFIX}:{{rl:{client}}}"
 
 
+_PRELUDE_RE = re.compile(r"^-- prelude: ([a-z_]+)$", re.M)
+
+
 def load_script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped in this package."""
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """The text of ``lua/<name>.lua`` shipped in this package, with the preludes its header
+    names (``-- prelude: bucket`` → ``lua/prelude/bucket.lua``) put right after the header:
+    code two scripts share is written once."""
+    lua = resources.files(__package__).joinpath("lua")
+    source = lua.joinpath(f"{name}.lua").read_text("utf-8")
+    preludes = _PRELUDE_RE.findall(source)
+    if not preludes:
+        return source
+    lines = source.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
+    shared = [lua.joinpath("prelude", f"{p}.lua").read_text("utf-8") + "\n" for p in preludes]
+    return "".join([*lines[:end], "\n", *shared, *lines[end:]])
 
 
 def _text(value: Any) -> str:

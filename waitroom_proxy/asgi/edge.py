@@ -1,4 +1,4 @@
-"""The request edge: one parse of the request written into the ASGI scope (DESIGN §4).
+"""The request edge: one parse of the request written into the ASGI scope.
 
 Like uvicorn's ``ProxyHeadersMiddleware`` resolves the client address once and writes it into
 the scope, ``prepare`` resolves the request once and hands everything downstream (the gate,

@@ -1,4 +1,4 @@
-"""Tickets and session tokens (DESIGN §5). Pure: no I/O; every check takes ``now``.
+"""Tickets and session tokens. Pure: no I/O; every check takes ``now``.
 
 - **Ticket** (``waitroom_ticket`` cookie): an itsdangerous-signed value holding the room, the
   place id, the place's score (arrival sequence or lottery draw) and when the holder was last
