@@ -73,9 +73,7 @@ async def test_two_replicas_on_an_empty_store_agree_on_the_marker(
     b = replica(together_b, "b", room)
     try:
         with caplog.at_level(logging.WARNING, logger="waitroom_proxy"):
-            await asyncio.gather(
-                a.sync.refresh(a.rooms["sale"]), b.sync.refresh(b.rooms["sale"])
-            )
+            await asyncio.gather(a.sync.refresh(a.rooms["sale"]), b.sync.refresh(b.rooms["sale"]))
             together_a.barrier = together_b.barrier = None
             for _ in range(3):  # the controllers' next ticks
                 await a.sync.refresh(a.rooms["sale"])

@@ -127,7 +127,9 @@ class TicketMachine(RuleBasedStateMachine):
         value = self.visitors[v]["ticket"]
         place = self.place_of(value)
         gate = self.gate(r)
-        outcome = self.run(gate.admission.heartbeat(gate.admission.read_ticket(value), "/", self.clock()))
+        outcome = self.run(
+            gate.admission.heartbeat(gate.admission.read_ticket(value), "/", self.clock())
+        )
         status = self.apply(v, outcome)
         self.note_sessions()
         if status == "waiting":
@@ -246,18 +248,24 @@ def test_replay_slipped_in_before_the_loss_was_noticed() -> None:
         run = machine.run
         for engine in machine.engines:
             run(engine.controller.tick_room(engine.gate.rooms[ROOM]))
-        holders = [run(gate0.admission.arrive(room0, None, "/", machine.clock())) for _ in range(CAPACITY)]
+        holders = [
+            run(gate0.admission.arrive(room0, None, "/", machine.clock())) for _ in range(CAPACITY)
+        ]
         assert all(h.kind == "pass" for h in holders)
         waiting = run(gate0.admission.arrive(room0, None, "/", machine.clock()))
         value = next(v for n, v, _ in waiting.cookies if n == TICKET_COOKIE)
         ticket = gate0.admission.read_ticket(value)
         assert run(gate0.admission.leave(ticket, None))
         machine.store._rooms.clear()
-        slipped = run(gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock()))
+        slipped = run(
+            gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock())
+        )
         assert slipped is not None and slipped.status["status"] == "waiting"  # the moment
         for engine in machine.engines:
             run(engine.controller.tick_room(engine.gate.rooms[ROOM]))
-        again = run(gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock()))
+        again = run(
+            gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock())
+        )
         assert again is not None and again.status["status"] == "expired"
         stats = run(machine.store.stats(ROOM))
         assert (stats.queue_length, stats.active) == (0, CAPACITY)

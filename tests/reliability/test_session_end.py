@@ -152,7 +152,9 @@ async def test_websocket_closed_when_another_replica_revokes(redis_server: Any) 
             gate_b = app_b.engine.gate
             room_b = gate_b.rooms[ROOM]
             session = gate_b.sessions.session_for(token, room_b, time.time())
-            await gate_b.sessions.end(room_b, session.place_id, "revoked")  # e.g. the origin said so
+            await gate_b.sessions.end(
+                room_b, session.place_id, "revoked"
+            )  # e.g. the origin said so
             code = await closed_code(ws, 10)
             report("websocket after a revocation on another replica", close_code=code)
             assert code == 1008

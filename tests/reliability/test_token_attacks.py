@@ -217,7 +217,8 @@ async def test_key_rotation_keeps_visitors_and_retires_old_key() -> None:
                 )
                 refused += r.json() != {"origin": True} or fresh_cookie
         refused_locally = sum(
-            rig.gate.sessions.session_for(t, rig.gate.rooms[ROOM], time.time()) is None for t in cookies
+            rig.gate.sessions.session_for(t, rig.gate.rooms[ROOM], time.time()) is None
+            for t in cookies
         )
     report("key rotation", visitors=len(cookies), kept_during_window=kept,
            new_tokens_signed_with_new_key=renewed_with_new,

@@ -199,7 +199,11 @@ async def test_one_server_is_one_failure_domain() -> None:
     store.down = {"east", "west"}
     for _ in range(3):
         await g.admission.arrive(g.rooms["east"], None, "/east/", clock())
-    assert g.store.breaker_for("west") is g.store.breaker_for("east") is g.store.breaker_for(HIT_BREAKER)
+    assert (
+        g.store.breaker_for("west")
+        is g.store.breaker_for("east")
+        is g.store.breaker_for(HIT_BREAKER)
+    )
     assert g.store.breaker_for("west").is_open
     down = [e for e in pub.events if e.type == "system.store_down"]
     assert len(down) == 1 and "room" not in down[0].data

@@ -242,7 +242,9 @@ def test_cloudflare_wait_time_wording(p50: int, text: str) -> None:
     body = status_dict(g.rooms["r"], "waiting", None, "/", clock(), Eta(p50=p50, p90=p50))
     assert body["cfWaitingRoom"]["waitTimeFormatted"] == text
     assert (
-        status_dict(g.rooms["r"], "waiting", None, "/", clock())["cfWaitingRoom"]["waitTimeFormatted"]
+        status_dict(g.rooms["r"], "waiting", None, "/", clock())["cfWaitingRoom"][
+            "waitTimeFormatted"
+        ]
         == "unavailable"
     )
 
