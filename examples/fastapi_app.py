@@ -32,7 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from waitroom_proxy.asgi.middleware import WaitroomMiddleware
+from waitroom_proxy import WaitroomMiddleware
 from waitroom_proxy.config import Settings, load_settings
 
 log = logging.getLogger("uvicorn.error")  # uvicorn prints this logger's messages
