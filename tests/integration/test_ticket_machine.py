@@ -89,13 +89,13 @@ class TicketMachine(RuleBasedStateMachine):
                 self.visitors[v]["ticket"] = value if max_age else None
                 if value:
                     self.issued.append(value)
-                    self.visitors[v]["place"] = self.gate(0).tickets.loads(value).place_id
+                    self.visitors[v]["place"] = self.gate(0).admission.tickets.loads(value).place_id
             elif name == SESSION_COOKIE and max_age:
                 self.visitors[v]["session"] = value
         return str(outcome.status.get("status", outcome.kind))
 
     def place_of(self, value: str) -> str:
-        return str(self.gate(0).tickets.loads(value).place_id)
+        return str(self.gate(0).admission.tickets.loads(value).place_id)
 
     def sessions_started(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Mapping
 
 from waitroom_proxy.domain.lifecycle import may_keep
 from waitroom_proxy.domain.policy import Mode
 from waitroom_proxy.domain.tokens import Session, Ticket, TicketSigner, new_place_id
 from waitroom_proxy.errors import StoreError, TokenError
-from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import PlaceStatus, QueueView
-from waitroom_proxy.service.emit import Emitter
+from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.failopen import FailOpen
-from waitroom_proxy.service.guarded import GuardedStore
 from waitroom_proxy.service.outcome import (
     SESSION_COOKIE,
     TICKET_COOKIE,
@@ -49,25 +46,12 @@ class Admission:
     """Arrive, heartbeat and claim, for every room of one process."""
 
     def __init__(
-        self,
-        tickets: TicketSigner,
-        *,
-        rooms: Mapping[str, RoomRuntime],
-        store: GuardedStore,
-        sessions: Sessions,
-        fail_open: FailOpen,
-        metrics: Metrics,
-        emit: Emitter,
-        clock: Callable[[], float],
+        self, ctx: Context, tickets: TicketSigner, *, sessions: Sessions, fail_open: FailOpen
     ) -> None:
+        self.ctx = ctx
         self.tickets = tickets
-        self.rooms = rooms
-        self.store = store
         self.sessions = sessions
         self.fail_open = fail_open
-        self.metrics = metrics
-        self.emit = emit
-        self.clock = clock
 
     def read_ticket(self, value: str | None) -> Ticket | None:
         """The ticket a cookie value carries, or None (never raises)."""
@@ -93,7 +77,7 @@ class Admission:
                 # The ticket's score keeps the place even if the store lost it; the store
                 # refuses it (SPENT) if the place was admitted or given up.
                 place_id = ticket.place_id
-                view = await self.store.arrive(room.name, place_id, room.limits, ticket.score)
+                view = await self.ctx.store.arrive(room.name, place_id, room.limits, ticket.score)
                 if view.status is PlaceStatus.SPENT:
                     log.debug("room %s: a spent ticket was replayed", room.name)
                     self.sessions.spent.add(room.name, place_id, now)
@@ -101,7 +85,7 @@ class Admission:
             if ticket is None:
                 place_id = new_place_id()
                 score = secrets.randbits(52) if policy.mode is Mode.RANDOM else None
-                view = await self.store.arrive(room.name, place_id, room.limits, score)
+                view = await self.ctx.store.arrive(room.name, place_id, room.limits, score)
         except StoreError:
             return self.fail_open.outcome(room, return_to, now, ticket=ticket)
         return await self._after_view(room, place_id, view, ticket, return_to, now)
@@ -110,18 +94,18 @@ class Admission:
         """The waiting page polls. None when the ticket names no known room."""
         if ticket is None:
             return None
-        room = self.rooms.get(ticket.room)
+        room = self.ctx.rooms.get(ticket.room)
         if room is None:
             return None
         try:
-            view = await self.store.heartbeat(room.name, ticket.place_id)
+            view = await self.ctx.store.heartbeat(room.name, ticket.place_id)
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
                 # re-enter with the score the signed ticket carries (the store refuses a
                 # tombstoned place). Never admitted directly (an emptied queue looks free):
                 # the controller promotes in score order.
                 queued = dataclasses.replace(room.limits, direct_admit=False)
-                view = await self.store.arrive(room.name, ticket.place_id, queued, ticket.score)
+                view = await self.ctx.store.arrive(room.name, ticket.place_id, queued, ticket.score)
         except StoreError:
             return self.fail_open.outcome(room, return_to, now, heartbeat=True)
         return await self._after_view(room, ticket.place_id, view, ticket, return_to, now)
@@ -130,15 +114,15 @@ class Admission:
         """Give up a place and end a session (both, when the visitor holds both); frees the
         slots at once. True if the store heard of anything."""
         targets: list[tuple[RoomRuntime, str]] = []
-        if session is not None and session.room in self.rooms:
-            targets.append((self.rooms[session.room], session.place_id))
+        if session is not None and session.room in self.ctx.rooms:
+            targets.append((self.ctx.rooms[session.room], session.place_id))
         same = (
             session is not None
             and (ticket is not None)
             and ((ticket.room, ticket.place_id) == (session.room, session.place_id))
         )
-        if ticket is not None and ticket.room in self.rooms and not same:
-            targets.append((self.rooms[ticket.room], ticket.place_id))
+        if ticket is not None and ticket.room in self.ctx.rooms and not same:
+            targets.append((self.ctx.rooms[ticket.room], ticket.place_id))
         left = False
         for room, place_id in targets:
             try:
@@ -162,9 +146,11 @@ class Admission:
         token, _ = self.sessions.issue(room, place_id, now)
         if ticket is not None and ticket.joined:
             waited = max(0.0, now - ticket.joined)
-            self.metrics.wait_seconds.labels(room.name).observe(waited)
+            self.ctx.metrics.wait_seconds.labels(room.name).observe(waited)
             if ticket.eta_p50 >= 0:
-                self.metrics.eta_error_seconds.labels(room.name).observe(ticket.eta_p50 - waited)
+                self.ctx.metrics.eta_error_seconds.labels(room.name).observe(
+                    ticket.eta_p50 - waited
+                )
         max_age = int(room.policy.session_max)
         return Outcome(
             OutcomeKind.PASS,
@@ -185,12 +171,12 @@ class Admission:
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
             # Only the call that admitted the place answers ACTIVE: a direct admission.
-            self.metrics.admissions.labels(room.name).inc()
-            self.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
+            self.ctx.metrics.admissions.labels(room.name).inc()
+            self.ctx.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
             return self._admitted(room, place_id, now, return_to, ticket)
         if view.status is PlaceStatus.PROMOTED:
             try:
-                ok = await self.store.claim(room.name, place_id, room.limits.session_ttl_ms)
+                ok = await self.ctx.store.claim(room.name, place_id, room.limits.session_ttl_ms)
             except StoreError:
                 return self.fail_open.outcome(room, return_to, now)
             if ok:
@@ -233,7 +219,7 @@ class Admission:
                 eta.p50 if eta is not None else -1,
                 return_to,
             )
-            self.emit(
+            self.ctx.emit(
                 "position.enqueued", room.name, {"place_id": place_id, "position": view.position}
             )
         elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):

@@ -12,9 +12,7 @@ from collections.abc import Callable
 from waitroom_proxy.domain.policy import FailMode
 from waitroom_proxy.domain.tokens import Ticket, new_place_id
 from waitroom_proxy.errors import StoreError
-from waitroom_proxy.metrics import Metrics
-from waitroom_proxy.service.emit import Emitter
-from waitroom_proxy.service.guarded import GuardedStore
+from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.outcome import SESSION_COOKIE, TICKET_COOKIE, Outcome, OutcomeKind
 from waitroom_proxy.service.room import RoomRuntime
 from waitroom_proxy.service.sessions import Sessions
@@ -34,19 +32,9 @@ class FailOpen:
             (``service.sync.RoomSync``), to take only its share of the rate.
     """
 
-    def __init__(
-        self,
-        *,
-        store: GuardedStore,
-        sessions: Sessions,
-        metrics: Metrics,
-        emit: Emitter,
-        replicas: Callable[[], int],
-    ) -> None:
-        self.store = store
+    def __init__(self, ctx: Context, *, sessions: Sessions, replicas: Callable[[], int]) -> None:
+        self.ctx = ctx
         self.sessions = sessions
-        self.metrics = metrics
-        self.emit = emit
         self.replicas = replicas
 
     def outcome(
@@ -95,8 +83,8 @@ class FailOpen:
             room.fail_open_active = True
             room.fail_open_at = now
             room.fail_open_tokens = 1.0
-            self.metrics.fail_open.labels(room.name).set(1)
-            self.emit("system.fail_open_engaged", None, {"room": room.name})
+            self.ctx.metrics.fail_open.labels(room.name).set(1)
+            self.ctx.emit("system.fail_open_engaged", None, {"room": room.name})
             log.error("room %s: store down, failing open", room.name)
         policy = room.policy
         replicas = self.replicas()
@@ -124,7 +112,7 @@ class FailOpen:
         if not ids:
             return
         try:
-            await self.store.restore(room.name, ids, room.limits.session_ttl_ms)
+            await self.ctx.store.restore(room.name, ids, room.limits.session_ttl_ms)
         except StoreError:
             room.fail_open_ids = ids + room.fail_open_ids  # next time
             raise
@@ -133,5 +121,5 @@ class FailOpen:
         """A controller tick of the room succeeded: fail-open, if engaged, is over."""
         if room.fail_open_active:
             room.fail_open_active = False
-            self.metrics.fail_open.labels(room.name).set(0)
+            self.ctx.metrics.fail_open.labels(room.name).set(0)
             log.warning("room %s: store back, fail-open ended", room.name)

@@ -28,6 +28,7 @@ from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
 from waitroom_proxy.service.admission import Admission
+from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.emit import Emitter
 from waitroom_proxy.service.failopen import FailOpen
 from waitroom_proxy.service.guarded import GuardedStore
@@ -64,35 +65,13 @@ class Gatekeeper:
         self.store = GuardedStore(
             store, metrics=metrics, rooms=self.rooms, emit=self.emit, replica_id=self.replica_id
         )
-        self.sessions = Sessions(
-            sessions, rooms=self.rooms, store=self.store, metrics=metrics, emit=self.emit,
-            clock=clock,
-        )  # fmt: skip
+        ctx = Context(self.rooms, self.store, metrics, self.emit, clock)
+        self.sessions = Sessions(ctx, sessions)
         self.sync = RoomSync(
-            store=self.store,
-            sessions=self.sessions,
-            metrics=metrics,
-            clock=clock,
-            replica_id=self.replica_id,
-            replicas_hint=replicas_hint,
+            ctx, sessions=self.sessions, replica_id=self.replica_id, replicas_hint=replicas_hint
         )
-        self.fail_open = FailOpen(
-            store=self.store,
-            sessions=self.sessions,
-            metrics=metrics,
-            emit=self.emit,
-            replicas=self.sync.replicas,
-        )
-        self.admission = Admission(
-            tickets,
-            rooms=self.rooms,
-            store=self.store,
-            sessions=self.sessions,
-            fail_open=self.fail_open,
-            metrics=metrics,
-            emit=self.emit,
-            clock=clock,
-        )
+        self.fail_open = FailOpen(ctx, sessions=self.sessions, replicas=self.sync.replicas)
+        self.admission = Admission(ctx, tickets, sessions=self.sessions, fail_open=self.fail_open)
         self.limit = ClientLimit(self.store, client_rate_limit)
 
     def __repr__(self) -> str:

@@ -8,15 +8,13 @@ touches a dict; the store hears of activity in the background, coalesced per ses
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 
 from waitroom_proxy.domain.lifecycle import SpentLog
 from waitroom_proxy.domain.tokens import Session, SessionCache, SessionSigner
 from waitroom_proxy.errors import StoreError, TokenError
-from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import PlaceStatus
-from waitroom_proxy.service.emit import Emitter
-from waitroom_proxy.service.guarded import GuardedStore
+from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.room import RoomRuntime
 
 log = logging.getLogger(__name__)
@@ -28,22 +26,9 @@ EXTEND_GRACE = 35
 class Sessions:
     """Every session of one process: the token cache, activity, renewals and ends."""
 
-    def __init__(
-        self,
-        signer: SessionSigner,
-        *,
-        rooms: Mapping[str, RoomRuntime],
-        store: GuardedStore,
-        metrics: Metrics,
-        emit: Emitter,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, ctx: Context, signer: SessionSigner) -> None:
+        self.ctx = ctx
         self.signer = signer
-        self.rooms = rooms
-        self.store = store
-        self.metrics = metrics
-        self.emit = emit
-        self.clock = clock
         self.cache = SessionCache()
         self.spent = SpentLog()
         """Places this replica knows to be spent (``domain.lifecycle``)."""
@@ -108,7 +93,7 @@ class Sessions:
             self._renewed.clear()
         self._renewed[session.place_id] = (token, s)
         # At most one renewal per session per half TTL, so this is sampled by construction.
-        self.emit("session.renewed", room.name, {"place_id": s.place_id, "jti": s.jti})
+        self.ctx.emit("session.renewed", room.name, {"place_id": s.place_id, "jti": s.jti})
         return token
 
     def deadline(self, room: RoomRuntime, session: Session, last_activity: float) -> float:
@@ -135,13 +120,13 @@ class Sessions:
         self.cache.put(token, s)
         self._activity_reported[(room.name, place_id)] = now
         self.spent.add(room.name, place_id, now)
-        self.emit("session.started", room.name, {"place_id": place_id, "jti": s.jti})
+        self.ctx.emit("session.started", room.name, {"place_id": place_id, "jti": s.jti})
         return token, s
 
     def extend(self, room: RoomRuntime, session: Session, seconds: int) -> str:
         """The origin's ``extend=SECONDS``: a new token valid ``seconds`` from now (a fixed
         session); the store keeps the slot that long, plus a grace, in the background."""
-        now = self.clock()
+        now = self.ctx.clock()
         token, s = self.signer.issue(
             room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
             max_age=seconds,
@@ -153,7 +138,7 @@ class Sessions:
         """The store's half of ``extend``: the slot is kept ``seconds`` + a grace."""
         ttl_ms = int((seconds + EXTEND_GRACE) * 1000)
         try:
-            await self.store.touch(room.name, [place_id], ttl_ms)
+            await self.ctx.store.touch(room.name, [place_id], ttl_ms)
         except StoreError as exc:
             log.warning("room %s: session extension not stored: %s", room.name, exc)
 
@@ -172,22 +157,22 @@ class Sessions:
         Raises:
             StoreError: the store did not answer (the local end stands).
         """
-        now = self.clock()
+        now = self.ctx.clock()
         max_s = room.policy.session_max
         self.cache.revoke(place_id, now + max_s)
         self.spent.add(room.name, place_id, now)
-        was = await self.store.leave(room.name, place_id, int(max_s * 1000))
+        was = await self.ctx.store.leave(room.name, place_id, int(max_s * 1000))
         if was is PlaceStatus.ACTIVE:
             label = "revoked" if reason == "admin" else reason
-            self.metrics.sessions_ended.labels(room.name, label).inc()
+            self.ctx.metrics.sessions_ended.labels(room.name, label).inc()
         data = {"place_id": place_id, "reason": reason}
         if reason != "left":
             verb = "session.revoked" if reason in ("revoked", "admin") else "session.ended"
-            self.emit(verb, room.name, data)
+            self.ctx.emit(verb, room.name, data)
         elif was is PlaceStatus.ACTIVE:
-            self.emit("session.ended", room.name, data)
+            self.ctx.emit("session.ended", room.name, data)
         elif was in (PlaceStatus.WAITING, PlaceStatus.PROMOTED):
-            self.emit("position.left", room.name, {"place_id": place_id})
+            self.ctx.emit("position.left", room.name, {"place_id": place_id})
         return was
 
     async def end_quietly(self, room: RoomRuntime, place_id: str, reason: str) -> None:
@@ -207,15 +192,15 @@ class Sessions:
         """Report coalesced session activity to the store (called about once a second)."""
         pending, self._activity_pending = self._activity_pending, {}
         for name, ids in pending.items():
-            room = self.rooms.get(name)
+            room = self.ctx.rooms.get(name)
             if room is None or not ids:
                 continue
             try:
-                await self.store.touch(room.name, sorted(ids), room.limits.session_ttl_ms)
+                await self.ctx.store.touch(room.name, sorted(ids), room.limits.session_ttl_ms)
             except StoreError:
                 self._activity_pending.setdefault(name, set()).update(ids)
         if len(self._activity_reported) > 200_000:
-            cutoff = self.clock() - 3600
+            cutoff = self.ctx.clock() - 3600
             self._activity_reported = {
                 k: v for k, v in self._activity_reported.items() if v >= cutoff
             }

@@ -10,12 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
 
 from waitroom_proxy.domain.lifecycle import spent_for
 from waitroom_proxy.domain.rules import refresh_seconds
-from waitroom_proxy.metrics import Metrics
-from waitroom_proxy.service.guarded import GuardedStore
+from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.room import RoomRuntime, decode_overrides
 from waitroom_proxy.service.sessions import Sessions
 
@@ -35,19 +33,10 @@ class RoomSync:
     """Follows the store's room meta map: overrides, pause, incarnation, replica marks."""
 
     def __init__(
-        self,
-        *,
-        store: GuardedStore,
-        sessions: Sessions,
-        metrics: Metrics,
-        clock: Callable[[], float],
-        replica_id: str,
-        replicas_hint: int = 1,
+        self, ctx: Context, *, sessions: Sessions, replica_id: str, replicas_hint: int = 1
     ) -> None:
-        self.store = store
+        self.ctx = ctx
         self.sessions = sessions
-        self.metrics = metrics
-        self.clock = clock
         self.replica_id = replica_id
         self.replicas_hint = max(1, replicas_hint)
         """Live replicas of the rooms as last counted (fail-open takes 1/this of the rate)."""
@@ -62,8 +51,8 @@ class RoomSync:
         Raises:
             StoreError: the store did not answer; the room keeps what it had.
         """
-        meta = await self.store.get_meta(room.name)
-        now = self.clock()
+        meta = await self.ctx.store.get_meta(room.name)
+        now = self.ctx.clock()
         marker = meta.get("incarnation")
         if marker is None or marker != room.incarnation:
             if room.incarnation is not None:
@@ -72,7 +61,9 @@ class RoomSync:
                 # Write-if-absent: replicas (or worker processes) starting on an empty store
                 # all get here at once; a plain write would let the last writer replace the
                 # first one's marker, which the first would then take for a store loss.
-                marker = await self.store.init_meta(room.name, "incarnation", secrets.token_hex(8))
+                marker = await self.ctx.store.init_meta(
+                    room.name, "incarnation", secrets.token_hex(8)
+                )
             room.incarnation = marker
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
@@ -80,7 +71,7 @@ class RoomSync:
         await self._count_replicas(room, meta, now)
         paused = meta.get("paused") == "1"
         room.apply(paused, decode_overrides(meta.get("overrides")), held)
-        self.metrics.paused.labels(room.name).set(1 if paused else 0)
+        self.ctx.metrics.paused.labels(room.name).set(1 if paused else 0)
 
     async def _after_store_loss(self, room: RoomRuntime, now: float, *, first: bool) -> None:
         """The room's state vanished from the store (failover or restart without persistence).
@@ -107,7 +98,7 @@ class RoomSync:
         spent = [pid for pid in spent_log.ids(room.name) if pid not in known]
         restored = 0
         for i in range(0, max(1, len(spent)), RESTORE_BATCH):  # bounded script time
-            restored += await self.store.restore(
+            restored += await self.ctx.store.restore(
                 room.name,
                 ids if i == 0 else [],
                 room.limits.session_ttl_ms,
@@ -117,7 +108,7 @@ class RoomSync:
         if first:
             until = now + 2 * refresh_seconds(policy, 0) + 1.0
             room.held_until = max(room.held_until, until)
-            await self.store.set_meta(room.name, {"hold_until": f"{until:.3f}"})
+            await self.ctx.store.set_meta(room.name, {"hold_until": f"{until:.3f}"})
         log.warning(
             "room %s: the store lost its state; %d session(s) counted again, admissions held "
             "for waiters to re-enter",
@@ -147,5 +138,5 @@ class RoomSync:
                 stale[k] = ""
         if now - self._mark_written.get(room.name, 0.0) >= MARK_EVERY or key not in meta:
             self._mark_written[room.name] = now
-            await self.store.set_meta(room.name, {**stale, key: f"{now:.0f}"})
+            await self.ctx.store.set_meta(room.name, {**stale, key: f"{now:.0f}"})
         self.replicas_hint = max(1, alive if key in meta else alive + 1)
