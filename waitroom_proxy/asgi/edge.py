@@ -54,6 +54,9 @@ class Client(NamedTuple):
     secure: bool
     """The visitor is on HTTPS (``Secure`` cookies): the connection's scheme, or a trusted
     proxy's first ``X-Forwarded-Proto`` when it says ``http`` or ``https``."""
+    from_proxy: bool = False
+    """The peer is a trusted proxy: its ``X-Forwarded-*`` headers were kept (and the upstream
+    request extends them)."""
 
 
 _SECURE_SCHEMES = frozenset({"https", "wss"})
@@ -77,7 +80,7 @@ def _forwarded_client(
             break
     if proto in ("http", "https"):
         secure = proto == "https"
-    return Client(ip, secure)
+    return Client(ip, secure, True)
 
 
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})

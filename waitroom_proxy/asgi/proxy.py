@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
 
-from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
-from .http_forward import ErrorPage, HttpForwarder, ResponseHook
+from .headers import Header, TrustedProxies, filter_hop_by_hop
+from .http_forward import ErrorPage, HttpForwarder, ResponseHook, forwarded_headers
 from .page import default_error_page
 from .response import REASONS
 from .upstream import UpstreamPool
@@ -185,16 +185,8 @@ class UpstreamProxy:
         msg = await receive()
         if msg["type"] != "websocket.connect":
             return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        host, headers = upstream_request_headers(
-            scope["headers"],
-            peer=peer,
-            scheme=scope.get("scheme", "ws"),
-            trusted=peer in self._trusted,
-            default_host=self._authority,
-            add_headers=add_headers,
-            strip_cookies=strip_cookies,
+        host, headers = forwarded_headers(
+            scope, self._trusted, self._authority, add_headers, strip_cookies, "ws"
         )
         extra = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers if n not in _WS_OWN]
         # The URI's authority becomes the handshake's Host (the client's); the TCP connection

@@ -187,7 +187,32 @@ class Admission:
             status = status_dict(room, "full", view, return_to, now)
             return Outcome(OutcomeKind.FULL, room, status=status)
         if view.status is PlaceStatus.WAITING:
-            return self._waiting(room, place_id, view, ticket, return_to, now)
+            if room.policy.mode is Mode.FIFO and view.score > room.max_score:
+                room.max_score = view.score
+            eta = room.eta.estimate(view.ahead)
+            status = status_dict(room, "waiting", view, return_to, now, eta)
+            if ticket is None or ticket.place_id != place_id:
+                ticket = Ticket(
+                    room.name,
+                    place_id,
+                    view.score,
+                    int(now),
+                    int(now),
+                    eta.p50 if eta is not None else -1,
+                    return_to,
+                )
+                self.ctx.emit(
+                    "position.enqueued",
+                    room.name,
+                    {"place_id": place_id, "position": view.position},
+                )
+            elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
+                # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
+                return Outcome(OutcomeKind.WAIT, room, status=status)
+            else:
+                ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+            cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
+            return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
         # UNKNOWN or SPENT: the place is gone, or this ticket was used.
         return Outcome(
             OutcomeKind.EXPIRED,
@@ -195,37 +220,3 @@ class Admission:
             status=status_dict(room, "expired", None, return_to, now),
             cookies=[(TICKET_COOKIE, "", 0)],
         )
-
-    def _waiting(
-        self,
-        room: RoomRuntime,
-        place_id: str,
-        view: QueueView,
-        ticket: Ticket | None,
-        return_to: str,
-        now: float,
-    ) -> Outcome:
-        if room.policy.mode is Mode.FIFO and view.score > room.max_score:
-            room.max_score = view.score
-        eta = room.eta.estimate(view.ahead)
-        status = status_dict(room, "waiting", view, return_to, now, eta)
-        if ticket is None or ticket.place_id != place_id:
-            ticket = Ticket(
-                room.name,
-                place_id,
-                view.score,
-                int(now),
-                int(now),
-                eta.p50 if eta is not None else -1,
-                return_to,
-            )
-            self.ctx.emit(
-                "position.enqueued", room.name, {"place_id": place_id, "position": view.position}
-            )
-        elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
-            # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
-            return Outcome(OutcomeKind.WAIT, room, status=status)
-        else:
-            ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
-        cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
-        return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
