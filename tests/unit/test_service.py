@@ -297,3 +297,58 @@ async def test_the_slot_is_held_while_the_token_is_valid_and_freed_by_ttl_plus_5
             assert clock.now - last_request <= ttl + 5 + 2, "slot held past session_ttl + 5 s"
             await second()
     assert freed_at - last_request <= ttl + 5 + 2
+
+
+@pytest.mark.parametrize(
+    ("reason", "event", "metric"),
+    [
+        ("left", "session.ended", "left"),
+        ("completed", "session.ended", "completed"),
+        ("revoked", "session.revoked", "revoked"),
+        ("admin", "session.revoked", "revoked"),
+    ],
+)
+async def test_every_end_of_a_session_is_the_same_end(reason: str, event: str, metric: str) -> None:
+    """A leave, the origin's complete/revoke and the operator's revoke end a session one way:
+    refused here at once, the slot freed in the store, one event, one count."""
+    g, pub, clock = gate(RoomPolicy(name="r", capacity=1))
+    room = g.rooms["r"]
+    admitted = await g.admission.arrive(room, None, "/", clock())
+    token = admitted.session_token or ""
+    session = g.sessions.session_for(token, room, clock())
+    assert session is not None
+    assert (await g.sessions.end(room, session.place_id, reason)).value == "active"
+    assert g.sessions.session_for(token, room, clock()) is None
+    assert (room.name, session.place_id) in g.sessions.spent
+    assert pub.types()[-1] == event and pub.events[-1].data["reason"] == reason
+    ended = g.metrics.registry.get_sample_value(
+        "waitroom_sessions_ended_total", {"room": "r", "reason": metric}
+    )
+    assert ended == 1.0
+    assert (await g.admission.arrive(room, None, "/", clock())).kind == "pass"  # the slot is free
+
+
+class LeaveFails(MemoryStore):
+    broken = False
+
+    async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> Any:
+        if self.broken:
+            raise StoreError("down")
+        return await super().leave(room, place_id, revoke_for_ms)
+
+
+async def test_an_end_the_store_did_not_hear_is_not_announced() -> None:
+    clock = Clock()
+    store = LeaveFails(clock)
+    g, pub, _ = gate(RoomPolicy(name="r", capacity=1), store=store, clock=clock)
+    room = g.rooms["r"]
+    admitted = await g.admission.arrive(room, None, "/", clock())
+    token = admitted.session_token or ""
+    session = g.sessions.session_for(token, room, clock())
+    assert session is not None
+    before = pub.types()
+    store.broken = True
+    with pytest.raises(StoreError):
+        await g.sessions.end(room, session.place_id, "completed")
+    assert g.sessions.session_for(token, room, clock()) is None  # refused here all the same
+    assert pub.types() == before  # the idle expiry will say it ended, once
