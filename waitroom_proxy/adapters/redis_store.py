@@ -33,12 +33,11 @@ the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from typing import Any, NamedTuple
 
+from waitroom_proxy.adapters.lua_source import load_script_source
 from waitroom_proxy.adapters.redis_clients import (
     Script,
     StoreClient,
@@ -121,24 +120,6 @@ def rate_limit_key(client: str) -> str:
     """The per-client rate-limit key: its own hash tag, so clients spread over the slots of a
     cluster instead of loading the shard of one room."""
     return f"{KEY_PREFIX}:{{rl:{client}}}"
-
-
-_PRELUDE_RE = re.compile(r"^-- prelude: ([a-z_]+)$", re.M)
-
-
-def load_script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped in this package, with the preludes its header
-    names (``-- prelude: bucket`` → ``lua/prelude/bucket.lua``) put right after the header:
-    code two scripts share is written once."""
-    lua = resources.files(__package__).joinpath("lua")
-    source = lua.joinpath(f"{name}.lua").read_text("utf-8")
-    preludes = _PRELUDE_RE.findall(source)
-    if not preludes:
-        return source
-    lines = source.splitlines(keepends=True)
-    end = next((i for i, line in enumerate(lines) if not line.startswith("--")), len(lines))
-    shared = [lua.joinpath("prelude", f"{p}.lua").read_text("utf-8") + "\n" for p in preludes]
-    return "".join([*lines[:end], "\n", *shared, *lines[end:]])
 
 
 def _text(value: Any) -> str:
