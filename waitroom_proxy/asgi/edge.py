@@ -28,12 +28,13 @@ httptools protocol drops), else from ``raw_path`` and ``query_string``.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import NamedTuple
 from urllib.parse import quote
 
 from starlette.types import Scope, Send
 
-from waitroom_proxy.asgi.headers import TrustedProxies
+from waitroom_proxy.asgi.headers import Header, TrustedProxies, upstream_request_headers
 from waitroom_proxy.domain.target import BadRequest, RequestTarget, parse_target
 
 TARGET_KEY = "waitroom.target"
@@ -210,6 +211,31 @@ def client_of(scope: Scope) -> Client:
     return client
 
 
+def forwarded_headers(
+    scope: Scope,
+    trusted: TrustedProxies,
+    default_host: bytes,
+    add_headers: Sequence[Header],
+    strip_cookies: Collection[str],
+    default_scheme: str,
+) -> tuple[bytes, list[Header]]:
+    """``upstream_request_headers`` for one request (HTTP or a WebSocket handshake): whether
+    the peer is a trusted proxy is the edge's decision (``asgi.edge.Client``) when the request
+    went through it, else decided here (an ``UpstreamProxy`` served bare)."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    resolved = scope.get(CLIENT_KEY)
+    return upstream_request_headers(
+        scope["headers"],
+        peer=peer,
+        scheme=scope.get("scheme", default_scheme),
+        trusted=resolved.from_proxy if resolved is not None else peer in trusted,
+        default_host=default_host,
+        add_headers=add_headers,
+        strip_cookies=strip_cookies,
+    )
+
+
 async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
     """Answer a refusal: a plain-text status with ``Connection: close`` (a WebSocket is closed,
     or denied with the status when the server supports the denial extension)."""
@@ -247,6 +273,7 @@ __all__ = [
     "Client",
     "Refusal",
     "client_of",
+    "forwarded_headers",
     "prepare",
     "refuse",
     "target_of",

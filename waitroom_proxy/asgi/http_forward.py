@@ -32,8 +32,8 @@ from urllib.parse import quote
 from starlette.types import Message, Receive, Scope, Send
 
 from .commands import take_commands
-from .edge import CLIENT_KEY
-from .headers import Header, TrustedProxies, upstream_request_headers
+from .edge import forwarded_headers
+from .headers import Header, TrustedProxies
 from .page import default_error_page
 from .response import (
     HTTP10_BUFFER_MAX,
@@ -381,31 +381,6 @@ class HttpForwarder:
             headers = response_hook(status, headers)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-
-def forwarded_headers(
-    scope: Scope,
-    trusted: TrustedProxies,
-    default_host: bytes,
-    add_headers: Sequence[Header],
-    strip_cookies: Collection[str],
-    default_scheme: str,
-) -> tuple[bytes, list[Header]]:
-    """``upstream_request_headers`` for one request (HTTP or a WebSocket handshake): whether
-    the peer is a trusted proxy is the edge's decision (``asgi.edge.Client``) when the request
-    went through it, else decided here (an ``UpstreamProxy`` served bare)."""
-    client = scope.get("client")
-    peer = client[0] if client else None
-    resolved = scope.get(CLIENT_KEY)
-    return upstream_request_headers(
-        scope["headers"],
-        peer=peer,
-        scheme=scope.get("scheme", default_scheme),
-        trusted=resolved.from_proxy if resolved is not None else peer in trusted,
-        default_host=default_host,
-        add_headers=add_headers,
-        strip_cookies=strip_cookies,
-    )
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -29,8 +29,9 @@ from urllib.parse import quote
 
 from starlette.types import Receive, Scope, Send
 
+from .edge import forwarded_headers
 from .headers import Header, TrustedProxies, filter_hop_by_hop
-from .http_forward import ErrorPage, HttpForwarder, ResponseHook, forwarded_headers
+from .http_forward import ErrorPage, HttpForwarder, ResponseHook
 from .page import default_error_page
 from .response import REASONS
 from .upstream import UpstreamPool
