@@ -1,4 +1,4 @@
-"""The admin API, served on its own listener (DESIGN §4, §8).
+"""The admin API, served on its own listener.
 
 ``build_admin(engine, token)`` returns the ASGI app that ``waitroom-proxy serve`` runs on
 ``admin_host:admin_port``. Routes:
@@ -48,7 +48,7 @@ is refused (``detail`` lists every problem as ``{"field", "error"}``), 404 for a
 or path, 405 for a wrong method, 503 when the store does not answer. Never a traceback.
 
 ``metrics_app(registry)`` is the ``/metrics`` endpoint alone, for a host app that wants to mount
-it among its own routes (DESIGN §8); it does no authentication of its own.
+it among its own routes; it does no authentication of its own.
 """
 
 from __future__ import annotations
