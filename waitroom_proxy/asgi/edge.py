@@ -61,6 +61,9 @@ class Client(NamedTuple):
 
 
 _SECURE_SCHEMES = frozenset({"https", "wss"})
+_CLIENTS: tuple[dict[str | None, Client], dict[str | None, Client]] = ({}, {})
+"""Clients that are their own peer, by address (plain, then HTTPS): made once per address."""
+_CLIENTS_MAX = 4096
 
 
 def _forwarded_client(
@@ -195,7 +198,15 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
         assert peer is not None
         out[CLIENT_KEY] = _forwarded_client(peer[0], secure, headers, trusted)
     else:
-        out[CLIENT_KEY] = Client(peer[0] if peer else None, secure)
+        # The hot path: the peer is the client; one dict lookup for a peer seen before.
+        ip = peer[0] if peer else None
+        known = _CLIENTS[secure]
+        client = known.get(ip)
+        if client is None:
+            if len(known) >= _CLIENTS_MAX:
+                known.clear()
+            client = known[ip] = Client(ip, secure)
+        out[CLIENT_KEY] = client
     return out
 
 

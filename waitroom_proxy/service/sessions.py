@@ -11,7 +11,8 @@ import logging
 from collections.abc import Iterator
 
 from waitroom_proxy.domain.lifecycle import SpentLog
-from waitroom_proxy.domain.tokens import Session, SessionCache, SessionSigner
+from waitroom_proxy.domain.session_cache import SessionCache
+from waitroom_proxy.domain.tokens import Session, SessionSigner
 from waitroom_proxy.errors import StoreError, TokenError
 from waitroom_proxy.ports import PlaceStatus
 from waitroom_proxy.service.context import Context
