@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
-from waitroom_proxy.asgi.edge import Refusal, client_of, prepare, refuse, target_of
+from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
 from waitroom_proxy.asgi.proxy import UpstreamProxy
@@ -35,6 +35,7 @@ from waitroom_proxy.asgi.room_headers import (
 from waitroom_proxy.asgi.routes import build_routes
 from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.domain.rules import safe_return_to
+from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.domain.tokens import Session
 from waitroom_proxy.service import SESSION_COOKIE, Engine, Outcome, RoomRuntime
 from waitroom_proxy.service.outcome import Cookie
@@ -135,7 +136,7 @@ class WaitroomMiddleware:
             await self.routes(scope, receive, send)
             return
 
-        target = target_of(scope)
+        target: RequestTarget = scope[TARGET_KEY]  # asgi.edge.target_of, without the call
         accept = b""
         cookies: list[bytes] = []
         bypass_value: bytes | None = None
@@ -296,12 +297,18 @@ class WaitroomMiddleware:
             )
             return
         # A host app: rewrite the scope's headers and watch the response start.
-        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie" and k != _VERIFIED]
-        for k, v in scope["headers"]:
-            if k == b"cookie":
-                kept = strip_room_cookies(v)
+        headers: list[tuple[bytes, bytes]] = []
+        origin_cookies: list[tuple[bytes, bytes]] = []
+        for item in scope["headers"]:  # one pass; the origin's cookies go last, as before
+            name = item[0]
+            if name == b"cookie":
+                kept = strip_room_cookies(item[1])
                 if kept:
-                    headers.append((b"cookie", kept))
+                    origin_cookies.append((b"cookie", kept))
+            elif name != _VERIFIED:
+                headers.append(item)
+        if origin_cookies:
+            headers += origin_cookies
         if verified:
             headers.append((_VERIFIED, verified))
         inner = dict(scope)
