@@ -15,9 +15,9 @@ from waitroom_proxy.config import (
     SERVER_KEYS,
     Settings,
     load_settings,
-    mask_url,
 )
 from waitroom_proxy.domain.policy import Bypass, FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.redact import redact_url as mask_url
 from waitroom_proxy.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "waitroom.toml"

@@ -13,7 +13,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from waitroom_proxy.adapters.redis_clients import build_client
 from waitroom_proxy.adapters.redis_store import RedisStore, rate_limit_key
-from waitroom_proxy.config import load_settings, mask_url
+from waitroom_proxy.config import load_settings
+from waitroom_proxy.domain.redact import redact_url as mask_url
 from waitroom_proxy.domain.store_url import StoreUrlError, parse_store_url
 from waitroom_proxy.errors import ConfigError
 

@@ -63,11 +63,11 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, select_autoescape
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -76,12 +76,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waitroom_proxy.asgi.page import _builtin_source, content_security_policy, new_nonce
-from waitroom_proxy.config import _ROOM_KEYS, _Invalid
+from waitroom_proxy.config.problems import messages
+from waitroom_proxy.config.schema import MUTABLE_FIELDS, RoomModel, field_adapter, room_rules
 from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
 from waitroom_proxy.domain.rules import limits_for
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, RoomStats, TickResult
-from waitroom_proxy.service import MUTABLE_FIELDS, RoomRuntime
+from waitroom_proxy.service import RoomRuntime
 
 if TYPE_CHECKING:
     from waitroom_proxy.bootstrap import Engine
@@ -252,13 +253,9 @@ def validate_overrides(
             merged.pop(key, None)
             continue
         try:
-            merged[key] = _wire(_ROOM_KEYS[key](value, Path(".")))
-        except _Invalid as exc:
-            problems.extend(Problem(key + suffix, msg) for suffix, msg in exc.items)
-            continue
-        limit = _UPPER_BOUNDS.get(key)
-        if limit is not None and merged[key] > limit:
-            problems.append(Problem(key, f"must be <= {limit:g}, got {merged[key]:g}"))
+            merged[key] = _wire(field_adapter(RoomModel, key).validate_python(value))
+        except ValidationError as exc:
+            problems.extend(Problem(key + suffix, msg) for suffix, msg in messages(exc))
     if problems:
         return merged, problems
     try:
@@ -271,37 +268,8 @@ def validate_overrides(
         limits_for(effective)  # what the store will be given must be computable
     except (TypeError, ValueError, OverflowError) as exc:  # e.g. a stored override no longer fits
         return merged, [Problem("body", f"overrides do not apply: {exc}")]
-    problems.extend(_cross_field(effective))
+    problems.extend(Problem(key, message) for key, message in room_rules(effective))
     return merged, problems
-
-
-def _cross_field(p: RoomPolicy) -> list[Problem]:
-    """The config loader's cross-field rules, on the policy that would be in force."""
-    out: list[Problem] = []
-    if p.session_ttl > p.session_max:
-        out.append(
-            Problem(
-                "session_ttl",
-                f"must be <= session_max ({p.session_max:g}), got {p.session_ttl:g}",
-            )
-        )
-    if p.abandon_after <= p.heartbeat_interval:
-        out.append(
-            Problem(
-                "abandon_after",
-                f"must be greater than heartbeat_interval ({p.heartbeat_interval:g}), "
-                f"got {p.abandon_after:g}",
-            )
-        )
-    if p.claim_timeout <= p.heartbeat_interval:
-        out.append(
-            Problem(
-                "claim_timeout",
-                f"must be greater than heartbeat_interval ({p.heartbeat_interval:g}), "
-                f"got {p.claim_timeout:g}",
-            )
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- views

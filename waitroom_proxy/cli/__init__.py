@@ -24,14 +24,9 @@ import click
 from click.core import ParameterSource
 
 from waitroom_proxy import __version__
-from waitroom_proxy.config import (
-    Settings,
-    config_warnings,
-    load_settings,
-    mask_url,
-    room_coverage,
-)
+from waitroom_proxy.config import Settings, config_warnings, load_settings, room_coverage
 from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, RoomPolicy
+from waitroom_proxy.domain.redact import MASK, redact_url
 from waitroom_proxy.errors import ConfigError, ListenError
 
 __all__ = ["format_settings", "main"]
@@ -40,7 +35,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 CONFIG_ERROR_EXIT = 2
 LISTEN_ERROR_EXIT = 1
-MASK = "***"
 _SECRET_FIELDS = frozenset({"secret", "previous_secrets", "admin_token"})
 _URL_FIELDS = frozenset({"store_url", "nats_url", "upstream"})
 
@@ -57,7 +51,7 @@ def _show(name: str, value: Any) -> str:
     if name in _SECRET_FIELDS:
         return MASK
     if name in _URL_FIELDS:
-        return mask_url(str(value))
+        return redact_url(str(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -324,7 +318,7 @@ def tail(room: str | None, nats_url: str | None) -> None:
         problems.append(f'--room: must be 1-64 characters of a-z, 0-9, _ and -, got "{room}"')
     if problems:
         _fail(problems)
-    from waitroom_proxy.adapters.nats_events import tail as tail_events  # lazy
+    from waitroom_proxy.cli.event_tail import tail as tail_events  # lazy: the NATS client
 
     assert nats_url is not None  # checked above: a missing URL is one of the problems
     with contextlib.suppress(KeyboardInterrupt):
