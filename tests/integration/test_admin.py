@@ -31,7 +31,7 @@ from starlette.routing import Route
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.asgi.admin import BearerAuth, build_admin, openapi_document
+from waitroom_proxy.admin import BearerAuth, build_admin, openapi_document
 from waitroom_proxy.bootstrap import Engine, build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, RoomPolicy

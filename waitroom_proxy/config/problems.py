@@ -11,13 +11,22 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
-__all__ = ["Problems", "kind_of", "messages", "refuse", "show", "toml_error", "unknown_key"]
+__all__ = [
+    "Problems",
+    "error_messages",
+    "kind_of",
+    "messages",
+    "refuse",
+    "show",
+    "toml_error",
+    "unknown_key",
+]
 
 REFUSED = "refused"
 """The pydantic error type of every refusal written by this package's value types."""
@@ -71,18 +80,27 @@ def location(loc: Sequence[int | str]) -> str:
 
 
 def messages(error: ValidationError) -> list[tuple[str, str]]:
-    """``(location suffix, message)`` for each refusal in a validation error, in order.
+    """``(location suffix, message)`` for each refusal in a validation error, in order."""
+    return error_messages(error.errors(include_url=False, include_input=False))
+
+
+def error_messages(errors: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(location suffix, message)`` for pydantic error dicts (also FastAPI's, for request
+    parameters).
 
     Refusals carry their own message. A pydantic error of another kind can only come from a
-    constraint the value types already check (kept for the JSON schema); its own message is
-    used, so nothing is ever lost.
+    constraint the value types already check (kept for the JSON schema) or from a request
+    parameter FastAPI checks itself; its own message is used, so nothing is ever lost.
     """
     out: list[tuple[str, str]] = []
-    for item in error.errors(include_url=False, include_input=False):
+    for item in errors:
         if item["type"] == REFUSED:
             message = str(item["ctx"]["message"])
+        elif item["type"] == "extra_forbidden":
+            message = "unknown key"
         else:
-            message = item["msg"][:1].lower() + item["msg"][1:]
+            message = str(item["msg"])
+            message = message[:1].lower() + message[1:]
         out.append((location(item["loc"]), message))
     return out
 

@@ -1,0 +1,380 @@
+"""The admin listener's app: routes, error answers and the OpenAPI document (FastAPI).
+
+FastAPI serves this listener only (it is off the hot path): its routes carry the models of
+:mod:`waitroom_proxy.admin.models`, so ``/admin/openapi.json`` is generated from the same
+schema that checks the values. Request parameters are checked by their schema types too
+(``count``, ``place_id``); the PATCH body is read and checked by the API itself, so a body that
+is not JSON is a 400, an oversized one a 413 and refused values a 422 listing every field.
+
+**Errors** are JSON ``{"detail": ...}``: 400 for a body that is not JSON, 422 for a value that
+is refused (``detail`` lists every problem as ``{"field", "error"}``), 404 for an unknown room
+or path, 405 for a wrong method, 503 when the store does not answer. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from waitroom_proxy.admin.auth import NO_STORE, BearerAuth
+from waitroom_proxy.admin.dashboard import PUBLIC_PATHS, dashboard
+from waitroom_proxy.admin.metrics import metrics_app
+from waitroom_proxy.admin.models import (
+    MAX_ADMIT,
+    AdmitResult,
+    Error,
+    PolicyPatch,
+    RevokeResult,
+    Room,
+    RoomList,
+    Stats,
+)
+from waitroom_proxy.admin.overrides import Problem
+from waitroom_proxy.admin.rooms import Rooms, StoreDown, UnknownRoom
+from waitroom_proxy.config.problems import error_messages, refuse
+from waitroom_proxy.config.values import Check, integer
+
+if TYPE_CHECKING:
+    from waitroom_proxy.bootstrap import Engine
+
+__all__ = ["build_admin", "openapi_document"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+PLACE_ID = r"^[A-Za-z0-9_-]{1,128}$"
+_COUNT = integer(1, MAX_ADMIT)
+_PLACE_ID_RE = re.compile(PLACE_ID[1:-1])
+
+
+def _count(value: Any) -> int:
+    """``?count=`` is text: parsed, then checked as the integer it must be."""
+    text = str(value).strip()
+    try:
+        number: Any = int(text, 10)
+    except ValueError:
+        number = text[:37] + "..." if len(text) > 40 else text
+    checked: int = _COUNT.check(number)
+    return checked
+
+
+def _place_id(value: Any) -> str:
+    if not isinstance(value, str) or not _PLACE_ID_RE.fullmatch(value):
+        refuse("must be 1-128 characters of A-Z, a-z, 0-9, _ and -")
+    return value
+
+
+Count = Annotated[int, Check(_count, "an integer", ge=1, le=MAX_ADMIT)]
+PlaceId = Annotated[str, Check(_place_id, "a place id", pattern=PLACE_ID)]
+
+
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+def _problems(problems: list[Problem], status: int = 422) -> Response:
+    return _json({"detail": [p.as_dict() for p in problems]}, status)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _responses(**extra: tuple[str, type[Any]]) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {
+        404: {"description": "Unknown room", "model": Error},
+        422: {"description": "Refused values, every problem listed", "model": Error},
+        503: {"description": "The store does not answer", "model": Error},
+    }
+    for status, (description, model) in extra.items():
+        out[int(status.removeprefix("s"))] = {"description": description, "model": model}
+    return out
+
+
+def _rooms(request: Request) -> Rooms:
+    rooms: Rooms = request.app.state.rooms
+    return rooms
+
+
+Engine_ = Annotated[Rooms, Depends(_rooms)]
+"""The engine's rooms, for a route (one app per engine; the routes are shared)."""
+RoomName = Annotated[str, Path(description="The room's name")]
+CHANGED = _responses(s200=("The room after the change", Room))
+router = APIRouter()
+
+
+@router.get(
+    "/admin/rooms",
+    operation_id="listRooms",
+    summary="Every room",
+    responses={200: {"description": "Rooms", "model": RoomList}},
+)
+async def list_rooms(rooms: Engine_) -> Response:
+    return _json({"rooms": await rooms.describe_all()})
+
+
+@router.get(
+    "/admin/rooms/{room}",
+    operation_id="getRoom",
+    summary="One room",
+    responses=_responses(s200=("The room", Room)),
+)
+async def get_room(rooms: Engine_, room: RoomName) -> Response:
+    return _json(await rooms.describe(rooms.get(room)))
+
+
+@router.patch(
+    "/admin/rooms/{room}",
+    operation_id="patchRoom",
+    summary="Override policy fields at runtime (all replicas follow)",
+    responses=_responses(
+        s200=("The room after the change", Room),
+        s400=("The body is not JSON", Error),
+        s413=("The body is too large", Error),
+        s422=("Refused values, every problem listed", Error),
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PolicyPatch"}}
+            },
+        }
+    },
+)
+async def patch_room(request: Request, rooms: Engine_, room: RoomName) -> Response:
+    runtime = rooms.get(room)
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return _json({"detail": f"body larger than {MAX_BODY_BYTES} bytes"}, 413)
+    try:
+        patch = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _json({"detail": f"body must be a JSON object: {exc}"}, 400)
+    problems = await rooms.patch(runtime, patch)
+    if problems:
+        return _problems(problems)
+    return _json(await rooms.describe(runtime))
+
+
+@router.delete(
+    "/admin/rooms/{room}/overrides",
+    operation_id="resetOverrides",
+    summary="Drop every runtime override",
+    responses=CHANGED,
+)
+async def reset_overrides(rooms: Engine_, room: RoomName) -> Response:
+    runtime = rooms.get(room)
+    await rooms.reset(runtime)
+    return _json(await rooms.describe(runtime))
+
+
+@router.post(
+    "/admin/rooms/{room}/pause",
+    operation_id="pauseRoom",
+    summary="Stop admissions (newcomers queue)",
+    responses=CHANGED,
+)
+async def pause(rooms: Engine_, room: RoomName) -> Response:
+    runtime = rooms.get(room)
+    await rooms.pause(runtime, True)
+    return _json(await rooms.describe(runtime))
+
+
+@router.post(
+    "/admin/rooms/{room}/resume",
+    operation_id="resumeRoom",
+    summary="Restart admissions",
+    responses=CHANGED,
+)
+async def resume(rooms: Engine_, room: RoomName) -> Response:
+    runtime = rooms.get(room)
+    await rooms.pause(runtime, False)
+    return _json(await rooms.describe(runtime))
+
+
+@router.post(
+    "/admin/rooms/{room}/admit",
+    operation_id="admitNow",
+    summary="Promote up to count waiters now, ignoring pause and rate",
+    responses=_responses(s200=("How many were promoted", AdmitResult), s422=("Bad count", Error)),
+)
+async def admit(rooms: Engine_, room: RoomName, count: Annotated[Count, Query()] = 1) -> Response:
+    runtime = rooms.get(room)
+    promoted = await rooms.admit(runtime, count)
+    described = await rooms.describe(runtime)
+    return _json({"room": runtime.name, "requested": count, "promoted": promoted, **described})
+
+
+@router.post(
+    "/admin/rooms/{room}/sessions/{place_id}/revoke",
+    operation_id="revokeSession",
+    summary="End a session (or place) on every replica",
+    responses=_responses(s200=("Revoked", RevokeResult), s422=("Bad place id", Error)),
+)
+async def revoke(rooms: Engine_, room: RoomName, place_id: Annotated[PlaceId, Path()]) -> Response:
+    runtime = rooms.get(room)
+    was = await rooms.revoke(runtime, place_id)
+    return _json({"room": runtime.name, "place_id": place_id, "previous_status": was.value})
+
+
+@router.get(
+    "/admin/stats",
+    operation_id="stats",
+    summary="Every room plus store and event-bus health (the dashboard's feed)",
+    responses={200: {"description": "Stats", "model": Stats}},
+)
+async def stats(rooms: Engine_) -> Response:
+    return _json(await rooms.stats())
+
+
+@router.get(
+    "/admin/openapi.json",
+    operation_id="openapi",
+    summary="This document",
+    responses={
+        200: {
+            "description": "OpenAPI document",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def openapi() -> Response:
+    return _json(openapi_document())
+
+
+for _path, _op, _summary in (
+    ("/admin/", "dashboard", "Dashboard shell (no data; asks for the token, then polls stats)"),
+    ("/admin/dashboard", "dashboardAlias", "Same as /admin/"),
+):
+    router.add_api_route(
+        _path,
+        dashboard,
+        methods=["GET"],
+        operation_id=_op,
+        summary=_summary,
+        response_class=HTMLResponse,
+        openapi_extra={"security": []},
+        responses={200: {"description": "HTML page"}},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _json({"detail": exc.detail}, exc.status_code, exc.headers)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    """FastAPI's parameter errors in the API's own form: ``{"field", "error"}`` each."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{**item, "loc": tuple(item["loc"])[1:]} for item in exc.errors()]  # drop "query"
+    problems = [
+        Problem(suffix.lstrip(".") or "request", message)
+        for suffix, message in error_messages(errors)
+    ]
+    return _problems(problems)
+
+
+async def _unknown_room(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, UnknownRoom)
+    return _json({"detail": f"unknown room: {exc.args[0]!r}"}, 404)
+
+
+async def _store_down(request: Request, exc: Exception) -> Response:
+    log.warning("admin: store unavailable: %s", exc)
+    return _json({"detail": "store unavailable"}, 503, {"retry-after": "1"})
+
+
+def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -> ASGIApp:
+    """The admin ASGI app for one engine, behind bearer-token authentication.
+
+    Args:
+        engine: the running engine (its gatekeeper, controller, metrics registry).
+        token: the admin bearer token (``WAITROOM_ADMIN_TOKEN``).
+        metrics: the ``/metrics`` endpoint; default this process's registry (``serve
+            --workers N`` passes one that answers for every worker).
+    """
+    rooms = Rooms(engine)
+    app = FastAPI(
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+        routes=[Route("/metrics", metrics or metrics_app(rooms.registry), methods=["GET"])],
+        exception_handlers={
+            HTTPException: _http_error,
+            RequestValidationError: _bad_parameter,
+            UnknownRoom: _unknown_room,
+            StoreDown: _store_down,
+        },
+    )
+    app.state.rooms = rooms
+    # The shared route objects themselves (they find their engine through request.app), so
+    # the app's route table is the one the OpenAPI document describes.
+    app.router.routes.extend(router.routes)
+    return BearerAuth(app, token, public_paths=PUBLIC_PATHS)
+
+
+_METRICS_PATH = {
+    "get": {
+        "operationId": "metrics",
+        "summary": "Prometheus metrics of this process",
+        "responses": {
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+}
+
+
+@cache
+def _openapi() -> str:
+    doc = get_openapi(
+        title="waitroom-proxy admin API",
+        version="1",
+        description="Served on the admin listener. Every route needs the bearer token.",
+        routes=router.routes,
+    )
+    doc["paths"] = {"/metrics": _METRICS_PATH, **doc["paths"]}
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    _, defs = models_json_schema(
+        [(PolicyPatch, "validation")], ref_template="#/components/schemas/{model}"
+    )
+    for name, schema in defs.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+    doc["components"]["responses"] = {
+        "Unauthorized": {
+            "description": "Missing or wrong bearer token",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    }
+    doc["security"] = [{"bearerAuth": []}]
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            if op.get("security") != []:
+                op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
+    return json.dumps(doc)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The admin API's OpenAPI document (a fresh copy), generated from the routes' models."""
+    result: dict[str, Any] = json.loads(_openapi())
+    return result
