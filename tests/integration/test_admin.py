@@ -579,6 +579,42 @@ async def test_openapi_describes_every_route(make_env: Any) -> None:
     )
 
 
+@pytest.mark.parametrize("store_kind", ["memory"], indirect=True)
+async def test_openapi_bounds_are_the_bounds_the_patch_keeps(make_env: Any) -> None:
+    """The document and the API come from one schema: every advertised bound is exactly the
+    one the PATCH enforces (durations used to be advertised up to 366 days and refused above
+    365)."""
+    async with make_env(capacity=2) as env, client(env.a.admin, headers=AUTH) as adm:
+        url = f"/admin/rooms/{env.room}"
+        doc = (await adm.get("/admin/openapi.json")).json()
+        properties = doc["components"]["schemas"]["PolicyPatch"]["properties"]
+
+        async def field_problems(body: dict[str, Any], name: str) -> list[str]:
+            r = await adm.patch(url, json=body)
+            await adm.delete(f"{url}/overrides")
+            if r.status_code == 200:
+                return []
+            assert r.status_code == 422, r.text
+            return [d["error"] for d in r.json()["detail"] if d["field"] == name]
+
+        bounded = 0
+        for name, prop in properties.items():
+            schema = next(b for b in prop.get("anyOf", [prop]) if b.get("type") != "null")
+            if "maximum" not in schema:
+                continue
+            bounded += 1
+            top = schema["maximum"]
+            # session_ttl may not exceed session_max: raise both, so only the bound is tested.
+            extra = {"session_max": top} if name == "session_ttl" else {}
+            assert await field_problems({name: top, **extra}, name) == [], (name, top)
+            assert await field_problems({name: top + 1, **extra}, name), (name, top + 1)
+            if schema.get("minimum") is not None and schema["type"] == "integer":
+                low = schema["minimum"]
+                assert await field_problems({name: low}, name) == [], (name, low)
+                assert await field_problems({name: low - 1}, name), (name, low - 1)
+        assert bounded == 8  # capacity, admit_rate, max_queue_length and five durations
+
+
 def _st() -> str:
     found = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
     if found is None:
