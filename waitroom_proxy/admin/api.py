@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -47,6 +47,7 @@ from waitroom_proxy.admin.overrides import Problem
 from waitroom_proxy.admin.rooms import Rooms, StoreDown, UnknownRoom
 from waitroom_proxy.config.problems import error_messages, refuse
 from waitroom_proxy.config.values import Check, integer
+from waitroom_proxy.service import RoomRuntime
 
 if TYPE_CHECKING:
     from waitroom_proxy.bootstrap import Engine
@@ -171,40 +172,38 @@ async def patch_room(request: Request, rooms: Engine_, room: RoomName) -> Respon
     return _json(await rooms.describe(runtime))
 
 
-@router.delete(
-    "/admin/rooms/{room}/overrides",
-    operation_id="resetOverrides",
-    summary="Drop every runtime override",
-    responses=CHANGED,
-)
-async def reset_overrides(rooms: Engine_, room: RoomName) -> Response:
-    runtime = rooms.get(room)
-    await rooms.reset(runtime)
-    return _json(await rooms.describe(runtime))
+def _change(action: Callable[[Rooms, RoomRuntime], Awaitable[None]]) -> Callable[..., Any]:
+    """A route that changes a room's runtime state, then describes the room."""
+
+    async def change(rooms: Engine_, room: RoomName) -> Response:
+        runtime = rooms.get(room)
+        await action(rooms, runtime)
+        return _json(await rooms.describe(runtime))
+
+    return change
 
 
-@router.post(
-    "/admin/rooms/{room}/pause",
-    operation_id="pauseRoom",
-    summary="Stop admissions (newcomers queue)",
-    responses=CHANGED,
-)
-async def pause(rooms: Engine_, room: RoomName) -> Response:
-    runtime = rooms.get(room)
-    await rooms.pause(runtime, True)
-    return _json(await rooms.describe(runtime))
+async def _pause(rooms: Rooms, room: RoomRuntime) -> None:
+    await rooms.pause(room, True)
 
 
-@router.post(
-    "/admin/rooms/{room}/resume",
-    operation_id="resumeRoom",
-    summary="Restart admissions",
-    responses=CHANGED,
-)
-async def resume(rooms: Engine_, room: RoomName) -> Response:
-    runtime = rooms.get(room)
-    await rooms.pause(runtime, False)
-    return _json(await rooms.describe(runtime))
+async def _resume(rooms: Rooms, room: RoomRuntime) -> None:
+    await rooms.pause(room, False)
+
+
+for _path, _method, _op, _summary, _action in (
+    ("overrides", "DELETE", "resetOverrides", "Drop every runtime override", Rooms.reset),
+    ("pause", "POST", "pauseRoom", "Stop admissions (newcomers queue)", _pause),
+    ("resume", "POST", "resumeRoom", "Restart admissions", _resume),
+):
+    router.add_api_route(
+        f"/admin/rooms/{{room}}/{_path}",
+        _change(_action),
+        methods=[_method],
+        operation_id=_op,
+        summary=_summary,
+        responses=CHANGED,
+    )
 
 
 @router.post(

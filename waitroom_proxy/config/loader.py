@@ -9,11 +9,11 @@ fix, and nothing is returned half-configured.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from waitroom_proxy.config.problems import Problems, show, unknown_key
 from waitroom_proxy.config.schema import (
@@ -213,24 +213,9 @@ def _room_from_table(
     if not isinstance(table, dict):
         problems.add(where, f"must be a table ([[rooms]]), got {show(table)}")
         return None
-    values: dict[str, Any] = {}
-    failed = False
-    for key, raw in table.items():
-        path = f"{where}.{key}"
-        if key in PLANNED_ROOM_KEYS:
-            problems.add(path, PLANNED_ROOM_KEYS[key])
-            failed = True
-        elif key not in ROOM_KEYS:
-            problems.lines.append(unknown_key(path, key, ROOM_KEYS))
-            failed = True
-        else:
-            checked = (
-                _bypass_table(path, raw, base, problems)
-                if key == "bypass"
-                else check(problems, path, RoomModel, key, raw, base)
-            )
-            failed |= checked is _MISSING
-            values[key] = checked
+    values, failed = _check_table(
+        where, table, RoomModel, base, problems, planned=PLANNED_ROOM_KEYS, nested=_bypass_table
+    )
     for key in REQUIRED_ROOM_KEYS:
         if key not in table:
             problems.add(f"{where}.{key}", f"required ({expected(RoomModel, key)})")
@@ -245,17 +230,43 @@ def _bypass_table(path: str, raw: Any, base: Path, problems: Problems) -> Any:
     if not isinstance(raw, dict):
         problems.add(path, f"must be a table ({', '.join(BYPASS_KEYS)}), got {show(raw)}")
         return _MISSING
+    values, failed = _check_table(path, raw, BypassModel, base, problems)
+    return _MISSING if failed else to_bypass(values)
+
+
+def _check_table(
+    where: str,
+    table: dict[str, Any],
+    schema: type[BaseModel],
+    base: Path,
+    problems: Problems,
+    *,
+    planned: Mapping[str, str] | None = None,
+    nested: Callable[[str, Any, Path, Problems], Any] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Check every key of a table with its schema: the values (refused ones ``_MISSING``)
+    and whether any key failed. ``nested`` checks the key that holds a sub-table."""
+    keys = tuple(schema.model_fields)
     values: dict[str, Any] = {}
     failed = False
-    for key, item in raw.items():
-        if key not in BYPASS_KEYS:
-            problems.lines.append(unknown_key(f"{path}.{key}", key, BYPASS_KEYS))
+    for key, raw in table.items():
+        path = f"{where}.{key}"
+        if planned is not None and key in planned:
+            problems.add(path, planned[key])
             failed = True
-            continue
-        checked = check(problems, f"{path}.{key}", BypassModel, key, item, base)
-        failed |= checked is _MISSING
-        values[key] = checked
-    return _MISSING if failed else to_bypass(values)
+        elif key not in keys:
+            problems.lines.append(unknown_key(path, key, keys))
+            failed = True
+        else:
+            sub = nested is not None and isinstance(schema.model_fields[key].default, BaseModel)
+            checked = (
+                nested(path, raw, base, problems)
+                if sub and nested is not None
+                else check(problems, path, schema, key, raw, base)
+            )
+            failed |= checked is _MISSING
+            values[key] = checked
+    return values, failed
 
 
 def _check_unique(rooms: list[tuple[int, dict[str, Any], bool]], problems: Problems) -> None:
