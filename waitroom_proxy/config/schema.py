@@ -251,7 +251,7 @@ def field_adapter(schema: type[Any], key: str) -> TypeAdapter[Any]:
             hint = _settings_hints()[key]
         else:
             info: FieldInfo = schema.model_fields[key]
-            hint = Annotated[info.annotation, *info.metadata]
+            hint = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
         adapter = _ADAPTERS[(schema, key)] = TypeAdapter(hint)
     return adapter
 
