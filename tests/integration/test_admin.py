@@ -249,6 +249,19 @@ async def test_dashboard_shell_is_public_but_holds_no_data(make_env: Any) -> Non
         assert (await c.get("/admin/stats")).status_code == 401
 
 
+@pytest.mark.parametrize("store_kind", ["memory"], indirect=True)
+async def test_every_get_route_answers_head(make_env: Any) -> None:
+    async with make_env() as env, client(env.a.admin) as c:
+        for path in ("/metrics", "/admin/rooms", f"/admin/rooms/{env.room}", "/admin/stats",
+                     "/admin/openapi.json", "/admin/", "/admin/dashboard"):  # fmt: skip
+            got = await c.get(path, headers=AUTH)
+            r = await c.head(path, headers=AUTH)
+            assert r.status_code == 200 == got.status_code, (path, r.status_code)
+            assert r.content == b"" and r.headers["content-type"] == got.headers["content-type"]
+        assert (await c.head("/admin/stats")).status_code == 401
+        assert (await c.head("/admin/")).status_code == 200, "the public shell"
+
+
 def test_bearer_auth_refuses_an_empty_token() -> None:
     with pytest.raises(ValueError):
         BearerAuth(Starlette(), "", public_paths=frozenset())
