@@ -609,3 +609,15 @@ def test_listen_hosts_are_kept_in_the_form_bind_takes(given: str, bound: str) ->
 def test_listen_hosts_that_could_not_bind_are_refused(given: str) -> None:
     (problem,) = problems_of(None, env={"WAITROOM_CAPACITY": "1", "WAITROOM_HOST": given})
     assert problem.startswith("WAITROOM_HOST: must be a host name or IP address to listen on")
+
+
+def test_a_trailing_newline_is_not_part_of_a_name(tmp_path: Path) -> None:
+    # "$" matches before a final newline in Python: names and hosts are matched whole.
+    path = write(
+        tmp_path, '[[rooms]]\nname = "sale\\n"\ncapacity = 1\nmatch = ["a\\n.example.com/"]\n'
+    )
+    assert problems_of(path, env={}) == [
+        'rooms[0].name: must be 1-64 characters of a-z, 0-9, _ and - (lower case), got "sale\\n"',
+        'rooms[0].match[0]: host must be "*", "*.example.com" or a host name, '
+        'got "a\\n.example.com/"',
+    ]

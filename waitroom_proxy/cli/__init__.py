@@ -314,7 +314,7 @@ def tail(room: str | None, nats_url: str | None) -> None:
             load_settings(None, env={}, flags={"nats_url": nats_url, "capacity": 1})
         except ConfigError as exc:
             problems.extend(exc.problems)
-    if room is not None and not ROOM_NAME_RE.match(room):
+    if room is not None and not ROOM_NAME_RE.fullmatch(room):
         problems.append(f'--room: must be 1-64 characters of a-z, 0-9, _ and -, got "{room}"')
     if problems:
         _fail(problems)

@@ -145,7 +145,7 @@ _PREFIX_RE = re.compile(r"^/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*$")
 
 
 def _prefix(value: Any) -> str:
-    if not isinstance(value, str) or not _PREFIX_RE.match(value.strip()):
+    if not isinstance(value, str) or not _PREFIX_RE.fullmatch(value.strip()):
         refuse(
             'must be a path like "/_waitroom" (leading slash, no trailing slash), '
             f"got {show(value)}"
@@ -167,7 +167,7 @@ def _is_hostname(host: str) -> bool:
     except ValueError:
         pass
     labels = host.split(".")
-    return len(host) <= 253 and all(_HOST_LABEL_RE.match(label) for label in labels)
+    return len(host) <= 253 and all(_HOST_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def _bind_host(value: Any) -> str:
@@ -214,7 +214,7 @@ Origin = Annotated[str, Check(_origin, "an origin")]
 
 
 def _room_name(value: Any) -> str:
-    if not isinstance(value, str) or not ROOM_NAME_RE.match(value):
+    if not isinstance(value, str) or not ROOM_NAME_RE.fullmatch(value):
         refuse(f"must be 1-64 characters of a-z, 0-9, _ and - (lower case), got {show(value)}")
     return value
 
@@ -276,7 +276,7 @@ _HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def _method(value: Any) -> str:
-    if not isinstance(value, str) or not _METHOD_RE.match(value.strip()):
+    if not isinstance(value, str) or not _METHOD_RE.fullmatch(value.strip()):
         refuse(f'must be an HTTP method like "OPTIONS", got {show(value)}')
     return value.strip().upper()
 
@@ -285,7 +285,7 @@ Method = Annotated[str, Check(_method, "an HTTP method")]
 
 
 def _header_name(value: Any) -> str:
-    if not isinstance(value, str) or not _HEADER_RE.match(value.strip()):
+    if not isinstance(value, str) or not _HEADER_RE.fullmatch(value.strip()):
         refuse(f'must be an HTTP header name like "waitroom-bypass", got {show(value)}')
     return value.strip().lower()
 
