@@ -419,6 +419,9 @@ async def test_patch_validation(make_env: Any) -> None:
         assert "JSON" in await refused(None, 400, raw=b"\xff\xfe")
         assert "JSON" in await refused(None, 400, raw=b'{"capacity": NaN}')
         assert "JSON" in await refused(None, 400, raw=b"")
+        # Nested too deep for the decoder (within the size limit): refused, never a 500.
+        assert "JSON" in await refused(None, 400, raw=b"[" * 50_000)
+        assert "JSON" in await refused(None, 400, raw=b'{"a":' * 10_000 + b"1" + b"}" * 10_000)
         await refused(None, 413, raw=b'{"a": "' + b"x" * 70_000 + b'"}')
         # Nothing was stored by any of that.
         r = await adm.get(url)

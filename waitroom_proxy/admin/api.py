@@ -171,6 +171,8 @@ async def patch_room(request: Request, rooms: RoomsOf, room: RoomName) -> Respon
         patch = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         return _json({"detail": f"body must be a JSON object: {exc}"}, 400)
+    except RecursionError:  # within the size limit, but nested deeper than the decoder goes
+        return _json({"detail": "body must be a JSON object: nested too deeply"}, 400)
     problems = await rooms.patch(runtime, patch)
     if problems:
         return _problems(problems)
