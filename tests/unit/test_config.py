@@ -621,3 +621,14 @@ def test_a_trailing_newline_is_not_part_of_a_name(tmp_path: Path) -> None:
         'rooms[0].match[0]: host must be "*", "*.example.com" or a host name, '
         'got "a\\n.example.com/"',
     ]
+
+
+@pytest.mark.parametrize("depth", [50, 500, 3000])
+def test_deeply_nested_values_are_refused_not_a_traceback(tmp_path: Path, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    path = write(tmp_path, ONE_ROOM + f"[server]\ntrusted_proxies = {nested}\n")
+    problems = problems_of(path, env={})
+    assert len(problems) == 1
+    assert problems[0].startswith(("server.trusted_proxies[0]: ", f"{path}: invalid TOML")), (
+        problems
+    )

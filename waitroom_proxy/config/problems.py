@@ -49,7 +49,10 @@ def show(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list | tuple):
-        text = json.dumps(list(value), ensure_ascii=False, default=str)
+        try:
+            text = json.dumps(list(value), ensure_ascii=False, default=str)
+        except (RecursionError, ValueError):  # nested too deeply to render: not shown
+            return "an array"
         return text if len(text) <= 80 else "an array"
     return str(value)
 

@@ -77,3 +77,6 @@ def read_toml(path: Path, shown: str, problems: Problems) -> dict[str, Any] | No
     except tomllib.TOMLDecodeError as exc:
         problems.lines.append(f"{shown}: {toml_error(str(exc), text)}")
         return None
+    except RecursionError:  # arrays or inline tables nested deeper than the parser goes
+        problems.lines.append(f"{shown}: invalid TOML: values nested too deeply")
+        return None
