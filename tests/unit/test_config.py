@@ -632,3 +632,15 @@ def test_deeply_nested_values_are_refused_not_a_traceback(tmp_path: Path, depth:
     assert problems[0].startswith(("server.trusted_proxies[0]: ", f"{path}: invalid TOML")), (
         problems
     )
+
+
+def test_huge_integers_are_refused_briefly(tmp_path: Path) -> None:
+    digits = "1" + "0" * 5000  # more digits than Python converts from text
+    path = write(tmp_path, f'[[rooms]]\nname = "s"\ncapacity = {digits}\n')
+    (problem,) = problems_of(path, env={})
+    assert problem.startswith(f"{path}: invalid TOML: ") and "digits" in problem
+    path = write(tmp_path, f'[[rooms]]\nname = "s"\ncapacity = {digits[:4000]}\n')
+    (problem,) = problems_of(path, env={})
+    assert (
+        problem == f"rooms[0].capacity: must be <= 1000000000, got {digits[:40]}... (4000 digits)"
+    )

@@ -45,7 +45,8 @@ def show(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 80 else text[:76] + '..."'
     if isinstance(value, int | float):
-        return repr(value)
+        text = repr(value)  # a number of thousands of digits is shown by its head
+        return text if len(text) <= 80 else f"{text[:40]}... ({len(text)} digits)"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list | tuple):

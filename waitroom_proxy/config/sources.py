@@ -77,6 +77,10 @@ def read_toml(path: Path, shown: str, problems: Problems) -> dict[str, Any] | No
     except tomllib.TOMLDecodeError as exc:
         problems.lines.append(f"{shown}: {toml_error(str(exc), text)}")
         return None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        reason = str(exc).split(":", 1)[0]  # not Python's advice to raise the limit
+        problems.lines.append(f"{shown}: invalid TOML: {reason[:1].lower()}{reason[1:]}")
+        return None
     except RecursionError:  # arrays or inline tables nested deeper than the parser goes
         problems.lines.append(f"{shown}: invalid TOML: values nested too deeply")
         return None

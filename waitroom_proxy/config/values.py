@@ -82,10 +82,10 @@ def integer(lo: int | None = None, hi: int | None = None) -> Check:
             refuse(f"must be {desc}, got {show(value)}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             if hi is None and lo is not None:
-                refuse(f"must be >= {lo}, got {value}")
-            refuse(f"must be {desc}, got {value}")
+                refuse(f"must be >= {lo}, got {show(value)}")
+            refuse(f"must be {desc}, got {show(value)}")
         if hi is None and value > MAX_INTEGER:
-            refuse(f"must be <= {MAX_INTEGER}, got {value}")
+            refuse(f"must be <= {MAX_INTEGER}, got {show(value)}")
         return value
 
     return Check(check, desc, ge=lo, le=MAX_INTEGER if hi is None else hi)
