@@ -644,3 +644,12 @@ def test_huge_integers_are_refused_briefly(tmp_path: Path) -> None:
     assert (
         problem == f"rooms[0].capacity: must be <= 1000000000, got {digits[:40]}... (4000 digits)"
     )
+
+
+def test_a_file_too_large_or_not_a_file_is_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    with big.open("wb") as file:
+        file.truncate(5 * 2**20)  # sparse: five MiB of NUL bytes
+    assert problems_of(str(big), env={}) == [f"{big}: larger than 4 MiB"]
+    # A device would never end (or, a pipe, block): refused before it is opened.
+    assert problems_of("/dev/zero", env={}) == ["/dev/zero: not a regular file"]

@@ -15,6 +15,8 @@ from waitroom_proxy.config.problems import Problems, toml_error
 from waitroom_proxy.config.schema import SERVER_KEYS
 
 ENV_PREFIX = "WAITROOM_"
+MAX_CONFIG_BYTES = 4 * 2**20
+"""A config file is a few kilobytes; a larger one is a mistake, read no further."""
 QUICK_START_KEYS = ("capacity", "admit_rate")
 """Room keys that the environment and flags may set, for a one-room quick start."""
 
@@ -56,8 +58,13 @@ def parse_text(kind: str, text: str) -> Any:
 def read_toml(path: Path, shown: str, problems: Problems) -> dict[str, Any] | None:
     """The TOML document, or None after recording why it cannot be read (no such file, not
     UTF-8, a syntax error with its line and column)."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # A device or a pipe: reading it could block, or never end (/dev/zero).
+        problems.lines.append(f"{shown}: not a regular file")
+        return None
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         problems.lines.append(f"{shown}: no such file")
         return None
@@ -66,6 +73,9 @@ def read_toml(path: Path, shown: str, problems: Problems) -> dict[str, Any] | No
         return None
     except OSError as exc:
         problems.lines.append(f"{shown}: cannot read: {exc.strerror or exc}")
+        return None
+    if len(data) > MAX_CONFIG_BYTES:
+        problems.lines.append(f"{shown}: larger than {MAX_CONFIG_BYTES // 2**20} MiB")
         return None
     try:
         text = data.decode("utf-8")
