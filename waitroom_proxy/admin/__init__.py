@@ -24,7 +24,8 @@ Every route needs ``Authorization: Bearer <token>``, except the dashboard's data
 module          its job
 ==============  ===========================================================================
 ``auth``        the bearer-token check, before routing, in constant time
-``api``         the FastAPI app: routes, error answers, the OpenAPI document
+``api``         the FastAPI app: routes and error answers
+``openapi``     the OpenAPI document, generated from the routes and their models
 ``models``      the bodies the document describes (the policy and PATCH from the schema)
 ``overrides``   a PATCH checked with the settings schema, merged into the stored overrides
 ``rooms``       what the API reads and changes in the engine (the only module touching it)

@@ -22,9 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -38,12 +36,12 @@ from waitroom_proxy.admin.models import (
     MAX_ADMIT,
     AdmitResult,
     Error,
-    PolicyPatch,
     RevokeResult,
     Room,
     RoomList,
     Stats,
 )
+from waitroom_proxy.admin.openapi import document
 from waitroom_proxy.admin.overrides import Problem
 from waitroom_proxy.admin.rooms import Rooms, StoreDown, UnknownRoom
 from waitroom_proxy.config.problems import error_messages, refuse
@@ -348,49 +346,9 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
     return BearerAuth(app, token, public_paths=PUBLIC_PATHS)
 
 
-_METRICS_PATH = {
-    "get": {
-        "operationId": "metrics",
-        "summary": "Prometheus metrics of this process",
-        "responses": {
-            "200": {
-                "description": "Prometheus text exposition format",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
-            }
-        },
-    }
-}
-
-
 @cache
 def _openapi() -> str:
-    doc = get_openapi(
-        title="waitroom-proxy admin API",
-        version="1",
-        description="Served on the admin listener. Every route needs the bearer token.",
-        routes=router.routes,
-    )
-    doc["paths"] = {"/metrics": _METRICS_PATH, **doc["paths"]}
-    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-    _, defs = models_json_schema(
-        [(PolicyPatch, "validation")], ref_template="#/components/schemas/{model}"
-    )
-    for name, schema in defs.get("$defs", {}).items():
-        schemas.setdefault(name, schema)
-    doc["components"]["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
-    doc["components"]["responses"] = {
-        "Unauthorized": {
-            "description": "Missing or wrong bearer token",
-            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        }
-    }
-    doc["security"] = [{"bearerAuth": []}]
-    for ops in doc["paths"].values():
-        for op in ops.values():
-            if op.get("security") != []:
-                op["responses"]["401"] = {"$ref": "#/components/responses/Unauthorized"}
-    return json.dumps(doc)
+    return json.dumps(document(router.routes))
 
 
 def openapi_document() -> dict[str, Any]:
