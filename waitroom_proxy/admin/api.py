@@ -119,14 +119,32 @@ CHANGED = _responses({200: ("The room after the change", Room)})
 router = APIRouter()
 
 
-@router.get(
-    "/admin/rooms",
-    operation_id="listRooms",
-    summary="Every room",
-    responses={200: {"description": "Rooms", "model": RoomList}},
-)
-async def list_rooms(rooms: RoomsOf) -> Response:
-    return _json({"rooms": await rooms.describe_all()})
+def _read(view: Callable[[Rooms], Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
+    """A route that reads the rooms (no parameters)."""
+
+    async def read(rooms: RoomsOf) -> Response:
+        return _json(await view(rooms))
+
+    return read
+
+
+async def _all_rooms(rooms: Rooms) -> dict[str, Any]:
+    return {"rooms": await rooms.describe_all()}
+
+
+for _path, _op, _summary, _model, _view in (
+    ("/admin/rooms", "listRooms", "Every room", RoomList, _all_rooms),
+    ("/admin/stats", "stats", "Every room plus store and event-bus health (the dashboard's feed)",
+     Stats, Rooms.stats),
+):  # fmt: skip
+    router.add_api_route(
+        _path,
+        _read(_view),
+        methods=["GET"],
+        operation_id=_op,
+        summary=_summary,
+        responses={200: {"description": _summary, "model": _model}},
+    )
 
 
 @router.get(
@@ -234,16 +252,6 @@ async def revoke(rooms: RoomsOf, room: RoomName, place_id: Annotated[PlaceId, Pa
     runtime = rooms.get(room)
     was = await rooms.revoke(runtime, place_id)
     return _json({"room": runtime.name, "place_id": place_id, "previous_status": was.value})
-
-
-@router.get(
-    "/admin/stats",
-    operation_id="stats",
-    summary="Every room plus store and event-bus health (the dashboard's feed)",
-    responses={200: {"description": "Stats", "model": Stats}},
-)
-async def stats(rooms: RoomsOf) -> Response:
-    return _json(await rooms.stats())
 
 
 @router.get(
