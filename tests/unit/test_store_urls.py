@@ -172,6 +172,12 @@ def test_one_redactor_for_every_url_and_list() -> None:
     )
 
 
+@pytest.mark.parametrize("url", ["redis://h\n:1/0", "redis+sentinel://s:1/mymaster\n/0"])
+def test_a_newline_is_not_part_of_a_host_or_service(url: str) -> None:
+    with pytest.raises(StoreUrlError):
+        parse_store_url(url)
+
+
 # -- clients ---------------------------------------------------------------------------------
 
 URLS = {

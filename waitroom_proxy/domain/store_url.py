@@ -187,7 +187,7 @@ def _node(text: str, default_port: int) -> tuple[str, int]:
         host, port_text = text, ""
     if ":" in host:
         raise StoreUrlError(f'node "{text}": write an IPv6 address in brackets, [::1]:6379')
-    if not host or not _HOST_RE.match(host):
+    if not host or not _HOST_RE.fullmatch(host):
         raise StoreUrlError(f'node "{text}": not a host name or address')
     return host, _port(port_text, text) if colon else default_port
 
@@ -293,7 +293,7 @@ def parse_store_url(text: str) -> StoreTarget:
         if not segments or not segments[0]:
             raise StoreUrlError(f"must name the master's service after the sentinels: {form}")
         service = unquote(segments.pop(0))
-        if not _SERVICE_RE.match(service):
+        if not _SERVICE_RE.fullmatch(service):
             raise StoreUrlError(f'service "{service}": use letters, digits, ".", "_" and "-"')
     if len(segments) > 1:
         raise StoreUrlError(f"has too many path segments: {form}")
