@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitroom_proxy.config.schema import MUTABLE_FIELDS
 from waitroom_proxy.domain.eta import Eta, EtaEstimator
 from waitroom_proxy.domain.events import new_event
 from waitroom_proxy.domain.lifecycle import Outage, SpentLog, may_keep, spent_for
@@ -59,22 +60,6 @@ RESTORE_BATCH = 2_000
 SESSION_COOKIE = "waitroom_session"
 TICKET_COOKIE = "waitroom_ticket"
 TICKET_MAX_AGE = 86_400
-
-# Policy fields an operator may change at runtime (admin API); kept in the store's room meta.
-MUTABLE_FIELDS = (
-    "capacity",
-    "admit_rate",
-    "session_ttl",
-    "session_renewal",
-    "session_max",
-    "heartbeat_interval",
-    "abandon_after",
-    "claim_timeout",
-    "mode",
-    "page_status",
-    "max_queue_length",
-    "fail_mode",
-)
 
 
 @dataclass(slots=True)

@@ -124,7 +124,7 @@ def admin_app(app: Any, settings: Settings, *, metrics: Any = None) -> Any:
     """The admin app on the engine of ``app``, or None when the admin listener is off."""
     if not admin_enabled(settings):
         return None
-    from waitroom_proxy.asgi.admin import build_admin
+    from waitroom_proxy.admin import build_admin
 
     assert settings.admin_token is not None
     return build_admin(app.engine, settings.admin_token, metrics=metrics)
