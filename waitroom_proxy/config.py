@@ -469,10 +469,28 @@ def _method(value: Any, base: Path) -> str:
     return value.strip().upper()
 
 
+# Headers the proxy reads or sets itself: a bypass secret in one of them would be rewritten,
+# or (the secret header never reaches the origin) would take the origin's header away.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection",
+        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "expect", "accept",
+        "waitroom-verified", "forwarded", "x-real-ip",
+    }
+)  # fmt: skip
+
+
 def _header_name(value: Any, base: Path) -> str:
     if not isinstance(value, str) or not _HEADER_RE.match(value.strip()):
         raise _Invalid(f'must be an HTTP header name like "waitroom-bypass", got {_show(value)}')
-    return value.strip().lower()
+    name = value.strip().lower()
+    dashed = name.replace("_", "-")
+    if dashed in _RESERVED_HEADERS or dashed.startswith("x-forwarded-"):
+        raise _Invalid(
+            'must be a header of its own, like "waitroom-bypass" (it never reaches the origin), '
+            f"got {_show(value)}, which the proxy or the origin needs"
+        )
+    return name
 
 
 def _enum(options: type[StrEnum]) -> Converter:

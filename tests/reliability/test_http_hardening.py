@@ -101,6 +101,7 @@ async def test_sane_requests_still_pass(rig: Rig) -> None:
     assert rig.origin.hits["/ok"] == 4
 
 
+NOT_IMPLEMENTED = {"te-gzip-chunked"}
 # h11 merges identical Content-Length values ("3" twice, or "3, 3") into one before the app
 # sees the request (RFC 9110 §8.6 allows it): one unambiguous length, nothing to smuggle.
 H11_MERGED = {"dup-cl-same", "cl-list"}
@@ -114,11 +115,11 @@ async def test_ambiguous_framing_refused_without_origin_hits(
     for name, data in SMUGGLING.items():
         raw, closed = await exchange(rig.url, data, timeout=2)
         results[name] = (statuses(raw), closed)
-    refused = [n for n, (s, c) in results.items() if s == [400] and c]
+    refused = [n for n, (s, c) in results.items() if s in ([400], [501]) and c]
     report(
         f"request smuggling ({'h11' if h11 else 'httptools'})",
         cases=len(SMUGGLING),
-        refused_400_closed=len(refused),
+        refused_closed=len(refused),
         origin_hits=sum(rig.origin.hits.values()),
         smuggled_hits=rig.origin.hits["/smuggled"],
     )
@@ -126,7 +127,10 @@ async def test_ambiguous_framing_refused_without_origin_hits(
         if h11 and name in H11_MERGED:
             assert codes == [200], (name, codes)
             continue
-        assert codes == [400], (name, codes)
+        # RFC 9112 §6.1: a coding before "chunked" that is not implemented SHOULD get 501 (as
+        # nginx answers); h11 refuses it itself, with 400, before the guard sees it.
+        expected = 501 if name in NOT_IMPLEMENTED and not h11 else 400
+        assert codes == [expected], (name, codes)
         assert closed, f"{name}: connection left open"
     assert rig.origin.hits["/smuggled"] == 0
     assert sum(rig.origin.hits.values()) == (len(H11_MERGED) if h11 else 0), rig.origin.hits
@@ -255,6 +259,10 @@ async def test_body_limit_413(rig: Rig) -> None:
         ([(b"content-length", b"-1")], "1.1", "invalid"),
         ([(b"content-length", b"1" * 20)], "1.1", "invalid"),
         ([(b"content-length", b"")], "1.1", "invalid"),
+        ([(b"transfer-encoding", b"gzip, chunked")], "1.1", "not implemented"),
+        ([(b"transfer-encoding", b"chunked, gzip")], "1.1", "unsupported"),
+        ([(b"transfer-encoding", b"xchunked")], "1.1", "unsupported"),
+        ([(b"transfer-encoding", b", chunked")], "1.1", "unsupported"),
     ],
 )
 def test_framing_problem_table(headers: Any, version: str, problem: str | None) -> None:
