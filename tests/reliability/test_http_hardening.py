@@ -250,6 +250,74 @@ async def test_body_limit_413(rig: Rig) -> None:
     assert statuses(raw) == [200]
 
 
+UPLOADS = {
+    "chunked": b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "declared": b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (16 * MAX_BODY),
+}
+
+
+async def _upload(url: str, framing: str, size: int) -> tuple[asyncio.StreamReader, Any, int]:
+    """Send a POST with a body of ``size`` bytes in 64 KiB pieces, reading nothing meanwhile
+    (as a client that sends its whole request before reading the answer); stop at the
+    first failed write. Returns the reader, the writer and the bytes sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
+    writer.write(UPLOADS[framing])
+    piece = b"z" * 0x10000
+    if framing == "chunked":
+        piece = b"10000\r\n" + piece + b"\r\n"
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while sent < size:
+            writer.write(piece)
+            await writer.drain()
+            sent += 0x10000
+    return reader, writer, sent
+
+
+@pytest.mark.parametrize("framing", ["chunked", "declared"])
+async def test_refused_upload_still_reads_its_status(rig: Rig, framing: str) -> None:
+    """A client still sending a refused body reads the 413, not a reset (lingering close).
+
+    Before: uvicorn closed the socket with the body's bytes unread; the client's next write
+    met a reset, and the reset took the unread 413 with it (every time, on both parsers)."""
+    reader, writer, sent = await _upload(rig.url, framing, 16 * MAX_BODY)
+    got = b""
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(65536):
+                got += chunk
+    writer.close()
+    assert statuses(got) == [413], (sent, got[:200])
+    assert sent == 16 * MAX_BODY, "the proxy reset the connection while the client was sending"
+    assert rig.origin.hits["/up"] == 0
+
+
+async def test_lingering_close_ends(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that never stops sending is cut off after LINGER_MAX_SECONDS; one that goes
+    silent after LINGER_SECONDS: the lingering close holds no connection for long."""
+    from waitroom_proxy.asgi import linger
+
+    monkeypatch.setattr(linger, "LINGER_SECONDS", 0.2)
+    monkeypatch.setattr(linger, "LINGER_MAX_SECONDS", 1.0)
+    # Endless (1 TiB): the upload fails, the server closed. (The timeout only keeps a broken
+    # linger from hanging the suite.)
+    async with asyncio.timeout(120):
+        reader, writer, sent = await _upload(rig.url, "chunked", 1 << 40)
+    writer.close()
+    assert sent < 1 << 40
+    # Silent after the refusal: a write after the linger meets a closed connection.
+    reader, writer, _ = await _upload(rig.url, "declared", 0)
+    raw = await reader.read()  # the 413, then the half-close
+    assert statuses(raw) == [413]
+    with pytest.raises(ConnectionError):
+        async with asyncio.timeout(30):
+            while True:
+                await asyncio.sleep(0.1)
+                writer.write(b"z" * 1024)
+                await writer.drain()
+    writer.close()
+
+
 @pytest.mark.parametrize(
     ("headers", "version", "problem"),
     [
