@@ -575,6 +575,28 @@ def test_match_may_be_a_single_string_and_not_empty(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Authorization",
+        "cookie",
+        "Host",
+        "X-Forwarded-For",
+        "x_forwarded_host",
+        "Waitroom-Verified",
+        "content-length",
+    ],
+)
+def test_bypass_secret_header_is_a_header_of_its_own(tmp_path: Path, name: str) -> None:
+    # The secret header never reaches the origin: naming one the origin needs would take it away.
+    table = f'[rooms.bypass]\nsecret_header = "{name}"\nsecret = "0123456789abcdef"\n'
+    path = write(tmp_path, ONE_ROOM + table)
+    assert problems_of(path, env={}) == [
+        'rooms[0].bypass.secret_header: must be a header of its own, like "waitroom-bypass" '
+        f'(it never reaches the origin), got "{name}", which the proxy or the origin needs'
+    ]
+
+
 def test_same_room_may_repeat_a_pattern_but_two_rooms_may_not(tmp_path: Path) -> None:
     path = write(tmp_path, ONE_ROOM + 'match = ["*/", "*/"]\n')
     assert load_settings(path, env={}).rooms[0].match == ("*/", "*/")

@@ -103,6 +103,7 @@ class HttpForwarder:
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
         response_hook: ResponseHook | None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         client = scope.get("client")
         peer = client[0] if client else None
@@ -114,6 +115,7 @@ class HttpForwarder:
             default_host=self.authority,
             add_headers=add_headers,
             strip_cookies=strip_cookies,
+            strip_headers=strip_headers,
         )
         method: str = scope["method"]
 

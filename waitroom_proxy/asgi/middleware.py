@@ -18,10 +18,18 @@ from typing import Any
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import Refusal, prepare, refuse, target_of
 from waitroom_proxy.asgi.page import content_security_policy
+from waitroom_proxy.asgi.room_headers import (
+    ROOM_COOKIES,
+    cookie_header,
+    read_cookies,
+    secret_headers,
+    single_header,
+    strip_room_cookies,
+)
 from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.tokens import Session
-from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Outcome, RoomRuntime
+from waitroom_proxy.service import SESSION_COOKIE, Outcome, RoomRuntime
 
 log = logging.getLogger(__name__)
 
@@ -31,32 +39,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
-_SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
-_TICKET_PREFIX = TICKET_COOKIE.encode() + b"="
+# ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``; importable from here.
+__all__ = ["WaitroomMiddleware", "cookie_header", "read_cookies", "request_url", "wants_json"]
+
 _VERIFIED = b"waitroom-verified"
-_STATUS_TEXT = {200: "OK", 202: "Accepted", 429: "Too Many Requests", 503: "Service Unavailable"}
-
-
-def read_cookies(cookie_headers: list[bytes]) -> tuple[str | None, str | None]:
-    """(session, ticket) cookie values from the request's Cookie headers; never raises."""
-    session = ticket = None
-    for raw in cookie_headers:
-        for part in raw.split(b";"):
-            part = part.strip()
-            if part.startswith(_SESSION_PREFIX):
-                session = part[len(_SESSION_PREFIX) :].decode("latin-1").strip('"')
-            elif part.startswith(_TICKET_PREFIX):
-                ticket = part[len(_TICKET_PREFIX) :].decode("latin-1").strip('"')
-    return session, ticket
-
-
-def cookie_header(name: str, value: str, max_age: int, *, secure: bool) -> tuple[bytes, bytes]:
-    """A ``Set-Cookie`` header: HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS."""
-    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
-    if secure:
-        parts.append("Secure")
-    return b"set-cookie", "; ".join(parts).encode("latin-1")
 
 
 def wants_json(accept: bytes) -> bool:
@@ -103,6 +89,7 @@ class WaitroomMiddleware:
         self.trusted = engine.trusted
         self._trusted_proxies = engine.trusted.trusted
         self._proxy = app if isinstance(app, UpstreamProxy) else None
+        self._private = secret_headers(engine.gate.rooms.values())
 
         self._started = False
 
@@ -160,7 +147,7 @@ class WaitroomMiddleware:
         rules = room.bypass
         if rules.prefixes or rules.globs or rules.methods or rules.networks or rules.secret:
             if rules.secret_header != b"waitroom-bypass":
-                bypass_value = _header(scope, rules.secret_header)
+                bypass_value = single_header(scope["headers"], rules.secret_header)
             client_ip = self.trusted.client_ip(scope)
             method = scope.get("method", "GET")
             if rules.matches(path, method, client_ip, bypass_value, target.route_path):
@@ -304,15 +291,21 @@ class WaitroomMiddleware:
                 receive,
                 send,
                 add_headers=((_VERIFIED, verified),) if verified else (),
-                strip_cookies=_ROOM_COOKIES,
+                strip_cookies=ROOM_COOKIES,
                 response_hook=on_response,
+                strip_headers=self._private,
             )
             return
         # A host app: rewrite the scope's headers and watch the response start.
-        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie" and k != _VERIFIED]
+        private = self._private
+        headers = [
+            (k, v)
+            for k, v in scope["headers"]
+            if k != b"cookie" and k != _VERIFIED and k not in private
+        ]
         for k, v in scope["headers"]:
             if k == b"cookie":
-                kept = _strip_cookies(v)
+                kept = strip_room_cookies(v)
                 if kept:
                     headers.append((b"cookie", kept))
         if verified:
@@ -321,11 +314,17 @@ class WaitroomMiddleware:
         inner["headers"] = headers
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
                 message = dict(message)
                 message["headers"] = on_response(
                     message["status"], list(message.get("headers", []))
                 )
+            elif kind == "websocket.accept" and message.get("headers"):
+                # A handshake answer carries no command to act on, but none may reach the
+                # visitor either.
+                message = dict(message)
+                message["headers"] = take_commands(list(message["headers"]))[0]
             await send(message)
 
         await self.app(inner, receive, send_wrapper)
@@ -379,26 +378,6 @@ class WaitroomMiddleware:
         # A host app without lifespan support raises here; servers treat that as "no lifespan"
         # and the engine starts on the first request instead.
         await self.app(scope, receive_wrapper, send)
-
-
-def _strip_cookies(value: bytes) -> bytes:
-    kept = [
-        p.strip()
-        for p in value.split(b";")
-        if p.strip() and not p.strip().startswith((_SESSION_PREFIX, _TICKET_PREFIX))
-    ]
-    return b"; ".join(kept)
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    """The value of a header sent exactly once (``b""`` when repeated: ambiguous)."""
-    found: bytes | None = None
-    for k, v in scope["headers"]:
-        if k == name:
-            if found is not None:
-                return b""
-            found = bytes(v)
-    return found
 
 
 async def _respond(

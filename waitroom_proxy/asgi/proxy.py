@@ -122,6 +122,7 @@ class UpstreamProxy:
         add_headers: Sequence[Header] = (),
         strip_cookies: Collection[str] = (),
         response_hook: ResponseHook | None = None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         """Forward one request (``http`` or ``websocket`` scope) to the origin.
 
@@ -131,11 +132,15 @@ class UpstreamProxy:
             strip_cookies: cookie names removed from the upstream request's ``Cookie``.
             response_hook: ``(status, headers) -> headers``, called with the origin's status and
                 header list (hop-by-hop headers already dropped); returns the list to send.
+            strip_headers: request header names (lower case) that never reach the origin (the
+                proxy's own, such as the bypass secret header).
         """
         if scope["type"] == "http":
-            await self._http(scope, receive, send, add_headers, strip_cookies, response_hook)
+            await self._forwarder(
+                scope, receive, send, add_headers, strip_cookies, response_hook, strip_headers
+            )
         elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, add_headers, strip_cookies)
+            await self._websocket(scope, receive, send, add_headers, strip_cookies, strip_headers)
         else:
             raise ValueError(f"cannot forward a {scope['type']!r} scope")
 
@@ -175,6 +180,7 @@ class UpstreamProxy:
         send: Send,
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         from websockets.asyncio.client import ClientConnection, connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -192,6 +198,7 @@ class UpstreamProxy:
             default_host=self._authority,
             add_headers=add_headers,
             strip_cookies=strip_cookies,
+            strip_headers=strip_headers,
         )
         extra = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers if n not in _WS_OWN]
         # The URI's authority becomes the handshake's Host (the client's); the TCP connection

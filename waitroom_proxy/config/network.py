@@ -284,10 +284,28 @@ def _method(value: Any) -> str:
 Method = Annotated[str, Check(_method, "an HTTP method")]
 
 
+# Headers the proxy reads or sets itself: a bypass secret in one of them would be rewritten,
+# or (the secret header never reaches the origin) would take the origin's header away.
+_RESERVED_HEADERS = frozenset(
+    {
+        "host", "cookie", "authorization", "content-length", "transfer-encoding", "connection",
+        "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "expect", "accept",
+        "waitroom-verified", "forwarded", "x-real-ip",
+    }
+)  # fmt: skip
+
+
 def _header_name(value: Any) -> str:
     if not isinstance(value, str) or not _HEADER_RE.fullmatch(value.strip()):
         refuse(f'must be an HTTP header name like "waitroom-bypass", got {show(value)}')
-    return value.strip().lower()
+    name = value.strip().lower()
+    dashed = name.replace("_", "-")
+    if dashed in _RESERVED_HEADERS or dashed.startswith("x-forwarded-"):
+        refuse(
+            'must be a header of its own, like "waitroom-bypass" (it never reaches the origin), '
+            f"got {show(value)}, which the proxy or the origin needs"
+        )
+    return name
 
 
 HeaderName = Annotated[str, Check(_header_name, "an HTTP header name")]
