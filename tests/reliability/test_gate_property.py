@@ -214,8 +214,13 @@ def exchange(port: int, data: bytes) -> bytes:
 # -- the promise --------------------------------------------------------------------------------
 
 
-def violation(live: LiveGate, method: bytes, target: bytes, headers: list[Any]) -> str | None:
-    """Why the origin should not have received this request, or None."""
+def violation(
+    live: LiveGate, method: bytes, target: bytes, headers: list[Any], sent: bytes
+) -> str | None:
+    """Why the origin should not have received this request, or None. ``sent`` is what the
+    client wrote: the bypass secret header stays with the proxy, so whether a secret was sent
+    is read from there (for pipelined requests, any of them; the rules still apply to this
+    request's own path and method)."""
     assert live.gate is not None
     gate = live.gate.gate
 
@@ -248,8 +253,14 @@ def violation(live: LiveGate, method: bytes, target: bytes, headers: list[Any]) 
             return f"Waitroom-Verified is no session for room {room.name}"
     if verified:
         return "more than one Waitroom-Verified"
-    secrets = values(room.bypass.secret_header)
-    secret = secrets[0] if len(secrets) == 1 else None
+    name = room.bypass.secret_header
+    if values(name) or values(name.replace(b"-", b"_")):
+        return "the bypass secret header reached the origin"
+    secret = None
+    if room.bypass.secret is not None:
+        line = name + b": " + room.bypass.secret + b"\r\n"
+        if line.lower() in sent.lower():
+            secret = room.bypass.secret
     rules, verb = room.bypass, method.decode()
     if rules.matches(decoded, verb, None, secret) and rules.matches(route, verb, None, secret):
         live.counts["bypass" if b"__end__" not in raw_path else "bypass (end marker)"] += 1
@@ -269,7 +280,7 @@ def _check(live: LiveGate, data: bytes) -> None:
     assert origin.errors == [], origin.errors
     for seen in origin.requests[before:]:
         live.checked += 1
-        why = violation(live, seen.method, seen.target, seen.headers)
+        why = violation(live, seen.method, seen.target, seen.headers, data)
         assert why is None, (why, seen.method, seen.target, seen.headers, data)
 
 

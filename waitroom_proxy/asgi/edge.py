@@ -229,6 +229,7 @@ def forwarded_headers(
     add_headers: Sequence[Header],
     strip_cookies: Collection[str],
     default_scheme: str,
+    strip_headers: Collection[bytes] = (),
 ) -> tuple[bytes, list[Header]]:
     """``upstream_request_headers`` for one request (HTTP or a WebSocket handshake): whether
     the peer is a trusted proxy is the edge's decision (``asgi.edge.Client``) when the request
@@ -244,6 +245,7 @@ def forwarded_headers(
         default_host=default_host,
         add_headers=add_headers,
         strip_cookies=strip_cookies,
+        strip_headers=strip_headers,
     )
 
 

@@ -102,9 +102,10 @@ class HttpForwarder:
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
         response_hook: ResponseHook | None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         host, headers = forwarded_headers(
-            scope, self.trusted, self.authority, add_headers, strip_cookies, "http"
+            scope, self.trusted, self.authority, add_headers, strip_cookies, "http", strip_headers
         )
         method: str = scope["method"]
 

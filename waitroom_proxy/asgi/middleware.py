@@ -29,6 +29,7 @@ from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
     cookie_header,
     read_cookies,
+    secret_headers,
     single_header,
     strip_room_cookies,
 )
@@ -42,6 +43,9 @@ from waitroom_proxy.service.outcome import Cookie
 
 log = logging.getLogger(__name__)
 
+
+# ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``; importable from here.
+__all__ = ["WaitroomMiddleware", "cookie_header", "read_cookies", "request_url", "wants_json"]
 
 _VERIFIED = b"waitroom-verified"
 
@@ -113,6 +117,7 @@ class WaitroomMiddleware:
         self._note_activity = gate.sessions.note_activity
         self._renewal_for = gate.sessions.renewal_for
         self._count = self.metrics.request
+        self._private = secret_headers(gate.rooms.values())
         self._started = False
 
     # ------------------------------------------------------------------ ASGI entry
@@ -294,9 +299,11 @@ class WaitroomMiddleware:
                 add_headers=((_VERIFIED, verified),) if verified else (),
                 strip_cookies=ROOM_COOKIES,
                 response_hook=on_response,
+                strip_headers=self._private,
             )
             return
         # A host app: rewrite the scope's headers and watch the response start.
+        private = self._private
         headers: list[tuple[bytes, bytes]] = []
         origin_cookies: list[tuple[bytes, bytes]] = []
         for item in scope["headers"]:  # one pass; the origin's cookies go last, as before
@@ -305,7 +312,7 @@ class WaitroomMiddleware:
                 kept = strip_room_cookies(item[1])
                 if kept:
                     origin_cookies.append((b"cookie", kept))
-            elif name != _VERIFIED:
+            elif name != _VERIFIED and name not in private:
                 headers.append(item)
         if origin_cookies:
             headers += origin_cookies
@@ -315,11 +322,17 @@ class WaitroomMiddleware:
         inner["headers"] = headers
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
                 message = dict(message)
                 message["headers"] = on_response(
                     message["status"], list(message.get("headers", []))
                 )
+            elif kind == "websocket.accept" and message.get("headers"):
+                # A handshake answer carries no command to act on, but none may reach the
+                # visitor either.
+                message = dict(message)
+                message["headers"] = take_commands(list(message["headers"]))[0]
             await send(message)
 
         await self.app(inner, receive, send_wrapper)

@@ -126,6 +126,7 @@ class UpstreamProxy:
         add_headers: Sequence[Header] = (),
         strip_cookies: Collection[str] = (),
         response_hook: ResponseHook | None = None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         """Forward one request (``http`` or ``websocket`` scope) to the origin.
 
@@ -135,11 +136,15 @@ class UpstreamProxy:
             strip_cookies: cookie names removed from the upstream request's ``Cookie``.
             response_hook: ``(status, headers) -> headers``, called with the origin's status and
                 header list (hop-by-hop headers already dropped); returns the list to send.
+            strip_headers: request header names (lower case) that never reach the origin (the
+                proxy's own, such as the bypass secret header).
         """
         if scope["type"] == "http":
-            await self._http(scope, receive, send, add_headers, strip_cookies, response_hook)
+            await self._forwarder(
+                scope, receive, send, add_headers, strip_cookies, response_hook, strip_headers
+            )
         elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, add_headers, strip_cookies)
+            await self._websocket(scope, receive, send, add_headers, strip_cookies, strip_headers)
         else:
             raise ValueError(f"cannot forward a {scope['type']!r} scope")
 
@@ -179,6 +184,7 @@ class UpstreamProxy:
         send: Send,
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         from websockets.asyncio.client import ClientConnection, connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -187,7 +193,7 @@ class UpstreamProxy:
         if msg["type"] != "websocket.connect":
             return
         host, headers = forwarded_headers(
-            scope, self._trusted, self._authority, add_headers, strip_cookies, "ws"
+            scope, self._trusted, self._authority, add_headers, strip_cookies, "ws", strip_headers
         )
         extra = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers if n not in _WS_OWN]
         # The URI's authority becomes the handshake's Host (the client's); the TCP connection

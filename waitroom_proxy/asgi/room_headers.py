@@ -1,11 +1,16 @@
-"""What of a request belongs to the room and never to the origin: its cookies, the secret
-header of a bypass rule; and the room's own ``Set-Cookie``."""
+"""What of a request belongs to the room and never to the origin: its cookies and the bypass
+secret header, and the ``Set-Cookie`` of the room.
+
+Split from :mod:`.middleware` so the gate's entry point stays one job; the names stay
+importable from there.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
+from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, RoomRuntime
 
 ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
 _SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
@@ -43,7 +48,23 @@ def strip_room_cookies(value: bytes) -> bytes:
     return b"; ".join(kept)
 
 
-def single_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+def secret_headers(rooms: Iterable[RoomRuntime]) -> frozenset[bytes]:
+    """Request headers that are the proxy's alone: each room's bypass secret header (when the
+    room has a secret) and its ``_`` spelling (CGI and WSGI read both as one variable).
+
+    The secret lets a request past the room; the origin has no use for it, and every copy
+    forwarded is one more place it can leak from (origin logs, error reports, a reflected
+    request). So it is removed on every path, whichever room (if any) the request is for.
+    """
+    names: set[bytes] = set()
+    for room in rooms:
+        if room.bypass.secret is not None:
+            names.add(room.bypass.secret_header)
+            names.add(room.bypass.secret_header.replace(b"-", b"_"))
+    return frozenset(names)
+
+
+def single_header(headers: Sequence[Any], name: bytes) -> bytes | None:
     """The value of a header sent exactly once (``b""`` when repeated: ambiguous)."""
     found: bytes | None = None
     for k, v in headers:

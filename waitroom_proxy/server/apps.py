@@ -7,8 +7,8 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
+from waitroom_proxy.admin import build_admin
 from waitroom_proxy.asgi import middleware as _middleware
-from waitroom_proxy.asgi.admin import build_admin
 from waitroom_proxy.asgi.chain import RequestContext
 from waitroom_proxy.asgi.hardening import HardeningGuard
 from waitroom_proxy.asgi.page import proxy_error_page

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitroom_proxy.config.schema import MUTABLE_FIELDS
 from waitroom_proxy.domain.eta import EtaEstimator
 from waitroom_proxy.domain.lifecycle import Outage
 from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
@@ -16,21 +17,7 @@ from waitroom_proxy.ports import RoomLimits, RoomStats
 
 log = logging.getLogger(__name__)
 
-# Policy fields an operator may change at runtime (admin API); kept in the store's room meta.
-MUTABLE_FIELDS = (
-    "capacity",
-    "admit_rate",
-    "session_ttl",
-    "session_renewal",
-    "session_max",
-    "heartbeat_interval",
-    "abandon_after",
-    "claim_timeout",
-    "mode",
-    "page_status",
-    "max_queue_length",
-    "fail_mode",
-)
+__all__ = ["MUTABLE_FIELDS", "RoomRuntime", "decode_overrides"]
 
 
 def decode_overrides(raw: str | None) -> dict[str, Any]:
