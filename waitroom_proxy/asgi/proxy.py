@@ -111,7 +111,7 @@ class UpstreamProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         typ = scope["type"]
         if typ == "http":
-            await self._http(scope, receive, send, (), (), None)
+            await self._forwarder(scope, receive, send, (), (), None)
         elif typ == "websocket":
             await self._websocket(scope, receive, send, (), ())
         elif typ == "lifespan":
@@ -161,19 +161,6 @@ class UpstreamProxy:
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    # -- HTTP ---------------------------------------------------------------------------------
-
-    async def _http(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        add_headers: Sequence[Header],
-        strip_cookies: Collection[str],
-        response_hook: ResponseHook | None,
-    ) -> None:
-        await self._forwarder(scope, receive, send, add_headers, strip_cookies, response_hook)
 
     # -- WebSocket ----------------------------------------------------------------------------
 
