@@ -79,6 +79,8 @@ class WaitroomMiddleware:
         pages: the rendered pages (default: built from the engine's settings).
         upstream_probe: what ``/readyz`` calls to check the origin (default: the wrapped
             ``UpstreamProxy``'s, none for a host app).
+        forward_auth: the handler of ``{prefix}/auth`` (forward-auth mode,
+            :mod:`.forward_auth`), which runs the edge again on the request it describes.
 
     The engine starts on the ASGI lifespan startup of the host app (the host keeps its own
     lifespan handling), or on the first request when the server sends no lifespan events.
@@ -92,6 +94,7 @@ class WaitroomMiddleware:
         engine: Engine | None = None,
         pages: Pages | None = None,
         upstream_probe: Callable[[], Awaitable[None]] | None = None,
+        forward_auth: ASGIApp | None = None,
     ) -> None:
         if engine is None:
             raise TypeError(
@@ -119,6 +122,8 @@ class WaitroomMiddleware:
         self._count = self.metrics.request
         self._private = secret_headers(gate.rooms.values())
         self._started = False
+        self._auth = forward_auth
+        self._auth_path = self.prefix + "/auth"
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,6 +136,9 @@ class WaitroomMiddleware:
             return
         if not self._started:
             await self._start()
+        if self._auth is not None and scope["path"] == self._auth_path and kind == "http":
+            await self._auth(scope, receive, send)
+            return
         try:
             scope = prepare(scope, self._trusted_proxies)
         except Refusal as refusal:
