@@ -186,7 +186,7 @@ class ForwardAuth:
         now = gate.clock()
         cookies = [v for k, v in scope["headers"] if k == b"cookie"]
         session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
-        if session_token is not None and _session_cookies(cookies) == 1:
+        if session_token is not None:
             sessions = gate.sessions
             session = sessions.session_for(session_token, room, now)
             if session is not None:
@@ -199,7 +199,10 @@ class ForwardAuth:
                     secure = client_of(scope).secure
                     max_age = int(room.policy.session_max)
                     set_cookie = cookie_header(SESSION_COOKIE, renewed, max_age, secure=secure)
-                ttl = 0 if renewed else min(self.cache_seconds, left)
+                # Two session cookies: the LB's cache key holds the first (nginx
+                # ``$cookie_waitroom_session``), the gate read the last: never cached.
+                single = _session_cookies(cookies) == 1
+                ttl = min(self.cache_seconds, left) if single and not renewed else 0
                 await self._pass(send, canonical, renewed or session_token, set_cookie, ttl)
                 return
         rules = room.bypass
@@ -289,9 +292,7 @@ class ForwardAuth:
 
 
 def _session_cookies(cookies: list[bytes]) -> int:
-    """How many session cookies the request carries. The LB's cache key holds one of them (nginx
-    ``$cookie_waitroom_session``: the first) while the gate reads the last: with two, the
-    decision would be cached under a value that was not judged."""
+    """How many session cookies the request carries."""
     return sum(
         1 for raw in cookies for part in raw.split(b";") if part.strip().startswith(_SESSION_PREFIX)
     )
