@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from tests.fixtures.asgi_server import serve_asgi
-from tests.fixtures.balancers import shipped_nginx
+from tests.fixtures.balancers import shipped_caddy, shipped_nginx
 from tests.fixtures.origin import Origin, raw_exchange, run_origin
 from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.config import Settings
@@ -32,14 +32,15 @@ def port_of(url: str) -> int:
 
 @contextlib.asynccontextmanager
 async def stack(
-    store: RedisStore, *, auth_cache_seconds: int = 5, auth_cache: bool = True
+    store: RedisStore, *, auth_cache_seconds: int = 5, balancer: str = "nginx"
 ) -> AsyncIterator[tuple[str, Origin, Any]]:
+    """The origin, waitroom-proxy in forward-auth mode, and the shipped config of
+    ``balancer`` (``nginx`` or ``caddy``) in front."""
     settings = Settings(rooms=(ROOM,), secret=SECRET, auth_cache_seconds=auth_cache_seconds)
     app = build_app(settings, store=store, controller_interval=0.1, access_log=False)
+    lb = shipped_nginx if balancer == "nginx" else shipped_caddy
     async with run_origin() as origin, serve_asgi(app) as waitroom:
-        async with shipped_nginx(
-            port_of(origin.url), port_of(waitroom), auth_cache=auth_cache
-        ) as url:
+        async with lb(port_of(origin.url), port_of(waitroom)) as url:
             yield url, origin, app.engine
 
 
@@ -55,8 +56,14 @@ async def until_admitted(client: httpx.AsyncClient) -> None:
 
 
 async def test_journey_through_shipped_nginx(redis_store: RedisStore) -> None:
+    await journey(redis_store, "nginx")
+
+
+async def journey(redis_store: RedisStore, balancer: str) -> None:
+    """Queued, admitted automatically, the session cookie, the origin sees the verified token
+    and never the room's cookies, leave frees the slot."""
     async with (
-        stack(redis_store) as (url, origin, _),
+        stack(redis_store, balancer=balancer) as (url, origin, _),
         httpx.AsyncClient(base_url=url, follow_redirects=True) as a,
         httpx.AsyncClient(base_url=url) as b,
     ):
@@ -125,8 +132,12 @@ async def test_cached_pass_is_per_session_cookie(redis_store: RedisStore) -> Non
 
 
 async def test_revocation_takes_effect_within_auth_cache_seconds(redis_store: RedisStore) -> None:
+    await revocation(redis_store, "nginx")
+
+
+async def revocation(redis_store: RedisStore, balancer: str) -> None:
     async with (
-        stack(redis_store, auth_cache_seconds=1) as (url, origin, engine),
+        stack(redis_store, auth_cache_seconds=1, balancer=balancer) as (url, origin, engine),
         httpx.AsyncClient(base_url=url, follow_redirects=True) as a,
     ):
         assert (await a.get("/echo/sale")).status_code == 200
@@ -168,8 +179,12 @@ FORGERIES = [
 
 
 async def test_crafted_requests_never_reach_the_origin(redis_store: RedisStore) -> None:
+    await crafted(redis_store, "nginx")
+
+
+async def crafted(redis_store: RedisStore, balancer: str) -> None:
     async with (
-        stack(redis_store) as (url, origin, _),
+        stack(redis_store, balancer=balancer) as (url, origin, _),
         httpx.AsyncClient(base_url=url, follow_redirects=True) as a,
     ):
         assert (await a.get("/echo/full")).status_code == 200, "the one slot is taken"
