@@ -22,6 +22,7 @@ from tests.docs.helpers import (
     wait_for,
 )
 from tests.docs.registry import REPO, covered_by
+from tests.docs.forward_auth_checks import test_forward_auth_by_hand  # noqa: F401 (a check)
 from tests.examples.procs import free_port
 
 
