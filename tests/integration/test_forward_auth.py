@@ -239,3 +239,20 @@ async def test_untrusted_peer_is_not_believed() -> None:
         assert r.status_code == 403
         assert r.text == "forward-auth: the peer 203.0.113.9 is not in trusted_proxies\n"
     await app.engine.stop()
+
+
+async def test_wait_route_is_the_follow_up_of_a_redirecting_lb() -> None:
+    """ingress-nginx ``auth-signin``: a 401 becomes a redirect to ``/_waitroom/wait?rd=``."""
+    async with forward_auth(settings_for()) as (client, _):
+        host = {"host": "shop.test"}
+        r = await client.get("/_waitroom/wait", params={"rd": "/sale?x=1"}, headers=host)
+        assert r.status_code == 307 and r.headers["location"] == "/sale?x=1"
+        cookie = session_cookie(r)
+        assert (await client.get(AUTH, headers=described("/sale?x=1", cookie))).status_code == 200
+        json_ = {**host, "accept": "application/json"}
+        r = await client.get("/_waitroom/wait", params={"rd": "/sale"}, headers=json_)
+        assert r.json()["status"] == "waiting" and r.json()["return_to"] == "/sale"
+        for query in ("rd=//evil.example/x", "rd=https://evil.example/", "", "rd=/a&rd=/b",
+                      "rd=/x/%2e%2e/%2e%2e/y"):  # fmt: skip
+            r = await client.get("/_waitroom/wait?" + query, headers=host)
+            assert r.status_code == 400, query

@@ -29,29 +29,35 @@ bypass rules, and only then the store. The answers:
   room) and gets the waiting page or its JSON with a non-2xx status.
 - ``403`` with a one-line reason: the description cannot be believed (the peer is not a
   trusted proxy; two descriptions that could disagree; a target the edge refuses).
+
+``GET {prefix}/wait?rd=PATH`` is the follow-up for LBs that can only redirect a 401
+(ingress-nginx ``auth-signin``): the ordinary gate answers it as the request ``GET PATH`` on the
+same host (the waiting page and its ticket, or a 307 back to ``PATH`` with a session).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
 from waitroom_proxy.asgi.room_headers import cookie_header, read_cookies, single_header
-from waitroom_proxy.domain.rules import safe_return_to
+from waitroom_proxy.domain.rules import is_safe_return_to, safe_return_to
 from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.service import SESSION_COOKIE, Engine, RoomRuntime
 
-__all__ = ["AUTH_ROUTE", "LOOPBACK", "ForwardAuth", "ReturnToBalancer", "describe"]
+__all__ = ["AUTH_ROUTE", "LOOPBACK", "WAIT_ROUTE", "ForwardAuth", "ReturnToBalancer", "describe"]
 
 AUTH_ROUTE = "/auth"
 """The route under the prefix."""
+WAIT_ROUTE = "/wait"
+"""The follow-up route for LBs that redirect a 401 (``?rd=`` the original path)."""
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 """Trusted for this route in addition to ``trusted_proxies``: an LB on the same host."""
 
@@ -159,8 +165,14 @@ class ForwardAuth:
         self.cache_seconds = settings.auth_cache_seconds
         self._trusted = TrustedProxies((*settings.trusted_proxies, *LOOPBACK))
         self._count = gate.metrics.request
+        self._wait_path = settings.prefix.rstrip("/") + WAIT_ROUTE
+        self.follow_up: ASGIApp | None = None
+        """The gate that answers ``/wait`` (the middleware sets itself here)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] == self._wait_path:
+            await self._wait(scope, receive, send)
+            return
         peer = scope.get("client")
         if peer is None or peer[0] not in self._trusted:
             who = peer[0] if peer else "unknown"
@@ -173,6 +185,26 @@ class ForwardAuth:
             await _plain(send, 403, refusal.reason)
             return
         await self._judge(original, send, page_style)
+
+    async def _wait(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/wait?rd=PATH``: the gate's answer to ``GET PATH`` on this host."""
+        values = [v for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+                  if k == "rd"]  # fmt: skip
+        if len(values) != 1 or not is_safe_return_to(values[0]):
+            await _plain(send, 400, "wait: rd must be one same-site path")
+            return
+        original = {k: v for k, v in scope.items() if not k.startswith("waitroom.")}
+        path, _, query = values[0].encode("latin-1").partition(b"?")
+        original.update(method="GET", path=path.decode("latin-1"), raw_path=path,
+                        query_string=query)  # fmt: skip
+        original["waitroom.request_target"] = values[0].encode("latin-1")
+        try:
+            prepared = prepare(original, self._trusted)
+        except Refusal as refusal:
+            await _plain(send, 400, refusal.reason)
+            return
+        assert self.follow_up is not None, "ForwardAuth serves behind WaitroomMiddleware"
+        await self.follow_up(prepared, receive, send)
 
     async def _judge(self, scope: Scope, send: Send, page_style: bool) -> None:
         """The inline gate's steps (``WaitroomMiddleware.__call__``), answered for an LB."""
