@@ -78,20 +78,13 @@ _DESCRIPTION = frozenset(
         _FORWARDED_METHOD,
         _FORWARDED_HOST,
         b"host",
-        b"content-length",
-        b"transfer-encoding",
     }
 )
-"""Headers of the auth request that describe the original request, or frame the auth request
-itself: none of them is a header of the original request."""
+"""Headers of the auth request that describe the original request: none of them is a header
+of the original request, and each may come once."""
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+"""The auth request's own framing (it has no body to describe)."""
 _SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
-
-
-def _one(headers: list[Header], name: bytes) -> bytes | None:
-    value = single_header(headers, name)
-    if value == b"" and sum(1 for k, _ in headers if k == name) > 1:
-        raise Refusal(403, f"forward-auth: {name.decode()} sent more than once")
-    return value
 
 
 def describe(scope: Scope) -> Scope:
@@ -106,17 +99,26 @@ def describe(scope: Scope) -> Scope:
     Raises:
         Refusal: 403, with the reason.
     """
-    headers: list[Header] = [(bytes(k), bytes(v)) for k, v in scope["headers"]]
-    original_url = _one(headers, _ORIGINAL_URL)
-    original_uri = _one(headers, _ORIGINAL_URI)
-    forwarded_uri = _one(headers, _FORWARDED_URI)
-    host = _one(headers, b"host")
+    found: dict[bytes, bytes] = {}
+    kept: list[Header] = []
+    for name, value in scope["headers"]:  # one pass: the description, and the rest
+        if name in _DESCRIPTION:
+            if name in found:
+                raise Refusal(403, f"forward-auth: {name.decode()} sent more than once")
+            found[name] = value
+        elif name not in _FRAMING:
+            kept.append((name, value))
+    one = found.get
+    original_url = one(_ORIGINAL_URL)
+    original_uri = one(_ORIGINAL_URI)
+    forwarded_uri = one(_FORWARDED_URI)
+    host = one(b"host")
     if forwarded_uri is not None:
         if original_uri is not None or original_url is not None:
             raise Refusal(403, "forward-auth: both X-Original-* and X-Forwarded-Uri were sent")
         target = forwarded_uri
-        method = _one(headers, _FORWARDED_METHOD)
-        host = _one(headers, _FORWARDED_HOST) or host
+        method = one(_FORWARDED_METHOD)
+        host = one(_FORWARDED_HOST) or host
     elif original_url is not None:
         parts = urlsplit(original_url.decode("latin-1"))
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -125,15 +127,14 @@ def describe(scope: Scope) -> Scope:
         if original_uri is not None and original_uri != target:
             raise Refusal(403, "forward-auth: X-Original-URL and X-Original-URI disagree")
         host = parts.netloc.encode("latin-1")
-        method = _one(headers, _ORIGINAL_METHOD)
+        method = one(_ORIGINAL_METHOD)
     elif original_uri is not None:
         target = original_uri
-        method = _one(headers, _ORIGINAL_METHOD)
+        method = one(_ORIGINAL_METHOD)
     else:
         raise Refusal(403, "forward-auth: no X-Original-URI, X-Original-URL or X-Forwarded-Uri")
     if not target.startswith(b"/"):
         raise Refusal(403, "forward-auth: the original target must start with /")
-    kept = [h for h in headers if h[0] not in _DESCRIPTION]
     if host:
         kept.insert(0, (b"host", host))
     path, _, query = target.partition(b"?")
