@@ -159,6 +159,18 @@ async def test_cache_lifetime_never_outlives_the_session() -> None:
         assert 0 < max_age <= 3
 
 
+async def test_cache_lifetime_never_outlives_the_renewal_point() -> None:
+    """A cached pass must not hide the renewed cookie until the old token expires."""
+    policy = settings_for(capacity=5, session_ttl=10, session_max=600).rooms
+    settings = Settings(rooms=policy, secret=SECRET, auth_cache_seconds=60)
+    async with forward_auth(settings) as (client, _):
+        cookie = await admitted_cookie(client)
+        r = await client.get(AUTH, headers=described("/sale", cookie))
+        assert r.status_code == 200
+        max_age = int(r.headers["cache-control"].rsplit("=", 1)[1])
+        assert 0 < max_age <= 5, "renewal is due 5 s before the 10 s token expires"
+
+
 BYPASS = Bypass(paths=("/static/", "*.css"), methods=("OPTIONS",))
 
 

@@ -236,6 +236,11 @@ class ForwardAuth:
                 # ``$cookie_waitroom_session``), the gate read the last: never cached.
                 single = _session_cookies(cookies) == 1
                 ttl = min(self.cache_seconds, left) if single and not renewed else 0
+                if room.policy.session_renewal:
+                    # Not past the renewal point either: a pass served from the LB's cache
+                    # would keep the renewed cookie from the visitor until the token expired.
+                    due = session.expires_at - room.policy.session_ttl / 2 - now
+                    ttl = min(ttl, max(0, int(due)))
                 await self._pass(send, canonical, renewed or session_token, set_cookie, ttl)
                 return
         rules = room.bypass
