@@ -5,7 +5,7 @@ on the next request)."""
 
 from __future__ import annotations
 
-from tests.examples.test_nginx_forward_auth import crafted, journey, revocation
+from tests.examples.test_nginx_forward_auth import crafted, journey, renewal, revocation
 from waitroom_proxy.adapters.redis_store import RedisStore
 
 
@@ -21,3 +21,9 @@ async def test_crafted_requests_never_reach_the_origin_through_caddy(
     redis_store: RedisStore,
 ) -> None:
     await crafted(redis_store, "caddy")
+
+
+async def test_renewed_session_cookie_reaches_the_visitor_through_caddy(
+    redis_store: RedisStore,
+) -> None:
+    await renewal(redis_store, "caddy")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,11 +33,15 @@ def port_of(url: str) -> int:
 
 @contextlib.asynccontextmanager
 async def stack(
-    store: RedisStore, *, auth_cache_seconds: int = 5, balancer: str = "nginx"
+    store: RedisStore,
+    *,
+    auth_cache_seconds: int = 5,
+    balancer: str = "nginx",
+    room: RoomPolicy = ROOM,
 ) -> AsyncIterator[tuple[str, Origin, Any]]:
     """The origin, waitroom-proxy in forward-auth mode, and the shipped config of
     ``balancer`` (``nginx`` or ``caddy``) in front."""
-    settings = Settings(rooms=(ROOM,), secret=SECRET, auth_cache_seconds=auth_cache_seconds)
+    settings = Settings(rooms=(room,), secret=SECRET, auth_cache_seconds=auth_cache_seconds)
     app = build_app(settings, store=store, controller_interval=0.1, access_log=False)
     lb = shipped_nginx if balancer == "nginx" else shipped_caddy
     async with run_origin() as origin, serve_asgi(app) as waitroom:
@@ -159,6 +164,29 @@ async def revocation(redis_store: RedisStore, balancer: str) -> None:
                 r = await again.get("/echo/sale", headers=cookie)
                 assert r.json()["status"] == "waiting"
             assert len(origin.requests) == seen
+
+
+async def test_renewed_session_cookie_reaches_the_visitor(redis_store: RedisStore) -> None:
+    await renewal(redis_store, "nginx")
+
+
+async def renewal(redis_store: RedisStore, balancer: str) -> None:
+    """A sliding session renewed at half its life: the LB relays the new cookie (nginx's
+    cached pass ends at the renewal point)."""
+    room = dataclasses.replace(ROOM, session_ttl=10, session_max=600)
+    async with (
+        stack(redis_store, balancer=balancer, room=room) as (url, _, _engine),
+        httpx.AsyncClient(base_url=url, follow_redirects=True) as a,
+    ):
+        assert (await a.get("/echo/sale")).status_code == 200
+        first = a.cookies["waitroom_session"]
+        async with asyncio.timeout(60):  # the renewal is due 5 s after the session started
+            while a.cookies["waitroom_session"] == first:
+                await asyncio.sleep(0.5)
+                r = await a.get("/echo/sale")
+                assert r.status_code == 200
+        r = await a.get("/echo/sale")
+        assert header(r.json(), "waitroom-verified") == [a.cookies["waitroom_session"]]
 
 
 FORGERIES = [
