@@ -15,7 +15,15 @@ from typing import Any
 
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.metrics import Metrics
-from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, Store, TickResult
+from waitroom_proxy.ports import (
+    PlaceStatus,
+    QueueView,
+    Reasserted,
+    RoomLimits,
+    RoomStats,
+    Store,
+    TickResult,
+)
 from waitroom_proxy.service.emit import Emitter
 
 log = logging.getLogger(__name__)
@@ -231,6 +239,18 @@ class GuardedStore:
                 spent_ids,
             )
         )  # fmt: skip
+
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        answer: Reasserted = await self._call(
+            "reassert", room, self._store.reassert, room, leases, ended, revoke_for_ms
+        )
+        return answer
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         was: PlaceStatus = await self._call(
