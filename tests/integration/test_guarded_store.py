@@ -88,7 +88,9 @@ async def test_every_store_call_goes_through_the_breaker() -> None:
             await ops.revoke(room, "p" * 22)
             assert await ops.store_up()
             await b.post("/_waitroom/leave")
-            await until(lambda: {"reassert", "tick", "revoked_since", "stats"} <= set(store.callers))
+            await until(
+                lambda: {"reassert", "tick", "revoked_since", "stats"} <= set(store.callers)
+            )
     # touch is still a port method, but the service re-asserts sessions instead (reassert).
     assert set(store.callers) >= PORT_METHODS - {"restore", "touch"}, set(store.callers)
     outside = {m: c for m, c in store.callers.items() if c != {"waitroom_proxy.service.guarded"}}
