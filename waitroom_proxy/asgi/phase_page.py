@@ -67,9 +67,7 @@ def phase_page(status: Mapping[str, Any], *, nonce: str) -> str:
         lead=lead,
         when=str(status.get(when_key) or ""),
         countdown=countdown,
-        refresh=max(1, round(refresh))
-        if isinstance(refresh, int | float) and state != "ended"
-        else 0,
+        refresh=reload_after,
         nonce=nonce,
         css=Markup(_builtin_source("waitroom.css")),  # noqa: S704 - our own file
     )
