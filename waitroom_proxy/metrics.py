@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §8), all declared here on an injected registry.
+"""Prometheus metrics, all declared here on an injected registry.
 
 Labels are bounded: room, outcome, status class, store operation — never a visitor id.
 Tests and host apps pass their own ``CollectorRegistry`` so nothing collides.

@@ -1,4 +1,4 @@
-"""Ports: the interfaces the gatekeeper needs from the outside world (DESIGN §9).
+"""Ports: the interfaces the gatekeeper needs from the outside world.
 
 Adapters in ``waitroom_proxy.adapters`` implement them; tests may pass their own.
 
@@ -250,7 +250,7 @@ class Store(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A domain event, published as a CloudEvent (DESIGN §7).
+    """A domain event, published as a CloudEvent.
 
     ``type`` is the verb path, e.g. ``position.enqueued``; ``room`` is ``None`` for
     ``system.*`` events.

@@ -32,10 +32,11 @@ from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.admin import BearerAuth, build_admin, openapi_document
-from waitroom_proxy.bootstrap import Engine, build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, RoomPolicy
 from waitroom_proxy.errors import StoreError
+from waitroom_proxy.server import build_app
+from waitroom_proxy.service import Engine
 
 SECRET = "test-secret-" + "x" * 32
 TOKEN = "admin-token-" + "t" * 24

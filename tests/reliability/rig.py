@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 
 from tests.fixtures.asgi_server import serve_asgi
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.events import Event
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 SECRET = "reliability-secret-" + "r" * 32
 

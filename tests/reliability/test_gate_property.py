@@ -79,7 +79,7 @@ class LiveGate:
             self.gate = g
             # A genuine session, but for the free room: it must not open the sale room.
             now = time.time()
-            self.free_token, _ = g.gate.signer.issue("free", "p" * 22, now=now, ttl=3600,
+            self.free_token, _ = g.gate.sessions.signer.issue("free", "p" * 22, now=now, ttl=3600,
                                                      max_age=7200)  # fmt: skip
             self._ready.set()
             await self._stop.wait()
@@ -246,7 +246,7 @@ def violation(
     verified = values(b"waitroom-verified")
     if len(verified) == 1:
         try:
-            gate.signer.verify(verified[0].decode(), now=time.time(), room=room.name)
+            gate.sessions.signer.verify(verified[0].decode(), now=time.time(), room=room.name)
             live.counts[f"session ({room.name})"] += 1
             return None
         except TokenError:

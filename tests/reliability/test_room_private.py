@@ -24,8 +24,9 @@ from tests.reliability.gate_rig import ROOMS, SECRET, SIGNING, Gate, exchange, r
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.asgi.middleware import WaitroomMiddleware
-from waitroom_proxy.bootstrap import build_app, build_engine
+from waitroom_proxy.bootstrap import build_engine
 from waitroom_proxy.config import Settings
+from waitroom_proxy.server import build_app
 
 SECRET_B = SECRET.encode()
 # Both spellings, so that the proper one (sent once) still bypasses.

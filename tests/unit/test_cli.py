@@ -69,7 +69,7 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, parent: Any, name: str, **attrs
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Settings]]:
     calls: list[Settings] = []
-    fake_module(monkeypatch, waitroom_proxy, "bootstrap", run=calls.append)
+    fake_module(monkeypatch, waitroom_proxy, "server", run=calls.append)
     yield calls
 
 
@@ -168,7 +168,7 @@ def test_serve_quick_start(runner: CliRunner, served: list[Settings]) -> None:
 def test_serve_hands_its_flags_to_worker_processes(
     runner: CliRunner, served: list[Settings]
 ) -> None:
-    # uvicorn workers rebuild settings from the environment (bootstrap.app_factory).
+    # uvicorn workers rebuild settings from the environment (server.run.worker_app).
     args = ["serve", "-c", str(EXAMPLE), "--upstream", "http://o:1", "--port", "9005"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output

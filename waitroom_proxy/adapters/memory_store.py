@@ -1,4 +1,4 @@
-"""In-process store: the embedded default when no store URL is configured (DESIGN §6).
+"""In-process store: the embedded default when no store URL is configured.
 
 Same semantics as the Redis store (``waitroom_proxy.ports.Store``), checked by the same contract
 tests. Every operation runs without awaiting in the middle, so on one event loop each call is

@@ -1,4 +1,4 @@
-"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB (DESIGN §6), alone, as a
+"""Store on a Redis-protocol server: Redis >= 6.2, Valkey, DragonflyDB, alone, as a
 Redis/Valkey Cluster or as a Sentinel-managed master (the client of each topology, its timeout
 and retry policy, failures and readiness: ``waitroom_proxy.adapters.redis_clients``).
 
@@ -35,9 +35,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from typing import Any, NamedTuple
 
+from waitroom_proxy.adapters.lua_source import load_script_source
 from waitroom_proxy.adapters.redis_clients import (
     Script,
     StoreClient,
@@ -120,11 +120,6 @@ def rate_limit_key(client: str) -> str:
     """The per-client rate-limit key: its own hash tag, so clients spread over the slots of a
     cluster instead of loading the shard of one room."""
     return f"{KEY_PREFIX}:{{rl:{client}}}"
-
-
-def load_script_source(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped in this package."""
-    return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
 def _text(value: Any) -> str:

@@ -49,7 +49,7 @@ from waitroom_proxy.config.values import Check, integer
 from waitroom_proxy.service import RoomRuntime
 
 if TYPE_CHECKING:
-    from waitroom_proxy.bootstrap import Engine
+    from waitroom_proxy.service import Engine
 
 __all__ = ["build_admin", "openapi_document"]
 

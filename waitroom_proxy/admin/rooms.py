@@ -1,5 +1,6 @@
 """What the admin API reads and changes in the engine: the one module that touches the
-gatekeeper, the store and the controller (so a change of the engine's shape changes only this).
+engine, through its operator's verbs (``service.operations``), so a change of the engine's
+shape changes only this.
 
 **Runtime changes** (PATCH, pause, resume) are written to the room's meta map in the store
 (``overrides`` as a JSON object, ``paused`` as ``"1"``/absent). Every replica's controller
@@ -11,10 +12,9 @@ instant on different replicas may race (last write wins per request).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from waitroom_proxy.admin.overrides import Problem, validate_overrides, wire
@@ -24,7 +24,7 @@ from waitroom_proxy.ports import PlaceStatus, RoomStats, TickResult
 from waitroom_proxy.service import RoomRuntime
 
 if TYPE_CHECKING:
-    from waitroom_proxy.bootstrap import Engine
+    from waitroom_proxy.service import Engine
 
 __all__ = ["Rooms", "StoreDown", "UnknownRoom", "policy_json"]
 
@@ -89,130 +89,77 @@ def _room_json(room: RoomRuntime, stats: RoomStats | None) -> dict[str, Any]:
     }
 
 
-def _decode_overrides(raw: str | None) -> dict[str, Any]:
-    try:
-        value = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 class Rooms:
-    """The admin operations on one engine's rooms; every answer is plain JSON."""
+    """The admin operations on one engine's rooms; every answer is plain JSON. The engine is
+    reached through its operator's verbs (``service.operations``) only."""
 
     def __init__(self, engine: Engine) -> None:
-        self.gate = engine.gate
-        self.store = engine.gate.store
+        self.ops = engine.operations
         self.registry = engine.gate.metrics.registry
-        # The controller's ``tick_room`` may or may not return its TickResult; both are handled.
-        self._tick_room: Callable[..., Awaitable[object]] = engine.controller.tick_room
 
     def __repr__(self) -> str:
-        return f"Rooms({sorted(self.gate.rooms)!r})"
+        return f"Rooms({sorted(self.ops.rooms)!r})"
 
     def get(self, name: str) -> RoomRuntime:
-        room = self.gate.rooms.get(name)
+        room = self.ops.rooms.get(name)
         if room is None:
             raise UnknownRoom(name)
         return room
 
-    async def _call(self, op: str, fn: Callable[[], Awaitable[Any]], room: str | None) -> Any:
+    @staticmethod
+    async def _call(call: Awaitable[Any]) -> Any:
         try:
-            return await self.gate._call(op, fn, room)
+            return await call
         except StoreError as exc:
             raise StoreDown(str(exc)) from None
 
     async def describe(self, room: RoomRuntime) -> dict[str, Any]:
         """Follow what other replicas changed, then describe the room (store down: last seen)."""
-        stats = room.last_stats
-        try:
-            await self.gate.refresh_room_state(room)
-            stats = await self.gate._call("stats", lambda: self.store.stats(room.name), room.name)
-        except StoreError:
-            pass
-        return _room_json(room, stats)
+        return _room_json(room, await self.ops.describe(room))
 
     async def describe_all(self) -> list[dict[str, Any]]:
-        return [await self.describe(room) for room in list(self.gate.rooms.values())]
-
-    async def _set_meta(self, room: RoomRuntime, values: dict[str, str]) -> None:
-        """Write runtime state for every replica, and follow it here at once."""
-        await self._call("meta", lambda: self.store.set_meta(room.name, values), room.name)
-        try:
-            await self.gate.refresh_room_state(room)
-        except StoreError as exc:
-            raise StoreDown(str(exc)) from None
+        return [await self.describe(room) for room in list(self.ops.rooms.values())]
 
     async def patch(self, room: RoomRuntime, patch: Any) -> list[Problem]:
         """Merge a PATCH into the stored overrides; the problems if refused (nothing stored)."""
-        meta = await self._call("meta", lambda: self.store.get_meta(room.name), room.name)
-        merged, problems = validate_overrides(
-            patch, room.base, _decode_overrides(meta.get("overrides"))
-        )
+        current = await self._call(self.ops.stored_overrides(room))
+        merged, problems = validate_overrides(patch, room.base, current)
         if problems:
             return problems
-        await self._set_meta(
-            room, {"overrides": json.dumps(merged, sort_keys=True) if merged else ""}
-        )
-        self.gate.emit("queue.config_changed", room.name, {"changes": patch, "overrides": merged})
+        await self._call(self.ops.set_overrides(room, merged, patch))
         log.info("room %s: overrides now %s", room.name, merged)
         return []
 
     async def reset(self, room: RoomRuntime) -> None:
-        await self._set_meta(room, {"overrides": ""})
-        self.gate.emit("queue.config_changed", room.name, {"changes": "reset", "overrides": {}})
+        await self._call(self.ops.reset_overrides(room))
         log.info("room %s: overrides reset", room.name)
 
     async def pause(self, room: RoomRuntime, paused: bool) -> None:
-        await self._set_meta(room, {"paused": "1" if paused else ""})
-        event = "queue.paused" if paused else "queue.resumed"
-        self.gate.emit(event, room.name, {"replica": self.gate.replica_id})
+        await self._call(self.ops.pause(room) if paused else self.ops.resume(room))
         log.info("room %s: admissions %s", room.name, "paused" if paused else "resumed")
 
     async def admit(self, room: RoomRuntime, count: int) -> int:
         """Promote up to ``count`` waiters now (even while paused); how many were."""
-        sample = {"room": room.name}
-        before = self.registry.get_sample_value("waitroom_admissions_total", sample) or 0.0
-        try:
-            result = await self._tick_room(room, force=count)
-        except StoreError as exc:
-            raise StoreDown(str(exc)) from None
-        if isinstance(result, TickResult):
-            promoted = len(result.promoted)
-        else:  # the controller counts its promotions in the admissions counter
-            after = self.registry.get_sample_value("waitroom_admissions_total", sample) or 0.0
-            promoted = int(after - before)
+        result: TickResult = await self._call(self.ops.admit(room, count))
+        promoted = len(result.promoted)
         log.info("room %s: operator admitted %d (asked %d)", room.name, promoted, count)
         return promoted
 
     async def revoke(self, room: RoomRuntime, place_id: str) -> PlaceStatus:
         """End a session (or place) on every replica; what it was."""
-        session_max = room.policy.session_max
-        # Locally at once; other replicas read the store's revoked set on their next tick.
-        self.gate.cache.revoke(place_id, self.gate.clock() + session_max)
-        ttl_ms = int(session_max * 1000)
-        was: PlaceStatus = await self._call(
-            "leave", lambda: self.store.leave(room.name, place_id, ttl_ms), room.name
-        )
-        if was is PlaceStatus.ACTIVE:
-            self.gate.metrics.sessions_ended.labels(room.name, "revoked").inc()
-        self.gate.emit("session.revoked", room.name, {"place_id": place_id, "reason": "admin"})
+        was: PlaceStatus = await self._call(self.ops.revoke(room, place_id))
         log.info("room %s: session revoked by operator (was %s)", room.name, was.value)
         return was
 
     async def stats(self) -> dict[str, Any]:
-        try:
-            await self.gate._call("ping", self.store.ping)
-            store_up = True
-        except StoreError:
-            store_up = False
-        publisher = self.gate.publisher
+        publisher = self.ops.publisher
         events = {"publisher": type(publisher).__name__, "counters": _counters(publisher)}
+        store_up = await self.ops.store_up()
         rooms = await self.describe_all()
         return {
-            "replica": self.gate.replica_id,
-            "time": self.gate.clock(),
-            "store": {"up": store_up, "kind": type(self.store).__name__},
+            "replica": self.ops.replica_id,
+            "time": self.ops.now(),
+            "store": {"up": store_up, "kind": self.ops.store_kind},
             "events": events,
             "rooms": rooms,
         }

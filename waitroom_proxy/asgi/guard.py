@@ -20,17 +20,12 @@ Requests without a body pay for none of 3 and 4 (no wrapper around ``receive``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waitroom_proxy.asgi.edge import Refusal, prepare, refuse
 from waitroom_proxy.asgi.headers import TrustedProxies
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_BODY_TIMEOUT = 60.0
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -117,8 +117,18 @@ class _HeadGuard(Lingering):
             self._deadline = None
         self._linger_stop()
 
+    # Both protocols: the mixin comes first in their bases, so ``super()`` is uvicorn's protocol.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(Any, super()).connection_made(self._wrap(cast(asyncio.Transport, transport)))
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        cast(Any, super()).connection_lost(exc)
+
     def _response_in_flight(self) -> bool:
-        return False
+        cycle = getattr(self, "cycle", None)  # uvicorn's current request cycle
+        return cycle is not None and not cycle.response_complete
 
     def _on_deadline(self) -> None:
         self._deadline = None
@@ -170,17 +180,6 @@ class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
         self._guard_init()
         self._in_head = True
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(self._wrap(transport))
-        self._arm_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def _response_in_flight(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
-
     def _body_pending(self) -> bool:
         return self.cycle is not None and self.cycle.more_body
 
@@ -221,17 +220,6 @@ class HardenedH11Protocol(_HeadGuard, H11Protocol):
         self.conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes + 1
         )
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(self._wrap(transport))
-        self._arm_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def _response_in_flight(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
 
     def _body_pending(self) -> bool:
         return self.conn.their_state is h11.SEND_BODY

@@ -1,5 +1,5 @@
 """What of a request belongs to the room and never to the origin: its cookies and the bypass
-secret header (DESIGN §4, "What reaches the origin"), and the ``Set-Cookie`` of the room.
+secret header, and the ``Set-Cookie`` of the room.
 
 Split from :mod:`.middleware` so the gate's entry point stays one job; the names stay
 importable from there.

@@ -1,4 +1,4 @@
-"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy`` (DESIGN §10).
+"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy``.
 
 A thin click layer, as in uvicorn: every command parses its flags, hands them to
 :func:`waitroom_proxy.config.load_settings` and calls into the package lazily, so
@@ -227,19 +227,19 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
     flags = _given(ctx, params)
     settings = _load(ctx, config, flags, require_upstream=True)
     # With --workers N, uvicorn's worker processes rebuild the settings from the environment
-    # (bootstrap.app_factory): hand them the flags through it so every worker sees the same
+    # (server.run.worker_app): hand them the flags through it so every worker sees the same
     # configuration as this check did. Flags outrank env, so this changes nothing here.
     for key, value in flags.items():
         os.environ[f"WAITROOM_{key.upper()}"] = str(value)
     if ctx.get_parameter_source("config") is ParameterSource.COMMANDLINE and config:
         os.environ["WAITROOM_CONFIG"] = config
-    from waitroom_proxy import bootstrap  # lazy: the server stack is heavy
+    from waitroom_proxy import server  # lazy: the server stack is heavy
 
     # Ctrl-C: uvicorn has already shut down gracefully and re-raises SIGINT; without this,
     # click prints "Aborted!" and exits 1.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            bootstrap.run(settings)
+            server.run(settings)
     except ListenError as exc:
         click.echo(str(exc), err=True)
         sys.exit(LISTEN_ERROR_EXIT)

@@ -1,4 +1,4 @@
-"""Domain events and their wire form (DESIGN §7). Pure: no I/O; time is passed in.
+"""Domain events and their wire form. Pure: no I/O; time is passed in.
 
 An event is a small ``waitroom_proxy.ports.Event`` value. Adapters publish it as a
 CloudEvents 1.0 JSON document on the NATS subject ``subject_for(event)``:

@@ -1,4 +1,4 @@
-"""Room policy values: what an operator configures for one room (DESIGN §3).
+"""Room policy values: what an operator configures for one room.
 
 These are plain, immutable values. ``waitroom_proxy.config`` builds them from TOML, environment
 and CLI flags and validates them; everything downstream trusts them.

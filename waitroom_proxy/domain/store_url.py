@@ -1,4 +1,4 @@
-"""Store URLs: which Redis-protocol topology ``store_url`` names, parsed once (DESIGN §6).
+"""Store URLs: which Redis-protocol topology ``store_url`` names, parsed once.
 
 One parse serves both ``check-config`` (every refusal is a precise message) and the adapter
 that builds the client, so a URL that validates always builds, and nothing redis-py would

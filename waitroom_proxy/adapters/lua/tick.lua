@@ -21,6 +21,7 @@
 -- ARGV[9] key TTL (ms), refreshed on every key of the room
 -- ARGV[10] spent_for_ms: tombstones older than this are removed
 -- returns {promoted ids, expired session ids, no-show ids, abandoned ids}
+-- prelude: bucket
 
 local queue, heartbeats, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local revoked, revoked_exp, meta, spent = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
@@ -66,28 +67,20 @@ local free = capacity - redis.call('ZCARD', active) - redis.call('ZCARD', promot
 local n = 0
 local units, ts
 if rate > 0 then
-  -- Token bucket in integer units: one token = 60000 units, refill = rate units per ms.
-  local cap = math.max(1, math.ceil(rate / 60)) * 60000
   local b = redis.call('HMGET', counters, 'tokens', 'tokens_ts')
-  units, ts = tonumber(b[1]), tonumber(b[2])
-  if units == nil or ts == nil then
-    units, ts = cap, now
-  elseif now > ts then
-    units = math.min(cap, units + (now - ts) * rate)
-    ts = now
-  end
+  units, ts = bucket_refill(b[1], b[2], rate, now)
 end
 if ARGV[6] == '1' and free > 0 then
   n = math.min(free, limit)
   if rate > 0 then
-    n = math.min(n, math.floor(units / 60000))
+    n = math.min(n, math.floor(units / TOKEN))
   end
 end
 local head = {}
 if n > 0 then
   head = redis.call('ZRANGE', queue, 0, n - 1)
   if rate > 0 then
-    units = units - #head * 60000
+    units = units - #head * TOKEN
   end
 end
 -- 3. Operator "admit N now": more, ignoring the bucket, still within capacity.
