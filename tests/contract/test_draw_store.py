@@ -98,3 +98,42 @@ async def test_a_reset_moves_the_prequeue_to_the_queue_in_arrival_order(
     step = await s.draw_step(R, bounds)  # type: ignore[attr-defined]
     assert step.commitment == "" and step.prequeue_length == 0 and not step.released
     assert await s.draw_audit(R) is None  # type: ignore[attr-defined]
+
+
+async def test_a_place_that_left_during_the_prequeue_is_never_queued(
+    store_env: StoreEnv,
+) -> None:
+    """Leaving tombstones the place; neither the release nor a reset may queue it again (a
+    tombstoned place in the queue would take a slot nobody claims, or hand a session to a
+    visitor who left)."""
+    s = store_env.store
+    bounds = await _bounds(store_env)
+    store_env.advance(10_500)
+    await s.draw_commit(R, "11" * 32, "c1", "t1")  # type: ignore[attr-defined]
+    for pid in ("a", "b", "c", "d"):
+        await s.draw_step(R, bounds, pid)  # type: ignore[attr-defined]
+    await s.leave(R, "b", 0)
+    store_env.advance(10_000)
+    order = ["c", "b", "a", "d"]
+    assert await s.draw_release(R, bounds[1], order, "{}") == 4  # type: ignore[attr-defined]
+    assert (await s.stats(R)).queue_length == 3
+    assert (await s.heartbeat(R, "b")).status is PlaceStatus.SPENT
+    promoted: list[str] = []
+    while len(promoted) < 3:
+        result = await s.tick(R, LIMITS)
+        assert result.promoted
+        promoted += result.promoted
+    assert promoted == ["c", "a", "d"]
+
+
+async def test_a_reset_does_not_queue_a_place_that_left(store_env: StoreEnv) -> None:
+    s = store_env.store
+    bounds = await _bounds(store_env)
+    store_env.advance(10_500)
+    await s.draw_commit(R, "11" * 32, "c1", "t1")  # type: ignore[attr-defined]
+    for pid in ("p1", "p2", "p3"):
+        await s.draw_step(R, bounds, pid)  # type: ignore[attr-defined]
+    await s.leave(R, "p2", 0)
+    await s.draw_reset(R)  # type: ignore[attr-defined]
+    assert (await s.stats(R)).queue_length == 2
+    assert [(await s.heartbeat(R, p)).position for p in ("p1", "p3")] == [1, 2]

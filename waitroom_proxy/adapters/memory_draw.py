@@ -55,9 +55,13 @@ class MemoryDrawMixin:
         return draw
 
     def _enqueue(self, room: str, ids: Sequence[str], now: int) -> None:
-        """Put ``ids`` in the queue behind everyone, in this order (the release)."""
+        """Put ``ids`` in the queue behind everyone, in this order (the release); a place
+        tombstoned meanwhile (it left during the pre-queue) keeps its number but no place."""
         state = self._room(room)
         for place_id in ids:
+            if place_id in state.spent:
+                state.seq += 1
+                continue
             state.seq += 1
             state.scores[place_id] = state.seq
             insort(state.order, (state.seq, place_id))

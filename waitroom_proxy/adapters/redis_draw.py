@@ -61,8 +61,8 @@ class RedisDrawMixin:
     async def _plain(self, op: str, *args: Any) -> Any:
         raise NotImplementedError
 
-    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str]:
-        """(draw keys, queue, heartbeats, counters) of ``room``."""
+    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
+        """(draw keys, queue, heartbeats, counters, tombstones) of ``room``."""
         raise NotImplementedError
 
     async def draw_step(
@@ -109,10 +109,10 @@ class RedisDrawMixin:
         self, room: str, start_ms: int, order: Sequence[str], audit_json: str
     ) -> int:
         """See ``waitroom_proxy.ports.DrawStore.draw_release``."""
-        d, queue, hb, counters = self._keys_of(room)
+        d, queue, hb, counters, spent = self._keys_of(room)
         reply = await self._run(
             "draw_release",
-            (d.prequeue, d.draw, queue, hb, counters, d.audit),
+            (d.prequeue, d.draw, queue, hb, counters, d.audit, spent),
             (self._clock_offset_ms, start_ms, DRAW_TTL_MS, audit_json, len(order), *order),
         )
         return int(reply)
@@ -130,10 +130,10 @@ class RedisDrawMixin:
 
     async def draw_reset(self, room: str) -> int:
         """See ``waitroom_proxy.ports.DrawStore.draw_reset``."""
-        d, queue, hb, counters = self._keys_of(room)
+        d, queue, hb, counters, spent = self._keys_of(room)
         reply = await self._run(
             "draw_reset",
-            (d.prequeue, d.draw, queue, hb, counters, d.audit),
+            (d.prequeue, d.draw, queue, hb, counters, d.audit, spent),
             (self._clock_offset_ms, DRAW_TTL_MS),
         )
         return int(reply)

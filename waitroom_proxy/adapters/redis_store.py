@@ -198,9 +198,9 @@ class RedisStore(RedisDrawMixin):
         except Exception as exc:
             raise await self._conn.failure(op, exc) from exc
 
-    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str]:
+    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
         k = room_keys(room)
-        return draw_keys(k.queue[: -len("queue")]), k.queue, k.hb, k.counters
+        return draw_keys(k.queue[: -len("queue")]), k.queue, k.hb, k.counters, k.spent
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:

@@ -9,16 +9,18 @@
 -- KEYS[4] heartbeats zset  place id -> last heartbeat (ms)
 -- KEYS[5] counters   hash  seq (raised past the pre-queue)
 -- KEYS[6] audit      string the published audit document (JSON)
+-- KEYS[7] spent      zset  tombstones: a place that left during the pre-queue is not queued
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] start_at (Unix ms)
 -- ARGV[3] key TTL (ms)
 -- ARGV[4] audit document (JSON)
 -- ARGV[5] n: how many place ids follow
 -- ARGV[6..] place ids, first admitted first
--- returns n released; -1 released already; -2 too early; -3 the pre-queue changed
+-- returns n planned (the tombstoned ones keep their draw position but are not queued); -1 released already; -2 too early; -3 the pre-queue changed
 
 local prequeue, draw, queue, heartbeats, counters, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[6]
+local spent = KEYS[7]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local key_ttl = tonumber(ARGV[3])
@@ -44,13 +46,17 @@ for first = 1, n, chunk do
   local scores, beats = {}, {}
   for i = first, last do
     local id = ARGV[5 + i]
-    scores[#scores + 1] = seq + i
-    scores[#scores + 1] = id
-    beats[#beats + 1] = now
-    beats[#beats + 1] = id
+    if not redis.call('ZSCORE', spent, id) then
+      scores[#scores + 1] = seq + i
+      scores[#scores + 1] = id
+      beats[#beats + 1] = now
+      beats[#beats + 1] = id
+    end
   end
-  redis.call('ZADD', queue, unpack(scores))
-  redis.call('ZADD', heartbeats, unpack(beats))
+  if #scores > 0 then
+    redis.call('ZADD', queue, unpack(scores))
+    redis.call('ZADD', heartbeats, unpack(beats))
+  end
 end
 redis.call('HSET', counters, 'seq', seq + n)
 redis.call('HSET', draw, 'released', '1', 'revealed_at', now)
