@@ -102,7 +102,8 @@ class Controller:
             # Before any promotion: sessions admitted while the store was down count first.
             await gate.fail_open.count_admitted(room)
         name = room.name
-        result = await store.tick(name, room.limits, force)
+        limits = await gate.lifecycle.tick(room)  # a scheduled sale's once-only steps
+        result = await store.tick(name, limits, force)
         self._report(room, result)
         stats = await store.stats(name)
         m = gate.metrics
