@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from waitroom_proxy.adapters.memory_draw import MemoryDrawMixin, _Draw
 from waitroom_proxy.adapters.memory_reassert import reassert_room
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowTable
@@ -81,7 +82,7 @@ class _Room:
     tokens_ts: int = 0
 
 
-class MemoryStore:
+class MemoryStore(MemoryDrawMixin):
     """The admission state of every room, in this process's memory.
 
     Args:
@@ -93,6 +94,7 @@ class MemoryStore:
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
         self._hits = WindowTable()
+        self._draws: dict[str, _Draw] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(rooms={len(self._rooms)})"

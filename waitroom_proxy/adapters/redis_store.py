@@ -44,6 +44,7 @@ from waitroom_proxy.adapters.redis_clients import (
     StoreConnection,
     build_client,
 )
+from waitroom_proxy.adapters.redis_draw import DRAW_SCRIPTS, DrawKeys, RedisDrawMixin, draw_keys
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
@@ -85,6 +86,7 @@ SCRIPT_NAMES = (
     "hit",
     "restore",
     "reassert",
+    *DRAW_SCRIPTS,
 )
 
 _STATUS = {
@@ -138,7 +140,7 @@ def _key_ttl(*durations_ms: int) -> int:
     return max((0, *durations_ms)) + KEY_TTL_MARGIN_MS
 
 
-class RedisStore:
+class RedisStore(RedisDrawMixin):
     """The admission state of every room, on a Redis-protocol server, cluster or Sentinel.
 
     Args:
@@ -195,6 +197,18 @@ class RedisStore:
             return await self._scripts[name](keys, args)
         except Exception as exc:
             raise await self._conn.failure(name, exc) from exc
+
+    async def _plain(self, op: str, *args: Any) -> Any:
+        """One plain command (a read), with the store's failure handling."""
+        try:
+            await self._conn.connect()
+            return await getattr(self._client, op)(*args)
+        except Exception as exc:
+            raise await self._conn.failure(op, exc) from exc
+
+    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
+        k = room_keys(room)
+        return draw_keys(k.queue[: -len("queue")]), k.queue, k.hb, k.counters, k.spent
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:

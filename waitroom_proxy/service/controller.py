@@ -103,7 +103,8 @@ class Controller:
             await gate.fail_open.count_admitted(room)
         await gate.census.run(room)  # sessions the store lost are counted before promotions
         name = room.name
-        result = await store.tick(name, room.limits, force)
+        limits = await gate.lifecycle.tick(room)  # a scheduled sale's once-only steps
+        result = await store.tick(name, limits, force)
         self._report(room, result)
         stats = await store.stats(name)
         m = gate.metrics

@@ -11,6 +11,7 @@ HTTP. Each part has one job:
 - ``sync`` (:class:`~.sync.RoomSync`): runtime overrides, incarnation, replica marks;
 - ``limit`` (:class:`~.limiter.ClientLimit`): the per-client rate limit;
 - ``census`` (:class:`~.census.SessionCensus`): live sessions re-assert themselves after a loss.
+- ``lifecycle`` (:class:`~.lifecycle.Lifecycle`): a scheduled sale's phases and its draw.
 
 The ASGI layer (``waitroom_proxy.asgi``) turns their ``Outcome`` into responses; the
 controller (:mod:`.controller`) runs the background work; operators go through
@@ -34,6 +35,7 @@ from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.emit import Emitter
 from waitroom_proxy.service.failopen import FailOpen
 from waitroom_proxy.service.guarded import GuardedStore
+from waitroom_proxy.service.lifecycle import Lifecycle
 from waitroom_proxy.service.limiter import ClientLimit
 from waitroom_proxy.service.room import RoomRuntime
 from waitroom_proxy.service.sessions import Sessions
@@ -73,7 +75,14 @@ class Gatekeeper:
             ctx, sessions=self.sessions, replica_id=self.replica_id, replicas_hint=replicas_hint
         )
         self.fail_open = FailOpen(ctx, sessions=self.sessions, replicas=self.sync.replicas)
-        self.admission = Admission(ctx, tickets, sessions=self.sessions, fail_open=self.fail_open)
+        self.lifecycle = Lifecycle(ctx, tickets)
+        self.admission = Admission(
+            ctx,
+            tickets,
+            sessions=self.sessions,
+            fail_open=self.fail_open,
+            lifecycle=self.lifecycle,
+        )
         self.limit = ClientLimit(self.store, client_rate_limit)
         self.census = SessionCensus(ctx, sessions=self.sessions, sync=self.sync)
 

@@ -80,6 +80,7 @@ class RoomSync:
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
         held = now < room.held_until
         await self._count_replicas(room, meta, now)
+        room.schedule_meta = meta.get("schedule")
         paused = meta.get("paused") == "1"
         room.apply(paused, decode_overrides(meta.get("overrides")), held)
         self.ctx.metrics.paused.labels(room.name).set(1 if paused else 0)
