@@ -132,6 +132,20 @@ class RoomStats:
     """The store's clock when the snapshot was taken."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reasserted:
+    """The answer of ``Store.reassert``: what the store made of the sessions a replica holds."""
+
+    kept: int = 0
+    """Sessions the store knew (each now kept at least its lease)."""
+    readded: int = 0
+    """Sessions the store did not know, counted again: the store had lost them."""
+    refused: int = 0
+    """Sessions the store has revoked (ended): never counted again."""
+    dropped: int = 0
+    """Ended sessions the store still counted (a lost end): their slots freed."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """The admission state of every room, shared by all replicas."""
@@ -189,10 +203,32 @@ class Store(Protocol):
         room's state vanish, and for sessions admitted while the store was down (fail-open)."""
         ...
 
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """Live sessions re-assert themselves; recent ends are applied again.
+
+        ``leases``: (place id, ms) of sessions whose tokens still verify (the caller checked the
+        signature). Each ACTIVE id gets deadline max(current, now + ms). An id the store has
+        revoked is refused. A promoted id is left as it is. Any other id — the store lost it —
+        is ACTIVE again with deadline now + ms, leaves the queue if a replayed ticket put it
+        there, and is tombstoned. No capacity check: these visitors were admitted and pass on
+        their tokens anyway; counting them again pauses admissions until the room is back under
+        capacity. ``ended``: place ids this replica ended (left, completed, revoked): each is
+        removed from queue / promoted / active (an end the store lost) and tombstoned, and
+        revoked until now + ``revoke_for_ms`` (> 0) unless already revoked. Ended ids are
+        applied first, so an id in both lists is refused."""
+        ...
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """Give up the place or end the session, freeing the slot at once, and tombstone the
-        place (whatever it was). An ACTIVE session is also added to *revoked* until now +
-        ``revoke_for_ms``. Returns the status it had (UNKNOWN if none)."""
+        place (whatever it was). An ACTIVE session, or a place the store does not know (it may be
+        a session the store lost, that must not be re-asserted), is also added to *revoked*
+        until now + ``revoke_for_ms``. Returns the status it had (UNKNOWN if none)."""
         ...
 
     async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:

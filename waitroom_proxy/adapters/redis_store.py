@@ -48,7 +48,14 @@ from waitroom_proxy.adapters.redis_draw import DRAW_SCRIPTS, DrawKeys, RedisDraw
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
-from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
+from waitroom_proxy.ports import (
+    PlaceStatus,
+    QueueView,
+    Reasserted,
+    RoomLimits,
+    RoomStats,
+    TickResult,
+)
 
 __all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys", "rate_limit_key"]
 
@@ -78,6 +85,7 @@ SCRIPT_NAMES = (
     "init_meta",
     "hit",
     "restore",
+    "reassert",
     *DRAW_SCRIPTS,
 )
 
@@ -298,6 +306,34 @@ class RedisStore(RedisDrawMixin):
             ),
         )
         return int(reply)
+
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """See ``waitroom_proxy.ports.Store.reassert``."""
+        if not leases and not ended:
+            return Reasserted()
+        k = room_keys(room)
+        flat = [x for pid, ms in leases for x in (pid, max(0, int(ms)))]
+        longest = max((ms for _, ms in leases), default=0)
+        reply = await self._run(
+            "reassert",
+            (k.active, k.promoted, k.queue, k.hb, k.spent, k.revoked, k.revoked_exp),
+            (
+                self._clock_offset_ms,
+                _key_ttl(longest, revoke_for_ms, SPENT_TTL_MS),
+                revoke_for_ms,
+                len(leases),
+                *flat,
+                *ended,
+            ),
+        )
+        kept, readded, refused, dropped = (int(x) for x in reply)
+        return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""

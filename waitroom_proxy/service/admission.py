@@ -127,20 +127,20 @@ class Admission:
     async def leave(self, ticket: Ticket | None, session: Session | None) -> bool:
         """Give up a place and end a session (both, when the visitor holds both); frees the
         slots at once. True if the store heard of anything."""
-        targets: list[tuple[RoomRuntime, str]] = []
+        targets: list[tuple[RoomRuntime, str, bool]] = []
         if session is not None and session.room in self.ctx.rooms:
-            targets.append((self.ctx.rooms[session.room], session.place_id))
+            targets.append((self.ctx.rooms[session.room], session.place_id, True))
         same = (
             session is not None
             and (ticket is not None)
             and ((ticket.room, ticket.place_id) == (session.room, session.place_id))
         )
         if ticket is not None and ticket.room in self.ctx.rooms and not same:
-            targets.append((self.ctx.rooms[ticket.room], ticket.place_id))
+            targets.append((self.ctx.rooms[ticket.room], ticket.place_id, False))
         left = False
-        for room, place_id in targets:
+        for room, place_id, of_session in targets:
             try:
-                await self.sessions.end(room, place_id, "left")
+                await self.sessions.end(room, place_id, "left", session=of_session)
             except StoreError:
                 continue
             left = True

@@ -10,6 +10,7 @@ HTTP. Each part has one job:
 - ``fail_open`` (:class:`~.failopen.FailOpen`): the room's ``fail_mode`` while the store is down;
 - ``sync`` (:class:`~.sync.RoomSync`): runtime overrides, incarnation, replica marks;
 - ``limit`` (:class:`~.limiter.ClientLimit`): the per-client rate limit;
+- ``census`` (:class:`~.census.SessionCensus`): live sessions re-assert themselves after a loss.
 - ``lifecycle`` (:class:`~.lifecycle.Lifecycle`): a scheduled sale's phases and its draw.
 
 The ASGI layer (``waitroom_proxy.asgi``) turns their ``Outcome`` into responses; the
@@ -29,6 +30,7 @@ from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
 from waitroom_proxy.service.admission import Admission
+from waitroom_proxy.service.census import SessionCensus
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.emit import Emitter
 from waitroom_proxy.service.failopen import FailOpen
@@ -82,6 +84,7 @@ class Gatekeeper:
             lifecycle=self.lifecycle,
         )
         self.limit = ClientLimit(self.store, client_rate_limit)
+        self.census = SessionCensus(ctx, sessions=self.sessions, sync=self.sync)
 
     def __repr__(self) -> str:
         return f"Gatekeeper(rooms={list(self.rooms)!r}, store={self.store!r})"

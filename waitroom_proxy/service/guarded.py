@@ -19,6 +19,7 @@ from waitroom_proxy.ports import (
     DrawState,
     PlaceStatus,
     QueueView,
+    Reasserted,
     RoomLimits,
     RoomStats,
     Store,
@@ -239,6 +240,18 @@ class GuardedStore:
                 spent_ids,
             )
         )  # fmt: skip
+
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        answer: Reasserted = await self._call(
+            "reassert", room, self._store.reassert, room, leases, ended, revoke_for_ms
+        )
+        return answer
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         was: PlaceStatus = await self._call(
