@@ -25,6 +25,7 @@ from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, re
 from waitroom_proxy.asgi.forward_auth import ForwardAuth
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
+from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
@@ -231,7 +232,10 @@ class WaitroomMiddleware:
             await _respond(send, answer.status, b"application/json", body, headers)
             return
         nonce = secrets.token_urlsafe(12)
-        html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
+        if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
+            html = phase_page(outcome.status, nonce=nonce)
+        else:
+            html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
         await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
 

@@ -40,6 +40,7 @@ from waitroom_proxy.config.network import (
     StoreUrl,
     Upstream,
 )
+from waitroom_proxy.config.schedule_value import ScheduleValue
 from waitroom_proxy.config.values import (
     ARRAY,
     MIN_SECRET_BYTES,
@@ -220,9 +221,11 @@ class RoomModel(BaseModel):
     """Newcomers beyond this get "queue full" (503)."""
     activity_interval: Seconds = _ROOM.activity_interval
     """Session activity reaches the store at most this often between renewals."""
+    schedule: ScheduleValue = _ROOM.schedule
+    """A scheduled sale: prequeue_at, start_at, end_at (RFC 3339), shuffle_at_start."""
 
 
-PLANNED_ROOM_KEYS = {"schedule": "not supported yet (planned, DESIGN §3)"}
+PLANNED_ROOM_KEYS: dict[str, str] = {}
 """Room keys that are known but refused until their feature ships."""
 
 SERVER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))[1:]
