@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
+from waitroom_proxy.asgi.forward_auth import ForwardAuth
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
 from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
@@ -80,6 +81,8 @@ class WaitroomMiddleware:
         pages: the rendered pages (default: built from the engine's settings).
         upstream_probe: what ``/readyz`` calls to check the origin (default: the wrapped
             ``UpstreamProxy``'s, none for a host app).
+        forward_auth: the handler of ``{prefix}/auth`` and ``{prefix}/wait`` (forward-auth
+            mode, :mod:`.forward_auth`), which runs the edge again on the request described.
 
     The engine starts on the ASGI lifespan startup of the host app (the host keeps its own
     lifespan handling), or on the first request when the server sends no lifespan events.
@@ -93,6 +96,7 @@ class WaitroomMiddleware:
         engine: Engine | None = None,
         pages: Pages | None = None,
         upstream_probe: Callable[[], Awaitable[None]] | None = None,
+        forward_auth: ForwardAuth | None = None,
     ) -> None:
         if engine is None:
             raise TypeError(
@@ -120,6 +124,10 @@ class WaitroomMiddleware:
         self._count = self.metrics.request
         self._private = secret_headers(gate.rooms.values())
         self._started = False
+        self._auth = forward_auth
+        self._auth_paths = (self.prefix + "/auth", self.prefix + "/wait")
+        if forward_auth is not None:
+            forward_auth.follow_up = self
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,6 +140,9 @@ class WaitroomMiddleware:
             return
         if not self._started:
             await self._start()
+        if self._auth is not None and scope["path"] in self._auth_paths and kind == "http":
+            await self._auth(scope, receive, send)
+            return
         try:
             scope = prepare(scope, self._trusted_proxies)
         except Refusal as refusal:

@@ -118,6 +118,10 @@ class Settings:
     workers: Count = 1
     trusted_proxies: Cidrs = ()
     """CIDRs whose ``X-Forwarded-*`` headers are believed."""
+    auth_cache_seconds: Annotated[int, integer(0, 3600)] = 5
+    """Forward-auth mode: seconds a load balancer may cache a ``{prefix}/auth`` pass per
+    session cookie (``Cache-Control: private, max-age``; 0 = no caching). A revoked session
+    stops passing within this time."""
     upstream_ca_file: CaFile = None
     """PEM file of the CA certificates that an ``https://`` upstream's certificate must chain
     to (an internal CA), instead of the system's trust store."""
