@@ -284,7 +284,7 @@ async def _crowd_run(
         await asyncio.sleep(max(0.0, arrivals_end - time.time()) + 2.0)
         queued = int(sync.zcard(keys.queue))
         used = int(sync.info("memory")["used_memory"]) - mem_before
-        usage = sum(int(sync.memory_usage(k, samples=0) or 0) for k in (keys.queue, keys.hb))
+        usage = sum(int(sync.memory_usage(k, samples=0) or 0) for k in (keys.queue, keys.seen))
         memory.update(
             queued=queued,
             used_per_waiter=used / max(1, queued),

@@ -116,12 +116,12 @@ class Controller:
         if result.expired_sessions:
             m.sessions_ended.labels(name, "idle").inc(len(result.expired_sessions))
         stats = await gate._call("stats", lambda: store.stats(name), name)
+        room.last_stats, room.stats_at = stats, gate.clock()  # (domain.pacing relies on both)
         m.capacity.labels(name).set(room.policy.capacity)
         m.queue_length.labels(name).set(stats.queue_length)
         m.active_sessions.labels(name).set(stats.active)
         m.promoted.labels(name).set(stats.promoted)
         room.eta.observe_stats(stats, room.limits)
-        room.last_stats = stats
         await self.pull_revocations(room)
         if room.fail_open_active:
             room.fail_open_active = False

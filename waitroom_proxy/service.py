@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from waitroom_proxy.domain import pacing
 from waitroom_proxy.domain.eta import Eta, EtaEstimator
 from waitroom_proxy.domain.events import new_event
 from waitroom_proxy.domain.lifecycle import Outage, SpentLog, may_keep, spent_for
 from waitroom_proxy.domain.matching import RoomMatcher
 from waitroom_proxy.domain.policy import FailMode, Mode, RoomPolicy
-from waitroom_proxy.domain.ratelimit import client_key
+from waitroom_proxy.domain.ratelimit import WindowTable, client_key
 from waitroom_proxy.domain.rules import BypassRules, limits_for, refresh_seconds
 from waitroom_proxy.domain.tokens import (
     Session,
@@ -92,6 +93,9 @@ class RoomRuntime:
     fail_open_at: float = 0.0
     fail_open_active: bool = False
     last_stats: RoomStats | None = None
+    stats_at: float = 0.0
+    """When ``last_stats`` arrived (this replica's clock): how old the counts are that polls
+    answered without the store rely on (``domain.pacing``)."""
     incarnation: str | None = None
     """The store's marker of this room's state; a change means the store lost the state."""
     held_until: float = 0.0
@@ -260,6 +264,8 @@ class Gatekeeper:
         self.replica_id = replica_id or secrets.token_hex(4)
         self.replicas_hint = max(1, replicas_hint)
         self.client_rate_limit = client_rate_limit
+        self._hits_here = WindowTable()
+        """This replica's count of every client's enqueues and heartbeats (``client_wait``)."""
         self.rooms: dict[str, RoomRuntime] = {
             p.name: RoomRuntime(
                 base=p,
@@ -556,6 +562,7 @@ class Gatekeeper:
             if room.policy.mode is Mode.FIFO and view.score > room.max_score:
                 room.max_score = view.score
             eta = room.eta.estimate(view.ahead)
+            epoch = pacing.epoch_of(room.incarnation)
             if ticket is None or ticket.place_id != place_id:
                 ticket = Ticket(
                     room.name,
@@ -566,17 +573,25 @@ class Gatekeeper:
                     eta.p50 if eta is not None else -1,
                     return_to,
                 )
+                ticket = pacing.record_touch(ticket, view, epoch)  # for the polls that skip it
                 self.emit(
                     "position.enqueued",
                     room.name,
                     {"place_id": place_id, "position": view.position},
                 )
-            elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
-                # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
+            elif (
+                ticket.score == view.score
+                and ticket.epoch == epoch
+                and ticket.position > 0
+                and now - ticket.last_seen < _reseal_after(room)
+            ):
+                # The ticket in the visitor's cookie is still good: no re-signing, no cookie
+                # (its older touch only makes the next one come sooner).
                 status = self.status_dict(room, "waiting", view, return_to, eta)
                 return Outcome("wait", room, status=status)
             else:
                 ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+                ticket = pacing.record_touch(ticket, view, epoch)
             status = self.status_dict(room, "waiting", view, return_to, eta)
             return Outcome(
                 "wait",
@@ -599,9 +614,23 @@ class Gatekeeper:
         room = self.rooms.get(ticket.room)
         if room is None:
             return None
+        if (room.name, ticket.place_id) not in self.spent:
+            # Pacing (domain.pacing): far from the front most polls are answered from the
+            # ticket's last touch and the room's latest counts, without a store call.
+            known = pacing.RoomNow(
+                room.last_stats, room.stats_at, pacing.epoch_of(room.incarnation)
+            )
+            paced = pacing.answer(room.policy, ticket, known, now)
+            if paced is not None:
+                eta = room.eta.estimate(paced.ahead)
+                status = self.status_dict(room, "waiting", paced, return_to, eta)
+                return Outcome("wait", room, status=status)
+        abandon_ms = room.limits.abandon_after_ms
         try:
             view: QueueView = await self._call(
-                "heartbeat", lambda: self.store.heartbeat(room.name, ticket.place_id), room.name
+                "heartbeat",
+                lambda: self.store.heartbeat(room.name, ticket.place_id, abandon_ms),
+                room.name,
             )
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
@@ -747,20 +776,30 @@ class Gatekeeper:
             return True
         return False
 
-    async def client_wait(self, client_ip: str | None) -> float:
+    async def client_wait(self, client_ip: str | None, *, shared: bool = True) -> float:
         """Per-client rate limit on enqueue and heartbeat: 0 to go on, else seconds to wait.
 
-        Clients are counted per IPv4 address or IPv6 /64 (``domain.ratelimit.client_key``). A
-        store failure never blocks a visitor here: the limit is a guard, not a gate. While its
+        Clients are counted per IPv4 address or IPv6 /64 (``domain.ratelimit.client_key``).
+        Every request is counted by this replica; an enqueue (``shared``) is also counted in the
+        store, where every replica's enqueues add up. A heartbeat is counted here only: most
+        polls cost the store nothing (``domain.pacing``), and one store call to count each of
+        them would cost the room's store core about as much as the heartbeats themselves
+        (README, "One room's ceiling"); a client spreading heartbeats over R replicas gets R
+        times the limit, each poll still costing the store at most one touch.
+
+        A store failure never blocks a visitor here: the limit is a guard, not a gate. While its
         breaker is open no request waits on it, not even for the half-open probe (on a sharded
         store the request would then wait on two probes, this one and its room's): the
         background ``flush_activity`` probes it instead; on one server, the rooms' calls do.
         """
         if self.client_rate_limit <= 0 or not client_ip:
             return 0.0
+        key = client_key(client_ip)
+        here = self._hits_here.hit(key, int(self.clock() * 1000), self.client_rate_limit, 60_000)
+        if here or not shared:
+            return here / 1000.0
         if self.breaker_for(HIT_BREAKER).is_open:
             return 0.0
-        key = client_key(client_ip)
         try:
             wait_ms = await self._call(
                 "hit", lambda: self.store.hit(key, self.client_rate_limit, 60_000), HIT_BREAKER

@@ -76,7 +76,8 @@ def build_routes(engine: Engine) -> ASGIApp:
             return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
                           "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
                           "return_to": "/"})  # fmt: skip
-        wait = await gate.client_wait(engine.trusted.client_ip(request.scope))
+        # Counted by this replica only (no store call: Gatekeeper.client_wait).
+        wait = await gate.client_wait(engine.trusted.client_ip(request.scope), shared=False)
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
             return _json({"status": "rate_limited", "retry_after": int(retry)}, 429,
