@@ -309,14 +309,18 @@ def render(
 
 
 def ceiling_section() -> list[str]:
-    """The one-room ceiling from the last ``python -m bench.ceiling`` run (it takes minutes
-    and a quiet machine, so a full run carries it over; ``bench.ceiling`` rewrites it in
-    place between its markers)."""
+    """The one-room ceiling and the store clients from the last ``python -m bench.ceiling``
+    and ``python -m bench.redis_client_bench --write`` runs (they take minutes and a quiet
+    machine, so a full run carries them over; each rewrites its part in place between its
+    markers)."""
     from bench.ceiling import BEGIN, END, RESULTS
+    from bench.redis_client_bench import MARKERS
 
-    if not RESULTS.exists():
-        return []
-    return [BEGIN, RESULTS.read_text().rstrip("\n"), "", END, ""]
+    lines: list[str] = []
+    for path, (begin, end) in ((RESULTS, (BEGIN, END)), (RESULTS.parent / "clients.md", MARKERS)):
+        if path.exists():
+            lines += [begin, path.read_text().rstrip("\n"), "", end, ""]
+    return lines
 
 
 def targets_section(results: dict[str, Any], c: scale.ScaleConfig) -> list[str]:

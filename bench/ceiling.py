@@ -131,7 +131,10 @@ async def _describe(room: str, url: str) -> dict[str, Any]:
         touch_interval = refresh_seconds
         how = "every poll"
     store = RedisStore(url, timeout=5.0)
-    queue_only = RoomLimits(capacity=1, abandon_after_ms=3_600_000, direct_admit=False)
+    # (a room's default max_queue_length is 1M: a bigger room must be configured so)
+    queue_only = RoomLimits(
+        capacity=1, abandon_after_ms=3_600_000, direct_admit=False, max_queue_length=MAX_WAITERS
+    )
     ticking = RoomLimits(capacity=1)  # the default abandon_after: the sweep's real pace
     beat: Callable[[], Awaitable[Any]] = lambda: store.heartbeat(room, PLACE)  # noqa: E731
     if "abandon_after_ms" in inspect.signature(store.heartbeat).parameters:
@@ -336,13 +339,14 @@ def render(versions: list[Version], sizes: list[int], args: Any, version: str, c
     )
 
 
-def splice(section: str, path: Path = SUMMARY) -> None:
-    """Put ``section`` between the ceiling markers of ``path`` (appended the first time)."""
+def splice(section: str, path: Path = SUMMARY, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Put ``section`` between the ``markers`` of ``path`` (appended the first time)."""
+    begin, end = markers
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}{END}\n"
-    if BEGIN in text and END in text:
-        before, rest = text.split(BEGIN, 1)
-        text = before + block + rest.split(END, 1)[1].lstrip("\n")
+    block = f"{begin}\n{section}{end}\n"
+    if begin in text and end in text:
+        before, rest = text.split(begin, 1)
+        text = before + block + rest.split(end, 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
@@ -389,20 +393,26 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout.strip()  # fmt: skip
             versions.append(describe(f"before ({label})", "ceiling-before", server.url, tree))
         versions.append(describe("this version", "ceiling", server.url, None))
-        measure(server, versions, args.sizes, args)
-        text = render(versions, args.sizes, args, server.version, cpus)
+        for i, n in enumerate(args.sizes):
+            measure(server, versions, [n], args)
+            # written after each size: a long run that fails later keeps what it measured
+            text = render(versions, args.sizes[: i + 1], args, server.version, cpus)
+            if not args.smoke or args.out is not None:
+                write(versions, text, args.out)
     print(text)
-    if args.smoke and args.out is None:
-        return 0
-    out = args.out or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    return 0
+
+
+def write(versions: list[Version], text: str, out: Path | None) -> None:
+    """The section to ``out`` (or ``bench/results/ceiling.md`` and ``RESULTS.md``)."""
+    path = out or RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
     raw = {v.label: {"how": v.how, "sizes": {str(n): r for n, r in v.results.items()}}
            for v in versions}  # fmt: skip
-    out.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
-    if args.out is None:
+    path.with_suffix(".json").write_text(json.dumps(raw, indent=2) + "\n")
+    if out is None:
         splice(text)
-    return 0
 
 
 if __name__ == "__main__":

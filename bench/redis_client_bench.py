@@ -1,6 +1,9 @@
 """What a store call costs the replica's CPU, per Redis client, side by side in one run.
 
-    python -m bench.redis_client_bench [--calls 30000] [--in-flight 64] [--rounds 3]
+    python -m bench.redis_client_bench [--calls 30000] [--in-flight 64] [--rounds 3] [--write]
+
+``--write`` puts the table in ``bench/results/clients.md`` and its section of
+``bench/RESULTS.md``.
 
 Runs the store's real ``heartbeat`` script (EVALSHA with exactly the keys and arguments
 ``RedisStore.heartbeat`` sends, recorded from the adapter) against a redis-server it starts on
@@ -37,13 +40,14 @@ from typing import Any
 import hiredis
 import redis
 
-from bench.ceiling import _record
+from bench.ceiling import HERE, SUMMARY, _record, splice
 from bench.ceiling_store import PLACE, Server, pinned_redis, server_cpu
 from bench.common import CLIENT_CPU, SERVER_CPU, cpu_count
 from waitroom_proxy.adapters.redis_store import RedisStore, load_script_source
 from waitroom_proxy.ports import RoomLimits
 
 ROOM = "rcb"
+MARKERS = ("<!-- clients: begin -->", "<!-- clients: end -->")
 
 Call = Callable[[str], Awaitable[Any]]
 """One heartbeat of a place id."""
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calls", type=int, default=30_000)
     ap.add_argument("--in-flight", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--write", action="store_true", help="write bench/results, RESULTS.md")
     args = ap.parse_args(argv)
     try:
         import uvloop
@@ -246,17 +251,33 @@ def main(argv: list[str] | None = None) -> None:
                 old = best.get(name)
                 if old is None or cpu < old[0]:
                     best[name] = (cpu, max(rate, old[1] if old else 0), scpu)
-    print(
-        f"heartbeat EVALSHA, {args.in_flight} in flight, {args.calls:,} calls, least of "
-        f"{args.rounds} rounds (redis-py {redis.__version__}{_versions()})"
-    )
-    print("| client | client CPU µs / call | calls / s | server CPU µs / call |\n|---|---|---|---|")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        "## Store clients: CPU per call",
+        "",
+        f"`python -m bench.redis_client_bench` on {when}: "
+        f"the heartbeat EVALSHA (the adapter's keys and arguments), {args.in_flight} in flight, "
+        f"{args.calls:,} calls per client and round, least of {args.rounds} rounds, the "
+        f"clients' rounds interleaved; redis-server pinned to one core, this process to the "
+        f"other; client CPU is this process's (every thread); redis-py {redis.__version__}"
+        f"{_versions()}.",
+        "",
+        "| client | client CPU µs / call | calls / s | server CPU µs / call |",
+        "|---|---|---|---|",
+    ]
     for name, make in available:
         if make is None:
-            print(f"| {name} | not installed | - | - |")
+            lines.append(f"| {name} | not installed | - | - |")
             continue
         cpu, rate, scpu = best[name]
-        print(f"| {name} | {cpu:.1f} | {rate:,.0f} | {scpu:.1f} |")
+        lines.append(f"| {name} | {cpu:.1f} | {rate:,.0f} | {scpu:.1f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.write:
+        out = HERE / "results" / "clients.md"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        splice(text, SUMMARY, MARKERS)
 
 
 def _versions() -> str:
