@@ -1,7 +1,7 @@
 """ASGI app factories for the server processes the harness starts (uvicorn or granian).
 
 Both servers need an import string, so the apps are built here from the environment, the way
-``waitroom-proxy serve`` builds them (``bootstrap.build_app`` on ``load_settings``):
+``waitroom-proxy serve`` builds them (``server.build_app`` on ``load_settings``):
 
 - ``bare``: ``UpstreamProxy(WAITROOM_UPSTREAM)`` alone, the "bare proxy with the same client";
 - ``waitroom``: the standalone waiting room (request chain on, access log off);
@@ -34,14 +34,14 @@ def _engine_kwargs() -> dict[str, Any]:
 
 
 def waitroom() -> Any:
-    from waitroom_proxy.bootstrap import build_app
+    from waitroom_proxy.server import build_app
 
     return build_app(_settings(), access_log=False, **_engine_kwargs())
 
 
 def waitroom_logged() -> Any:
-    from waitroom_proxy.asgi.chain import configure_logging
-    from waitroom_proxy.bootstrap import build_app
+    from waitroom_proxy.logs import configure_logging
+    from waitroom_proxy.server import build_app
 
     settings = _settings()
     configure_logging("info")
@@ -73,7 +73,7 @@ def waitroom_core() -> Any:
     """Diagnostics: ``WaitroomMiddleware`` around the proxy, without the request chain
     (``HardeningGuard``, ``RequestContext``): what the chain costs on the real server."""
     from waitroom_proxy.asgi.middleware import WaitroomMiddleware
-    from waitroom_proxy.bootstrap import build_app
+    from waitroom_proxy.server import build_app
 
     app = build_app(_settings(), access_log=False, **_engine_kwargs())
     proxy = app.engine  # the engine; the proxy is rebuilt the way build_app does

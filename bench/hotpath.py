@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from waitroom_proxy.asgi.chain import RequestContext, configure_logging
+from waitroom_proxy.asgi.chain import RequestContext
 from waitroom_proxy.asgi.headers import upstream_request_headers
 from waitroom_proxy.asgi.middleware import WaitroomMiddleware
 from waitroom_proxy.bootstrap import build_engine
 from waitroom_proxy.config import load_settings
+from waitroom_proxy.logs import configure_logging
 
 BODY = b"x" * 1024
 
@@ -79,8 +80,10 @@ async def measure(n: int) -> list[tuple[str, float]]:
     engine = build_engine(settings)
     gate = engine.gate
     room = next(iter(gate.rooms.values()))
-    token, session = gate.signer.issue(room.name, "p" * 22, now=time.time(), ttl=3600, max_age=7200)
-    gate.cache.put(token, session)
+    token, session = gate.sessions.signer.issue(
+        room.name, "p" * 22, now=time.time(), ttl=3600, max_age=7200
+    )
+    gate.sessions.cache.put(token, session)
     scope = _scope(token.encode())
     rows: list[tuple[str, float]] = []
     base = await _time(stub, scope, n)

@@ -1,4 +1,4 @@
-"""A FastAPI shop with the waiting room inside it, as ASGI middleware (DESIGN §10).
+"""A FastAPI shop with the waiting room inside it, as ASGI middleware.
 
 The shop keeps its own routes and its own lifespan; ``WaitroomMiddleware`` wraps the whole app
 and adds the ``/_waitroom/*`` routes (heartbeat, leave, status, health). Visitors beyond the
@@ -32,7 +32,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from waitroom_proxy.asgi.middleware import WaitroomMiddleware
+from waitroom_proxy import WaitroomMiddleware
 from waitroom_proxy.config import Settings, load_settings
 
 log = logging.getLogger("uvicorn.error")  # uvicorn prints this logger's messages

@@ -1,144 +1,28 @@
-"""The composition root: builds the object graph from settings (DESIGN §9).
+"""The composition root: store, publisher and engine, built from settings.
 
-``build_engine(settings)`` wires real adapters (Redis store or the in-process store, NATS or log
-events); tests pass their own store/publisher/clock. ``build_app(settings)`` is the standalone
-proxy (``WaitroomMiddleware`` around an ``UpstreamProxy``); ``waitroom_proxy.serving`` serves
-it (listeners, workers, the admin listener).
+Imported only by the entry points above it (``waitroom_proxy.server``, the host-app factory
+``waitroom_proxy.WaitroomMiddleware``, tests and benchmarks): nothing it builds imports it back.
+Real adapters by default (the Redis store or the in-process one, NATS or log events); tests
+pass their own store, publisher and clock.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from waitroom_proxy.asgi.headers import TrustedProxies
-from waitroom_proxy.asgi.page import PageRenderer
 from waitroom_proxy.config import Settings, config_warnings
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
-from waitroom_proxy.service import Gatekeeper
+from waitroom_proxy.service import Engine, Gatekeeper
 
 log = logging.getLogger(__name__)
-
-
-class ClientInfo:
-    """Client address and scheme, believing ``X-Forwarded-*`` only from trusted proxies."""
-
-    def __init__(self, trusted: TrustedProxies) -> None:
-        self.trusted = trusted
-
-    def _peer(self, scope: Any) -> str | None:
-        client = scope.get("client")
-        return client[0] if client else None
-
-    def client_ip(self, scope: Any) -> str | None:
-        peer = self._peer(scope)
-        if not self.trusted or peer not in self.trusted:
-            return peer
-        hops: list[str] = []
-        for k, v in scope["headers"]:
-            if k == b"x-forwarded-for":
-                hops.extend(h.strip() for h in v.decode("latin-1").split(","))
-        for hop in reversed(hops):  # the rightmost address not of a trusted proxy
-            if hop and hop not in self.trusted:
-                return hop
-        return peer
-
-    def scheme(self, scope: Any) -> str:
-        scheme = str(scope.get("scheme", "http"))
-        scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
-        peer = self._peer(scope)
-        if self.trusted and peer in self.trusted:
-            for k, v in scope["headers"]:
-                if k == b"x-forwarded-proto":
-                    proto = v.decode("latin-1").split(",")[0].strip().lower()
-                    if proto in ("http", "https"):
-                        return str(proto)
-        return scheme
-
-
-class Pages:
-    """One renderer per operator template, the built-in one for the rest."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.default = PageRenderer(prefix=settings.prefix)
-        self._by_room: dict[str, PageRenderer] = {}
-        for room in settings.rooms:
-            if room.template:
-                self._by_room[room.name] = PageRenderer(
-                    prefix=settings.prefix, template_path=room.template
-                )
-
-    def for_room(self, name: str) -> PageRenderer:
-        return self._by_room.get(name, self.default)
-
-
-class Engine:
-    """Everything one process runs: gatekeeper, controller, publisher, routes, pages."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        gate: Gatekeeper,
-        *,
-        controller_interval: float = 0.5,
-    ) -> None:
-        from waitroom_proxy.asgi.routes import build_routes
-        from waitroom_proxy.controller import Controller
-
-        self.settings = settings
-        self.gate = gate
-        self.prefix = settings.prefix.rstrip("/")
-        self.upstream = settings.upstream
-        self.upstream_probe: Callable[[], Awaitable[None]] | None = None
-        """Set by ``build_app``: connects to the origin as a request would (``/readyz``)."""
-        self.trusted = ClientInfo(TrustedProxies(settings.trusted_proxies))
-        self.pages = Pages(settings)
-        self.controller = Controller(gate, interval=controller_interval)
-        self.routes = build_routes(self)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._started = False
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run a coroutine in the background, keeping a reference until it ends."""
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        await self.gate.publisher.start()
-        self.gate.emit("system.replica_started", None, {"replica": self.gate.replica_id})
-        await self.controller.start()
-        log.info(
-            "waitroom engine started: %d room(s), store=%s, events=%s",
-            len(self.gate.rooms),
-            type(self.gate.store).__name__,
-            type(self.gate.publisher).__name__,
-        )
-
-    async def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        await self.controller.stop()
-        for task in list(self._tasks):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, timeout=2)
-        self.gate.emit("system.replica_stopped", None, {"replica": self.gate.replica_id})
-        await self.gate.publisher.close()
-        await self.gate.store.close()
 
 
 def _secrets(settings: Settings, *, warn: bool = True) -> list[str]:
@@ -212,67 +96,3 @@ def build_engine(
         client_rate_limit=settings.client_rate_limit,
     )
     return Engine(settings, gate, controller_interval=controller_interval)
-
-
-def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: Any) -> Any:
-    """The standalone proxy app: the gatekeeper in front of the upstream origin."""
-    from waitroom_proxy.asgi.middleware import WaitroomMiddleware
-    from waitroom_proxy.asgi.proxy import UpstreamProxy
-
-    if not settings.upstream:
-        from waitroom_proxy.errors import ConfigError
-
-        raise ConfigError(["server.upstream: required to serve (--upstream or WAITROOM_UPSTREAM)"])
-    engine = build_engine(settings, **engine_kwargs)
-    proxy = UpstreamProxy(
-        settings.upstream,
-        connect_timeout=settings.upstream_connect_timeout,
-        read_timeout=settings.upstream_read_timeout,
-        trusted_proxies=settings.trusted_proxies,
-        error_page=_error_page(engine.pages.default),
-        ca_file=settings.upstream_ca_file,
-    )
-    # /readyz checks the origin the way requests reach it (TLS with the same context).
-    engine.upstream_probe = proxy.pool.probe
-    from waitroom_proxy.asgi.chain import RequestContext
-    from waitroom_proxy.asgi.hardening import HardeningGuard
-
-    app = HardeningGuard(
-        RequestContext(WaitroomMiddleware(proxy, engine=engine), access_log_enabled=access_log),
-        max_body_bytes=settings.max_body_bytes,
-        body_timeout=settings.body_timeout,
-        trusted_proxies=settings.trusted_proxies,
-    )
-    app.engine = engine  # type: ignore[attr-defined]
-    return app
-
-
-_ERROR_TITLES = {
-    502: "The site is not answering",
-    503: "The site is unavailable",
-    504: "The site is taking too long",
-}
-
-
-def _error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
-    def render(status: int, message: str) -> bytes:
-        title = _ERROR_TITLES.get(status, "Something went wrong")
-        return renderer.error_page(status, title, message).encode()
-
-    return render
-
-
-def app_factory() -> Any:
-    """uvicorn ``--factory`` entry of a worker process (kept for ``uvicorn
-    waitroom_proxy.bootstrap:app_factory --factory``): see ``serving.worker_app``."""
-    from waitroom_proxy.serving import worker_app
-
-    return worker_app()
-
-
-def run(settings: Settings) -> None:
-    """Serve the standalone proxy (and the admin listener) until interrupted: see
-    ``waitroom_proxy.serving.run``."""
-    from waitroom_proxy.serving import run as serve
-
-    serve(settings)

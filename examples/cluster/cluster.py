@@ -1,5 +1,5 @@
 """The production topology on one machine: nginx → 3 waitroom-proxy replicas → an origin, the
-replicas sharing one Redis-protocol store and one NATS JetStream server (DESIGN §10).
+replicas sharing one Redis-protocol store and one NATS JetStream server.
 
     python examples/cluster/cluster.py              # or examples/cluster/run.sh
     python examples/cluster/cluster.py --port 8080 --capacity 5

@@ -13,6 +13,7 @@ JetStream cluster, started on free loopback ports (``cluster.py --redis-cluster 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 import urllib.error
@@ -52,22 +53,46 @@ def _ping(port: int) -> bool:
         return bool(c.ping())
 
 
+def _distinct_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _stop(cluster: Cluster, services: list[object]) -> None:
+    """Stop and forget services that lost a port race, so that a retry starts clean."""
+    for service in services:
+        popen = service.popen  # type: ignore[attr-defined]
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait()
+        cluster._forget(service)
+
+
 def start_redis_cluster(cluster: Cluster, binary: str, masters: int = 3) -> None:
     """Start and join ``masters`` cluster nodes; set ``cluster.store_url``."""
     nodes: list[tuple[int, int]] = []
     for i in range(masters):
-        port, bus = _free_port(), _free_port()
         work = cluster.workdir / f"redis-{i + 1}"
         work.mkdir(exist_ok=True)
-        service = cluster._spawn(
-            f"redis-{i + 1}",
-            [binary, "--bind", HOST, "--port", str(port), "--dir", str(work), "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--cluster-enabled", "yes",
-             "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus),
-             "--cluster-require-full-coverage", "no", "--cluster-node-timeout", "2000"],
-        )  # fmt: skip
-        if not cluster._wait(service, lambda p=port: _ping(p)):
-            raise RuntimeError(f"redis-{i + 1} exited")
+        for _ in range(4):  # a port taken between its choice and the bind: try others
+            port, bus = _distinct_ports(2)
+            (work / "nodes.conf").unlink(missing_ok=True)
+            service = cluster._spawn(
+                f"redis-{i + 1}",
+                [binary, "--bind", HOST, "--port", str(port), "--dir", str(work), "--save", "",
+                 "--appendonly", "no", "--daemonize", "no", "--cluster-enabled", "yes",
+                 "--cluster-config-file", "nodes.conf", "--cluster-port", str(bus),
+                 "--cluster-require-full-coverage", "no", "--cluster-node-timeout", "2000"],
+            )  # fmt: skip
+            if cluster._wait(service, lambda p=port: _ping(p)):
+                break
+            _stop(cluster, [service])
+        else:
+            raise RuntimeError(f"redis-{i + 1} exited:\n{service.log.read_text()[-2000:]}")
         nodes.append((port, bus))
     step = SLOTS // masters
     for i, (port, _) in enumerate(nodes):
@@ -103,23 +128,42 @@ def _healthy(monitor_port: int) -> bool:
         return False
 
 
-def start_nats_cluster(cluster: Cluster, binary: str, size: int = 3) -> None:
+def start_nats_cluster(cluster: Cluster, binary: str, size: int = 3, attempts: int = 4) -> None:
     """Start ``size`` routed JetStream nodes; set ``cluster.nats_url`` (comma-separated),
-    ``cluster.nats_monitor_url`` (the first node's) and ``cluster.nats_stream_replicas``."""
-    ports = [(_free_port(), _free_port(), _free_port()) for _ in range(size)]
-    services = []
-    for i, (client, route, monitor) in enumerate(ports):
-        work = cluster.workdir / f"nats-{i + 1}"
-        work.mkdir(exist_ok=True)
-        routes = ",".join(f"nats://{HOST}:{r}" for j, (_, r, _) in enumerate(ports) if j != i)
-        args = [binary, "-a", HOST, "-p", str(client), "-m", str(monitor), "-js",
-                "-sd", str(work / "store"), "--server_name", f"n{i + 1}",
-                "--cluster_name", "waitroom", "--cluster", f"nats://{HOST}:{route}",
-                "--routes", routes]  # fmt: skip
-        services.append(cluster._spawn(f"nats-{i + 1}", args))
-    for service, (_, _, monitor) in zip(services, ports, strict=True):
-        if not cluster._wait(service, lambda m=monitor: _healthy(m), timeout=30):
-            raise RuntimeError(f"{service.name} exited")
+    ``cluster.nats_monitor_url`` (the first node's) and ``cluster.nats_stream_replicas``.
+
+    The ports are chosen free but bound only by the servers themselves, so another process (a
+    Redis Cluster's gossip, say) can take one in between: a node that exits at start-up is
+    retried with fresh ports, and its log is shown if every attempt fails."""
+    failure = ""
+    for _ in range(attempts):
+        flat = _distinct_ports(3 * size)
+        ports = [(flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]) for i in range(size)]
+        services = []
+        for i, (client, route, monitor) in enumerate(ports):
+            work = cluster.workdir / f"nats-{i + 1}"
+            shutil.rmtree(work / "store", ignore_errors=True)  # a failed attempt's state
+            work.mkdir(exist_ok=True)
+            routes = ",".join(f"nats://{HOST}:{r}" for j, (_, r, _) in enumerate(ports) if j != i)
+            args = [binary, "-a", HOST, "-p", str(client), "-m", str(monitor), "-js",
+                    "-sd", str(work / "store"), "--server_name", f"n{i + 1}",
+                    "--cluster_name", "waitroom", "--cluster", f"nats://{HOST}:{route}",
+                    "--routes", routes]  # fmt: skip
+            services.append(cluster._spawn(f"nats-{i + 1}", args))
+        exited = next(
+            (
+                service
+                for service, (_, _, monitor) in zip(services, ports, strict=True)
+                if not cluster._wait(service, lambda m=monitor: _healthy(m), timeout=30)
+            ),
+            None,
+        )
+        if exited is None:
+            break
+        failure = f"{exited.name} exited:\n{exited.log.read_text(errors='replace')[-2000:]}"
+        _stop(cluster, services)
+    else:
+        raise RuntimeError(failure)
     cluster.nats_url = ",".join(f"nats://{HOST}:{c}" for c, _, _ in ports)
     cluster.nats_monitor_url = f"http://{HOST}:{ports[0][2]}"
     cluster.nats_stream_replicas = min(3, size)

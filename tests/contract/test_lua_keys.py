@@ -20,7 +20,7 @@ from importlib import resources
 
 import pytest
 
-from waitroom_proxy.adapters.redis_store import SCRIPT_NAMES, RedisStore
+from waitroom_proxy.adapters.redis_store import SCRIPT_NAMES, RedisStore, load_script_source
 from waitroom_proxy.ports import RoomLimits
 
 LUA_DIR = resources.files("waitroom_proxy.adapters").joinpath("lua")
@@ -36,9 +36,13 @@ def test_every_script_is_registered() -> None:
     assert sorted(f"{n}.lua" for n in SCRIPT_NAMES) == SCRIPTS
 
 
+PRELUDES = sorted(p.name for p in LUA_DIR.joinpath("prelude").iterdir() if p.name.endswith(".lua"))
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_script_keys_are_declared(name: str) -> None:
-    source = LUA_DIR.joinpath(name).read_text("utf-8")
+    # The script as the store registers it: its preludes included.
+    source = load_script_source(name.removesuffix(".lua"))
     header = "\n".join(line for line in source.splitlines() if line.startswith("--"))
     declared = {int(i) for i in re.findall(r"^-- KEYS\[(\d+)\]", header, re.M)}
     assert declared == set(range(1, len(declared) + 1)), f"{name}: header KEYS not 1..n"
@@ -65,6 +69,26 @@ def test_script_keys_are_declared(name: str) -> None:
             assert int(match.group(1)) in declared, f"{name}: {ref} not in the header"
     # Key names are never built inside a script.
     assert "..KEYS" not in code.replace(" ", "") and "KEYS[1].." not in code.replace(" ", "")
+
+
+@pytest.mark.parametrize("prelude", PRELUDES)
+def test_preludes_touch_no_key(prelude: str) -> None:
+    """Shared code is pure: the keys a script touches are all in the script's own text."""
+    code = "\n".join(
+        line.split("--", 1)[0]
+        for line in LUA_DIR.joinpath("prelude", prelude).read_text("utf-8").splitlines()
+    )
+    assert "redis.call" not in code and "redis.pcall" not in code and "KEYS" not in code
+
+
+def test_the_token_bucket_is_written_once() -> None:
+    """arrive and tick refill the same bucket: its formula lives in one prelude."""
+    formula = "math.ceil(rate / 60)"
+    holders = [n for n in SCRIPTS if formula in LUA_DIR.joinpath(n).read_text("utf-8")]
+    assert holders == []
+    assert formula in LUA_DIR.joinpath("prelude", "bucket.lua").read_text("utf-8")
+    for name in ("arrive", "tick"):
+        assert "bucket_refill(" in load_script_source(name)
 
 
 # -- dynamic check on a real server ------------------------------------------------------------
@@ -150,6 +174,7 @@ async def test_scripts_touch_only_declared_keys(redis_server: object) -> None:
         await store.leave(r, "zz", 1)
         await store.arrive(r, "zz", lim, score=1)  # tombstoned: refused
         await store.restore(r, ["s1", "c"], 1_000, 9, ["zz", "d"])
+        await store.reassert(r, [("s1", 1_000), ("s2", 1_000), ("zz", 1_000)], ["c", "q"], 60_000)
         await store.hit("192.0.2.1", 5, 60_000)
         sync.echo("monitor-end")
         assert monitor.done.wait(10), "MONITOR output did not arrive"

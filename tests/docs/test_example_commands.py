@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -89,9 +90,15 @@ def test_cluster_run_sh(text: str, tmp_path: Path) -> None:
                      timeout=120)  # fmt: skip
         assert "x-waitroom-replica" in r.headers
         if "--capacity" in text:  # the flag reached the room (read through the admin API)
-            out = proc.output()
-            admin = re.search(r" admin (http://\S+)/admin/", out)
-            token = re.search(r"admin token:\s+(\S+)", out)
+            # nginx may answer before the script has printed its banner: wait for it.
+            deadline = time.monotonic() + 30
+            while True:
+                out = proc.output()
+                admin = re.search(r" admin (http://\S+)/admin/", out)
+                token = re.search(r"admin token:\s+(\S+)", out)
+                if (admin and token) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             assert admin and token, out[-3000:]
             room = httpx.get(
                 f"{admin.group(1)}/admin/rooms/sale",

@@ -31,11 +31,12 @@ from starlette.routing import Route
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.asgi.admin import BearerAuth, build_admin, openapi_document
-from waitroom_proxy.bootstrap import Engine, build_app
+from waitroom_proxy.admin import BearerAuth, build_admin, openapi_document
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, RoomPolicy
 from waitroom_proxy.errors import StoreError
+from waitroom_proxy.server import build_app
+from waitroom_proxy.service import Engine
 
 SECRET = "test-secret-" + "x" * 32
 TOKEN = "admin-token-" + "t" * 24
@@ -249,6 +250,19 @@ async def test_dashboard_shell_is_public_but_holds_no_data(make_env: Any) -> Non
         assert (await c.get("/admin/stats")).status_code == 401
 
 
+@pytest.mark.parametrize("store_kind", ["memory"], indirect=True)
+async def test_every_get_route_answers_head(make_env: Any) -> None:
+    async with make_env() as env, client(env.a.admin) as c:
+        for path in ("/metrics", "/admin/rooms", f"/admin/rooms/{env.room}", "/admin/stats",
+                     "/admin/openapi.json", "/admin/", "/admin/dashboard"):  # fmt: skip
+            got = await c.get(path, headers=AUTH)
+            r = await c.head(path, headers=AUTH)
+            assert r.status_code == 200 == got.status_code, (path, r.status_code)
+            assert r.content == b"" and r.headers["content-type"] == got.headers["content-type"]
+        assert (await c.head("/admin/stats")).status_code == 401
+        assert (await c.head("/admin/")).status_code == 200, "the public shell"
+
+
 def test_bearer_auth_refuses_an_empty_token() -> None:
     with pytest.raises(ValueError):
         BearerAuth(Starlette(), "", public_paths=frozenset())
@@ -406,6 +420,9 @@ async def test_patch_validation(make_env: Any) -> None:
         assert "JSON" in await refused(None, 400, raw=b"\xff\xfe")
         assert "JSON" in await refused(None, 400, raw=b'{"capacity": NaN}')
         assert "JSON" in await refused(None, 400, raw=b"")
+        # Nested too deep for the decoder (within the size limit): refused, never a 500.
+        assert "JSON" in await refused(None, 400, raw=b"[" * 50_000)
+        assert "JSON" in await refused(None, 400, raw=b'{"a":' * 10_000 + b"1" + b"}" * 10_000)
         await refused(None, 413, raw=b'{"a": "' + b"x" * 70_000 + b'"}')
         # Nothing was stored by any of that.
         r = await adm.get(url)
@@ -577,6 +594,42 @@ async def test_openapi_describes_every_route(make_env: Any) -> None:
     assert (
         set(patch["properties"]) == set(MUTABLE_FIELDS) and patch["additionalProperties"] is False
     )
+
+
+@pytest.mark.parametrize("store_kind", ["memory"], indirect=True)
+async def test_openapi_bounds_are_the_bounds_the_patch_keeps(make_env: Any) -> None:
+    """The document and the API come from one schema: every advertised bound is exactly the
+    one the PATCH enforces (durations used to be advertised up to 366 days and refused above
+    365)."""
+    async with make_env(capacity=2) as env, client(env.a.admin, headers=AUTH) as adm:
+        url = f"/admin/rooms/{env.room}"
+        doc = (await adm.get("/admin/openapi.json")).json()
+        properties = doc["components"]["schemas"]["PolicyPatch"]["properties"]
+
+        async def field_problems(body: dict[str, Any], name: str) -> list[str]:
+            r = await adm.patch(url, json=body)
+            await adm.delete(f"{url}/overrides")
+            if r.status_code == 200:
+                return []
+            assert r.status_code == 422, r.text
+            return [d["error"] for d in r.json()["detail"] if d["field"] == name]
+
+        bounded = 0
+        for name, prop in properties.items():
+            schema = next(b for b in prop.get("anyOf", [prop]) if b.get("type") != "null")
+            if "maximum" not in schema:
+                continue
+            bounded += 1
+            top = schema["maximum"]
+            # session_ttl may not exceed session_max: raise both, so only the bound is tested.
+            extra = {"session_max": top} if name == "session_ttl" else {}
+            assert await field_problems({name: top, **extra}, name) == [], (name, top)
+            assert await field_problems({name: top + 1, **extra}, name), (name, top + 1)
+            if schema.get("minimum") is not None and schema["type"] == "integer":
+                low = schema["minimum"]
+                assert await field_problems({name: low}, name) == [], (name, low)
+                assert await field_problems({name: low - 1}, name), (name, low - 1)
+        assert bounded == 8  # capacity, admit_rate, max_queue_length and five durations
 
 
 def _st() -> str:

@@ -13,15 +13,11 @@ import pytest
 from tests.fixtures.asgi_server import serve_asgi
 from tests.fixtures.origin import run_origin
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.asgi.chain import (
-    AccessLogWriter,
-    JsonFormatter,
-    RequestContext,
-    RequestIdFilter,
-)
-from waitroom_proxy.bootstrap import build_app
+from waitroom_proxy.asgi.chain import AccessLogWriter, RequestContext
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.logs import JsonFormatter, RequestIdFilter
+from waitroom_proxy.server import build_app
 
 SECRET = "chain-" + "c" * 32
 

@@ -8,26 +8,24 @@ listed in ``KNOWN`` below, with the RFC clause that allows it; ``docs/http-confo
 does a listed one that went away (the list stays true).
 
 The corpus covers origin-side oddities, response framing, HTTP/1.0 clients, pipelining, chunked
-uploads, methods, ``Expect`` and connection reuse. Request-side classes (Host, paths, request
-trailers, trusted headers) are added as further ``Case``s.
+uploads, methods, ``Expect`` and connection reuse. The request-side classes (Host, paths,
+request trailers, headers the origin trusts, framing) are in ``test_differential_requests``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import pytest
 
-from tests.fixtures.differential import Case, Outcome, run_case
-from tests.fixtures.nginx import nginx_proxy
-from tests.fixtures.origin import serve_asgi
-from tests.fixtures.recording_origin import RecordingOrigin, Script
-from waitroom_proxy.asgi.hardening import http_protocol, limits_from
-from waitroom_proxy.bootstrap import build_app
-from waitroom_proxy.config import Settings
+from tests.fixtures.differential import (
+    Case,
+    Outcome,
+    documented,
+    nginx_side,
+    run_case,
+    waitroom_side,
+)
+from tests.fixtures.recording_origin import Script
 
-SECRET = "differential-secret-" + "d" * 32
 H = b"host: diff.test\r\n"
 CLOSE = b"connection: close\r\n"
 
@@ -322,23 +320,7 @@ KNOWN: dict[str, tuple[set[str], str]] = {
 }
 
 
-async def _theirs(origin: RecordingOrigin) -> AsyncIterator[str]:
-    async with nginx_proxy(origin.port) as url:
-        yield url
-
-
-async def _ours(origin: RecordingOrigin) -> AsyncIterator[str]:
-    settings = Settings(rooms=(), upstream=origin.url, secret=SECRET)
-    app = build_app(settings, access_log=False)
-    try:
-        async with serve_asgi(app, http=http_protocol(limits_from(settings))) as url:
-            yield url
-    finally:
-        await app.engine.stop()
-
-
-theirs = asynccontextmanager(_theirs)
-ours = asynccontextmanager(_ours)
+ours = waitroom_side()
 
 
 def describe(a: Outcome, b: Outcome) -> str:
@@ -347,7 +329,7 @@ def describe(a: Outcome, b: Outcome) -> str:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_same_as_nginx_or_listed(case: Case) -> None:
-    reference = await run_case(case, theirs)
+    reference = await run_case(case, nginx_side)
     got = await run_case(case, ours)
     diff = got.aspects(reference)
     expected, why = KNOWN.get(case.name, (set(), ""))
@@ -368,12 +350,7 @@ async def test_same_as_nginx_or_listed(case: Case) -> None:
 
 
 def test_the_documented_list_is_the_tested_list() -> None:
-    from pathlib import Path
-
-    doc = (Path(__file__).parents[2] / "docs" / "http-conformance.md").read_text()
-    section = doc.split("## Responses and connections", 1)[1]
-    listed = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
-    listed -= {"case", "---"}
+    listed, section = documented("Responses and connections")
     assert listed == set(KNOWN)
     same = len(CASES) - len(KNOWN)
     assert f"{len(CASES)} cases: {same} behave exactly as nginx, {len(KNOWN)} differ" in section

@@ -21,9 +21,9 @@ from starlette.routing import Route
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.nats_events import NatsPublisher
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 
 async def _origin(request: Request) -> Response:

@@ -20,10 +20,10 @@ from starlette.routing import Route
 
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, Mode, RoomPolicy
 from waitroom_proxy.errors import StoreError
+from waitroom_proxy.server import build_app
 
 SECRET = "test-secret-" + "x" * 32
 

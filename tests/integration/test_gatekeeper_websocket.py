@@ -13,9 +13,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.fixtures.asgi_server import serve_asgi
 from tests.fixtures.origin import run_origin
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 
 async def test_websocket_through_the_gatekeeper() -> None:

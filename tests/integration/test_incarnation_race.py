@@ -73,13 +73,11 @@ async def test_two_replicas_on_an_empty_store_agree_on_the_marker(
     b = replica(together_b, "b", room)
     try:
         with caplog.at_level(logging.WARNING, logger="waitroom_proxy"):
-            await asyncio.gather(
-                a.refresh_room_state(a.rooms["sale"]), b.refresh_room_state(b.rooms["sale"])
-            )
+            await asyncio.gather(a.sync.refresh(a.rooms["sale"]), b.sync.refresh(b.rooms["sale"]))
             together_a.barrier = together_b.barrier = None
             for _ in range(3):  # the controllers' next ticks
-                await a.refresh_room_state(a.rooms["sale"])
-                await b.refresh_room_state(b.rooms["sale"])
+                await a.sync.refresh(a.rooms["sale"])
+                await b.sync.refresh(b.rooms["sale"])
         marker = (await a_store.get_meta("sale"))["incarnation"]
         assert a.rooms["sale"].incarnation == b.rooms["sale"].incarnation == marker
         lost = [r.getMessage() for r in caplog.records if "lost its state" in r.getMessage()]

@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 
 async def test_origin_verifies_session_with_jwks(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from tests.integration.test_admin import (
     heartbeat_admitted,
     status_of,
 )
-from waitroom_proxy.asgi.admin import metrics_app
+from waitroom_proxy.admin import metrics_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALERTS = EXAMPLES / "prometheus-alerts.yml"

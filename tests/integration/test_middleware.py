@@ -81,3 +81,22 @@ async def test_middleware_requires_settings_or_engine() -> None:
 
     with pytest.raises(TypeError):
         WaitroomMiddleware(host_app([]))
+    settings = Settings(rooms=(RoomPolicy(name="shop", capacity=1),), secret=SECRET)
+    with pytest.raises(TypeError, match=r"waitroom_proxy\.WaitroomMiddleware\(app, settings\)"):
+        WaitroomMiddleware(host_app([]), settings)  # the engine is built by the factory
+
+
+async def test_the_package_builds_the_middleware_from_settings() -> None:
+    """``waitroom_proxy.WaitroomMiddleware(app, settings)``: the public entry of a host app."""
+    import waitroom_proxy
+
+    events: list[str] = []
+    settings = Settings(rooms=(RoomPolicy(name="shop", capacity=1, match=("*/",)),), secret=SECRET)
+    app: Any = waitroom_proxy.WaitroomMiddleware(host_app(events), settings, store=MemoryStore())
+    assert isinstance(app, WaitroomMiddleware)
+    async with serve_asgi(app) as url:
+        async with httpx.AsyncClient(base_url=url) as a, httpx.AsyncClient(base_url=url) as b:
+            assert (await a.get("/")).json()["verified"]
+            r = await b.get("/", headers={"accept": "application/json"})
+            assert r.json()["status"] == "waiting"
+    assert events == ["startup", "shutdown"]

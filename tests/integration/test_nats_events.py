@@ -34,8 +34,8 @@ from waitroom_proxy.adapters.nats_events import (
     STREAM,
     NatsPublisher,
     ensure_streams,
-    tail,
 )
+from waitroom_proxy.cli.event_tail import tail
 from waitroom_proxy.domain import events as ev
 from waitroom_proxy.ports import Event, EventPublisher
 

@@ -21,9 +21,9 @@ from tests.fixtures.nginx import nginx_static
 from tests.fixtures.origin import closed_port_url, serve_asgi
 from tests.fixtures.recording_origin import Script, recording_origin
 from tests.integration.test_upstream_reuse import through_proxy
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 SECRET = "response-secret-" + "s" * 32
 

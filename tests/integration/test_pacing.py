@@ -150,15 +150,15 @@ class Waiter:
     @property
     def ticket(self) -> Ticket:
         assert self.value is not None
-        return self.rig.gate.tickets.loads(self.value)
+        return self.rig.gate.admission.tickets.loads(self.value)
 
     async def arrive(self) -> str:
         gate = self.rig.gate
-        return self.keep(await gate.arrive(self.rig.room, None, "/", self.rig.clock()))
+        return self.keep(await gate.admission.arrive(self.rig.room, None, "/", self.rig.clock()))
 
     async def poll(self) -> str:
         gate = self.rig.gate
-        outcome = await gate.heartbeat(self.ticket, "/", self.rig.clock())
+        outcome = await gate.admission.heartbeat(self.ticket, "/", self.rig.clock())
         assert outcome is not None
         return self.keep(outcome)
 
@@ -285,10 +285,10 @@ async def test_heartbeats_are_rate_limited_with_no_store_call() -> None:
     store = CountingStore(MemoryStore())
     cfg = Settings(rooms=(RoomPolicy(name=ROOM, capacity=1),), secret=SECRET, client_rate_limit=5)
     gate = build_engine(cfg, store=store, publisher=RecordingPublisher()).gate  # type: ignore[arg-type]
-    waits = [await gate.client_wait("198.51.100.7", shared=False) for _ in range(7)]
+    waits = [await gate.limit.wait("198.51.100.7", shared=False) for _ in range(7)]
     assert waits[:5] == [0.0] * 5 and all(w > 0 for w in waits[5:])
     assert store.calls["hit"] == 0
-    assert await gate.client_wait("198.51.100.8") == 0.0
+    assert await gate.limit.wait("198.51.100.8") == 0.0
     assert store.calls["hit"] == 1
-    assert await gate.client_wait("198.51.100.7") > 0  # its heartbeats count here too
+    assert await gate.limit.wait("198.51.100.7") > 0  # its heartbeats count here too
     assert store.calls["hit"] == 1  # refused here first: no store call

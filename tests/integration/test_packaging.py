@@ -60,6 +60,9 @@ def test_wheel_contents(wheel: Path) -> None:
         "waitroom_proxy/adapters/lua/arrive.lua",
         "waitroom_proxy/adapters/lua/tick.lua",
         "waitroom_proxy/adapters/lua/hit.lua",
+        "waitroom_proxy/adapters/lua/prelude/bucket.lua",
+        "waitroom_proxy/service/gatekeeper.py",
+        "waitroom_proxy/server/apps.py",
     ):
         assert required in names, required
 
@@ -84,6 +87,11 @@ def test_fresh_venv_install_finds_templates(wheel: Path, tmp_path: Path) -> None
         "html = PageRenderer().waiting_page({'status': 'waiting', 'room': 'r', 'position': 3},"
         " nonce='abcdefgh12345678');"
         "assert 'wr-position' in html;"
+        # Every package is in the wheel: the server stack and the Lua scripts with their
+        # preludes.
+        "from waitroom_proxy import WaitroomMiddleware;"
+        "from waitroom_proxy.adapters.redis_store import load_script_source;"
+        "assert 'bucket_refill' in load_script_source('tick');"
         "print(waitroom_proxy.__file__)"
     )
     out = subprocess.run([str(py), "-c", probe], env=env, capture_output=True, text=True,

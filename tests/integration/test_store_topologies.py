@@ -90,14 +90,14 @@ async def test_a_moved_storm_stays_with_its_room(redis_cluster: RedisClusterServ
                     r = await newcomer(rig.url, name)
                     answers[name].append((r.status_code, r.json().get("status", "passed")))
             assert all(code == 503 for code, _ in answers[looping]), answers[looping]
-            assert rig.gate.breaker_for(looping).is_open
+            assert rig.gate.store.breaker_for(looping).is_open
             for name in rooms[1:]:
                 assert answers[name][0] == (200, "passed")
                 assert all(a == (200, "waiting") for a in answers[name][1:]), answers[name]
-                assert not rig.gate.breaker_for(name).is_open
+                assert not rig.gate.store.breaker_for(name).is_open
             with a.client() as ca:
                 ca.execute_command("CLUSTER", "SETSLOT", slot, "NODE", a_id)
-            rig.gate.breaker_for(looping).open_until = 0.0
+            rig.gate.store.breaker_for(looping).open_until = 0.0
             deadline = time.monotonic() + 10
             while (r := await newcomer(rig.url, looping)).status_code != 200:
                 assert time.monotonic() < deadline, "the room never came back"

@@ -89,13 +89,13 @@ class TicketMachine(RuleBasedStateMachine):
                 self.visitors[v]["ticket"] = value if max_age else None
                 if value:
                     self.issued.append(value)
-                    self.visitors[v]["place"] = self.gate(0).tickets.loads(value).place_id
+                    self.visitors[v]["place"] = self.gate(0).admission.tickets.loads(value).place_id
             elif name == SESSION_COOKIE and max_age:
                 self.visitors[v]["session"] = value
         return str(outcome.status.get("status", outcome.kind))
 
     def place_of(self, value: str) -> str:
-        return str(self.gate(0).tickets.loads(value).place_id)
+        return str(self.gate(0).admission.tickets.loads(value).place_id)
 
     def sessions_started(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -116,7 +116,7 @@ class TicketMachine(RuleBasedStateMachine):
         self.next_visitor += 1
         self.visitors[v] = {"ticket": None, "session": None, "place": None}
         gate = self.gate(r)
-        outcome = self.run(gate.arrive(gate.rooms[ROOM], None, "/", self.clock()))
+        outcome = self.run(gate.admission.arrive(gate.rooms[ROOM], None, "/", self.clock()))
         self.apply(v, outcome)
         self.note_sessions()
 
@@ -127,7 +127,9 @@ class TicketMachine(RuleBasedStateMachine):
         value = self.visitors[v]["ticket"]
         place = self.place_of(value)
         gate = self.gate(r)
-        outcome = self.run(gate.heartbeat(gate.read_ticket(value), "/", self.clock()))
+        outcome = self.run(
+            gate.admission.heartbeat(gate.admission.read_ticket(value), "/", self.clock())
+        )
         status = self.apply(v, outcome)
         self.note_sessions()
         if status == "waiting":
@@ -140,13 +142,13 @@ class TicketMachine(RuleBasedStateMachine):
         value = data.draw(st.sampled_from(self.issued))
         place = self.place_of(value)
         gate = self.gate(r)
-        ticket = gate.read_ticket(value)
+        ticket = gate.admission.read_ticket(value)
         before = self.sessions_started().get(place, 0)
         gone = place in self.spent or place in self.abandoned
         if to_page:
-            outcome = self.run(gate.arrive(gate.rooms[ROOM], ticket, "/", self.clock()))
+            outcome = self.run(gate.admission.arrive(gate.rooms[ROOM], ticket, "/", self.clock()))
         else:
-            outcome = self.run(gate.heartbeat(ticket, "/", self.clock()))
+            outcome = self.run(gate.admission.heartbeat(ticket, "/", self.clock()))
         self.note_sessions()
         if gone and before:
             assert self.sessions_started().get(place, 0) == before, "a replay minted a session"
@@ -166,7 +168,7 @@ class TicketMachine(RuleBasedStateMachine):
                                and age)  # fmt: skip
         elif outcome.kind == "pass":
             assert outcome.session_token is not None
-            s = gate.session_for(outcome.session_token, gate.rooms[ROOM], self.clock())
+            s = gate.sessions.session_for(outcome.session_token, gate.rooms[ROOM], self.clock())
             assert s is not None and s.place_id != place, "a spent ticket was admitted again"
         else:
             assert outcome.status["status"] == "expired", outcome.status
@@ -177,11 +179,11 @@ class TicketMachine(RuleBasedStateMachine):
         v = data.draw(st.sampled_from(sorted(self.visitors)))
         gate = self.gate(r)
         x = self.visitors[v]
-        ticket = gate.read_ticket(x["ticket"]) if x["ticket"] else None
+        ticket = gate.admission.read_ticket(x["ticket"]) if x["ticket"] else None
         session = None
         if x["session"]:
-            session = gate.session_for(x["session"], gate.rooms[ROOM], self.clock())
-        self.run(gate.leave(ticket, session, self.clock()))
+            session = gate.sessions.session_for(x["session"], gate.rooms[ROOM], self.clock())
+        self.run(gate.admission.leave(ticket, session))
         for place in (x["place"], session.place_id if session else None):
             if place:
                 self.spent.add(place)
@@ -246,18 +248,24 @@ def test_replay_slipped_in_before_the_loss_was_noticed() -> None:
         run = machine.run
         for engine in machine.engines:
             run(engine.controller.tick_room(engine.gate.rooms[ROOM]))
-        holders = [run(gate0.arrive(room0, None, "/", machine.clock())) for _ in range(CAPACITY)]
+        holders = [
+            run(gate0.admission.arrive(room0, None, "/", machine.clock())) for _ in range(CAPACITY)
+        ]
         assert all(h.kind == "pass" for h in holders)
-        waiting = run(gate0.arrive(room0, None, "/", machine.clock()))
+        waiting = run(gate0.admission.arrive(room0, None, "/", machine.clock()))
         value = next(v for n, v, _ in waiting.cookies if n == TICKET_COOKIE)
-        ticket = gate0.read_ticket(value)
-        assert run(gate0.leave(ticket, None, machine.clock()))
+        ticket = gate0.admission.read_ticket(value)
+        assert run(gate0.admission.leave(ticket, None))
         machine.store._rooms.clear()
-        slipped = run(gate1.heartbeat(gate1.read_ticket(value), "/", machine.clock()))
+        slipped = run(
+            gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock())
+        )
         assert slipped is not None and slipped.status["status"] == "waiting"  # the moment
         for engine in machine.engines:
             run(engine.controller.tick_room(engine.gate.rooms[ROOM]))
-        again = run(gate1.heartbeat(gate1.read_ticket(value), "/", machine.clock()))
+        again = run(
+            gate1.admission.heartbeat(gate1.admission.read_ticket(value), "/", machine.clock())
+        )
         assert again is not None and again.status["status"] == "expired"
         stats = run(machine.store.stats(ROOM))
         assert (stats.queue_length, stats.active) == (0, CAPACITY)

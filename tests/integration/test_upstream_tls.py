@@ -34,10 +34,10 @@ from tests.fixtures.redis_server import free_port
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.asgi.proxy import UpstreamProxy
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings, load_settings
 from waitroom_proxy.domain.policy import RoomPolicy
 from waitroom_proxy.errors import ConfigError
+from waitroom_proxy.server import build_app
 
 SECRET = "tls-test-" + "t" * 32
 

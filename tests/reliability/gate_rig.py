@@ -20,10 +20,10 @@ from tests.fixtures.asgi_server import serve_asgi
 from tests.fixtures.h11_recorder import Recorder, run_recorder
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.asgi.hardening import HttpLimits, http_protocol
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import Bypass, RoomPolicy
 from waitroom_proxy.domain.rules import BypassRules
+from waitroom_proxy.server import build_app
 
 SIGNING = "gate-rig-secret-" + "g" * 32
 SECRET = "bypass-secret-0123456789"

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 
 from tests.fixtures.asgi_server import serve_asgi
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.events import Event
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 SECRET = "reliability-secret-" + "r" * 32
 
@@ -140,7 +140,11 @@ async def proxy_rig(
             access_log=False,
         )
         extra = {"http": http} if http is not None else {}
-        async with serve_asgi(app, **extra) as url:
+        # uvicorn closes a keep-alive connection 5 s after a response unless the next request
+        # was read by then; on a starved loop (a loaded CI machine) that timer can fire with
+        # the next request already waiting, and the client sees a reset that no test here is
+        # about. 75 s is nginx's keepalive_timeout.
+        async with serve_asgi(app, timeout_keep_alive=75, **extra) as url:
             yield Rig(url, app, origin, events, rooms[0].name)
 
 

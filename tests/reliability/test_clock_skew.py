@@ -111,7 +111,7 @@ async def test_one_replica_90s_ahead(redis_server: Any) -> None:
         for s in stores:
             await s.close()
         # Promotion order, from the controllers' events on all replicas (in emission order).
-        index = {rigs[0].gate.tickets.loads(v).place_id: i for i, v in enumerate(arrival)}
+        index = {rigs[0].gate.admission.tickets.loads(v).place_id: i for i, v in enumerate(arrival)}
         promoted = sorted(
             (t, n, index[e.data["place_id"]])
             for r in rigs

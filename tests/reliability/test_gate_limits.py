@@ -31,7 +31,7 @@ async def test_rate_limit_comes_before_the_ticket_is_read(where: str) -> None:
     policy = RoomPolicy(name="cost", capacity=1)
     async with proxy_rig(policy, store=MemoryStore(), server={"client_rate_limit": limit}) as rig:
         holder = await admitted_client(rig.url)
-        signer = rig.gate.tickets
+        signer = rig.gate.admission.tickets
         verified: list[str] = []
         real = signer._loads
 

@@ -79,7 +79,7 @@ class LiveGate:
             self.gate = g
             # A genuine session, but for the free room: it must not open the sale room.
             now = time.time()
-            self.free_token, _ = g.gate.signer.issue("free", "p" * 22, now=now, ttl=3600,
+            self.free_token, _ = g.gate.sessions.signer.issue("free", "p" * 22, now=now, ttl=3600,
                                                      max_age=7200)  # fmt: skip
             self._ready.set()
             await self._stop.wait()
@@ -214,8 +214,13 @@ def exchange(port: int, data: bytes) -> bytes:
 # -- the promise --------------------------------------------------------------------------------
 
 
-def violation(live: LiveGate, method: bytes, target: bytes, headers: list[Any]) -> str | None:
-    """Why the origin should not have received this request, or None."""
+def violation(
+    live: LiveGate, method: bytes, target: bytes, headers: list[Any], sent: bytes
+) -> str | None:
+    """Why the origin should not have received this request, or None. ``sent`` is what the
+    client wrote: the bypass secret header stays with the proxy, so whether a secret was sent
+    is read from there (for pipelined requests, any of them; the rules still apply to this
+    request's own path and method)."""
     assert live.gate is not None
     gate = live.gate.gate
 
@@ -241,15 +246,21 @@ def violation(live: LiveGate, method: bytes, target: bytes, headers: list[Any]) 
     verified = values(b"waitroom-verified")
     if len(verified) == 1:
         try:
-            gate.signer.verify(verified[0].decode(), now=time.time(), room=room.name)
+            gate.sessions.signer.verify(verified[0].decode(), now=time.time(), room=room.name)
             live.counts[f"session ({room.name})"] += 1
             return None
         except TokenError:
             return f"Waitroom-Verified is no session for room {room.name}"
     if verified:
         return "more than one Waitroom-Verified"
-    secrets = values(room.bypass.secret_header)
-    secret = secrets[0] if len(secrets) == 1 else None
+    name = room.bypass.secret_header
+    if values(name) or values(name.replace(b"-", b"_")):
+        return "the bypass secret header reached the origin"
+    secret = None
+    if room.bypass.secret is not None:
+        line = name + b": " + room.bypass.secret + b"\r\n"
+        if line.lower() in sent.lower():
+            secret = room.bypass.secret
     rules, verb = room.bypass, method.decode()
     if rules.matches(decoded, verb, None, secret) and rules.matches(route, verb, None, secret):
         live.counts["bypass" if b"__end__" not in raw_path else "bypass (end marker)"] += 1
@@ -269,7 +280,7 @@ def _check(live: LiveGate, data: bytes) -> None:
     assert origin.errors == [], origin.errors
     for seen in origin.requests[before:]:
         live.checked += 1
-        why = violation(live, seen.method, seen.target, seen.headers)
+        why = violation(live, seen.method, seen.target, seen.headers, data)
         assert why is None, (why, seen.method, seen.target, seen.headers, data)
 
 

@@ -26,9 +26,9 @@ from tests.fixtures.origin import Origin, run_origin
 from tests.reliability.rig import JSON, SECRET, admitted_client, client, proxy_rig, report
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore
-from waitroom_proxy.bootstrap import build_app
 from waitroom_proxy.config import Settings
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.server import build_app
 
 ROOM = "ends"
 
@@ -49,8 +49,8 @@ async def test_replica_started_later_refuses_sessions_that_ended_long_ago(
             if end == "left":
                 assert (await visitor.post("/_waitroom/leave")).json()["status"] == "left"
             else:
-                session = a.gate.session_for(token, a.gate.rooms[ROOM], time.time())
-                await a.gate.end_session(a.gate.rooms[ROOM], session, end)
+                session = a.gate.sessions.session_for(token, a.gate.rooms[ROOM], time.time())
+                await a.gate.sessions.end(a.gate.rooms[ROOM], session.place_id, end)
             holder = await admitted_client(a.url)  # the freed slot is taken again
             await visitor.aclose()
         # Two minutes later by the store's clock, a new replica starts (a rolling deploy). The
@@ -151,8 +151,10 @@ async def test_websocket_closed_when_another_replica_revokes(redis_server: Any) 
             ws = await open_ws(url_a, token)
             gate_b = app_b.engine.gate
             room_b = gate_b.rooms[ROOM]
-            session = gate_b.session_for(token, room_b, time.time())
-            await gate_b.end_session(room_b, session, "revoked")  # e.g. the origin said so
+            session = gate_b.sessions.session_for(token, room_b, time.time())
+            await gate_b.sessions.end(
+                room_b, session.place_id, "revoked"
+            )  # e.g. the origin said so
             code = await closed_code(ws, 10)
             report("websocket after a revocation on another replica", close_code=code)
             assert code == 1008

@@ -51,7 +51,7 @@ async def test_store_restarted_empty_waiters_keep_order(redis_server: Any) -> No
                 c = client(rig.url)
                 r = await c.get("/w", headers=JSON)
                 assert r.json()["position"] == i + 1
-                ticket = rig.gate.tickets.loads(c.cookies["waitroom_ticket"])
+                ticket = rig.gate.admission.tickets.loads(c.cookies["waitroom_ticket"])
                 position[ticket.place_id] = i + 1
                 waiters.append(c)
 

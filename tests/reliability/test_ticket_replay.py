@@ -90,8 +90,8 @@ async def test_ticket_replayed_after_its_session_ended_is_a_newcomer(store: Any)
         assert beat.json().get("position", 0) == 0
         assert behind["position"] == 1, "a replay overtook a later waiter"
         assert replayed["status"] == "waiting" and replayed["position"] == 2, replayed
-        new_ticket = rig.gate.tickets.loads(page.cookies["waitroom_ticket"])
-        assert new_ticket.place_id != rig.gate.tickets.loads(kept).place_id
+        new_ticket = rig.gate.admission.tickets.loads(page.cookies["waitroom_ticket"])
+        assert new_ticket.place_id != rig.gate.admission.tickets.loads(kept).place_id
         for c in (holder, visitor, *later):
             await c.aclose()
 
@@ -187,7 +187,7 @@ async def test_store_outage_revives_no_abandoned_ticket(redis_server: Any) -> No
                         if v.startswith("waitroom_ticket=") and "Max-Age=0" not in v
                     ]
                 fp.heal()
-                await _until(lambda: rig.gate.store_ok, 10)
+                await _until(lambda: rig.gate.store.ok, 10)
                 async with replayer(rig.url, refreshed[-1] if refreshed else stale) as bot:
                     back = (await bot.post("/_waitroom/heartbeat")).json()
                 kept_place = await poll_until(stayed, "waiting")
@@ -254,8 +254,8 @@ async def test_replays_across_a_store_restart_and_two_replicas(redis_server: Any
                         page = await thief.get("/sale", headers=JSON)
                     new = page.cookies.get("waitroom_ticket")
                     same_place = bool(new) and (
-                        rig.gate.tickets.loads(new).place_id
-                        == rig.gate.tickets.loads(value).place_id
+                        rig.gate.admission.tickets.loads(new).place_id
+                        == rig.gate.admission.tickets.loads(value).place_id
                     )
                     answers.setdefault(name, []).append(
                         f"{beat['status']}/{page.json().get('status')}"

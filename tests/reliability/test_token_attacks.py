@@ -118,13 +118,13 @@ async def test_hostile_tokens_all_refused() -> None:
         ed_kid = jwt.get_unverified_header(ed_signer.issue(ROOM, "p", now=time.time(), ttl=60)[0])[
             "kid"
         ]
-        gate.signer = SessionSigner([SECRET], private_key_pem=None,
+        gate.sessions.signer = SessionSigner([SECRET], private_key_pem=None,
                                     extra_public_keys_pem=[ed_pub])  # fmt: skip
         room = gate.rooms[ROOM]
         now = time.time()
-        good, _ = gate.signer.issue(ROOM, "place-1", now=now, ttl=300)
+        good, _ = gate.sessions.signer.issue(ROOM, "place-1", now=now, ttl=300)
         good_parts = _decode_parts(good)
-        assert gate.session_for(good, room, now) is not None
+        assert gate.sessions.session_for(good, room, now) is not None
 
         rng = random.Random(7)
         accepted_different = 0
@@ -135,14 +135,14 @@ async def test_hostile_tokens_all_refused() -> None:
             if m != good:
                 mutated.append(m)
         for m in mutated:
-            if gate.session_for(m, room, now) is not None:
+            if gate.sessions.session_for(m, room, now) is not None:
                 if _decode_parts(m) == good_parts:
                     accepted_equivalent += 1  # same bytes, other base64 spelling: not a forgery
                 else:
                     accepted_different += 1
-        kinds = forged(gate.signer, ed_pub, ed_kid, now)
+        kinds = forged(gate.sessions.signer, ed_pub, ed_kid, now)
         refused_by_kind = {
-            k: sum(1 for t in ts if gate.session_for(t, room, now) is None)
+            k: sum(1 for t in ts if gate.sessions.session_for(t, room, now) is None)
             for k, ts in kinds.items()
         }
         totals = {k: len(ts) for k, ts in kinds.items()}
@@ -217,7 +217,8 @@ async def test_key_rotation_keeps_visitors_and_retires_old_key() -> None:
                 )
                 refused += r.json() != {"origin": True} or fresh_cookie
         refused_locally = sum(
-            rig.gate.session_for(t, rig.gate.rooms[ROOM], time.time()) is None for t in cookies
+            rig.gate.sessions.session_for(t, rig.gate.rooms[ROOM], time.time()) is None
+            for t in cookies
         )
     report("key rotation", visitors=len(cookies), kept_during_window=kept,
            new_tokens_signed_with_new_key=renewed_with_new,

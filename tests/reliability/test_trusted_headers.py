@@ -9,6 +9,7 @@ it reaches the app or origin; ``TRACE`` and ``CONNECT`` are refused, never forwa
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -104,7 +105,12 @@ async def test_fail_open_path() -> None:
         raw = await exchange(g.port, request(b"shop.test", b"/buy", FORGED_COOKIE))
         assert status_of(raw) == 200, raw[:300]
         (seen,) = g.origin.requests
-        check_forwarded(seen.headers, b"shop.test", None)
+        # A fail-open admission is a session of the proxy's own (counted once the store is
+        # back): the origin sees that token, the one the visitor's cookie now holds, never the
+        # client's forged one.
+        issued = re.search(rb"set-cookie: waitroom_session=([^;\r]+)", raw, re.I)
+        assert issued, raw[:600]
+        check_forwarded(seen.headers, b"shop.test", issued.group(1).decode())
 
 
 async def test_trace_and_connect_are_refused(gate: Gate) -> None:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import itsdangerous.encoding
 import jwt.utils
 
-from waitroom_proxy.domain.tokens import SessionCache, SessionSigner, Ticket, TicketSigner
+from waitroom_proxy.domain.session_cache import SessionCache
+from waitroom_proxy.domain.tokens import SessionSigner, Ticket, TicketSigner
 from waitroom_proxy.errors import TokenError
 
 NOW = 1_800_000_000.0

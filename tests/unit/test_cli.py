@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 import waitroom_proxy
-import waitroom_proxy.adapters
+import waitroom_proxy.cli
 from waitroom_proxy import __version__
 from waitroom_proxy.cli import format_settings, main
 from waitroom_proxy.config import Settings
@@ -69,7 +69,7 @@ def fake_module(monkeypatch: pytest.MonkeyPatch, parent: Any, name: str, **attrs
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Settings]]:
     calls: list[Settings] = []
-    fake_module(monkeypatch, waitroom_proxy, "bootstrap", run=calls.append)
+    fake_module(monkeypatch, waitroom_proxy, "server", run=calls.append)
     yield calls
 
 
@@ -168,7 +168,7 @@ def test_serve_quick_start(runner: CliRunner, served: list[Settings]) -> None:
 def test_serve_hands_its_flags_to_worker_processes(
     runner: CliRunner, served: list[Settings]
 ) -> None:
-    # uvicorn workers rebuild settings from the environment (bootstrap.app_factory).
+    # uvicorn workers rebuild settings from the environment (server.run.worker_app).
     args = ["serve", "-c", str(EXAMPLE), "--upstream", "http://o:1", "--port", "9005"]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -266,15 +266,13 @@ def test_events_tail_checks_url_and_room(runner: CliRunner) -> None:
     ]
 
 
-def test_events_tail_calls_the_publisher_tail(
-    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_events_tail_calls_the_tail(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str | None]] = []
 
     def tail(nats_url: str, room: str | None) -> None:
         calls.append((nats_url, room))
 
-    fake_module(monkeypatch, waitroom_proxy.adapters, "nats_events", tail=tail)
+    fake_module(monkeypatch, waitroom_proxy.cli, "event_tail", tail=tail)
     monkeypatch.setenv("WAITROOM_NATS_URL", "nats://127.0.0.1:4222")
     result = runner.invoke(main, ["events", "tail"])
     assert result.exit_code == 0, result.output
@@ -285,7 +283,7 @@ def test_events_tail_calls_the_publisher_tail(
     def interrupted(nats_url: str, room: str | None) -> None:
         raise KeyboardInterrupt
 
-    fake_module(monkeypatch, waitroom_proxy.adapters, "nats_events", tail=interrupted)
+    fake_module(monkeypatch, waitroom_proxy.cli, "event_tail", tail=interrupted)
     assert runner.invoke(main, ["events", "tail"]).exit_code == 0
 
 

@@ -15,9 +15,9 @@ from waitroom_proxy.config import (
     SERVER_KEYS,
     Settings,
     load_settings,
-    mask_url,
 )
 from waitroom_proxy.domain.policy import Bypass, FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.redact import redact_url as mask_url
 from waitroom_proxy.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "waitroom.toml"
@@ -382,7 +382,8 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
         'python -c "import secrets; print(secrets.token_urlsafe(32))")',
         "rooms[1].bypass.colour: unknown key",
         "rooms[2].capacity: must be an integer >= 1, got true",
-        "rooms[2].schedule: not supported yet (planned, DESIGN §3)",
+        "rooms[2].schedule.start_at: expected a time as text, got int: write e.g. "
+        "2025-06-01T10:00:00Z or 2025-06-01T12:00:00+02:00",
         "rooms[2].session_ttl: must be <= session_max (3600), got 7200",
         "rooms[2].abandon_after: must be greater than heartbeat_interval (150), got 120",
         "rooms[2].claim_timeout: must be greater than heartbeat_interval (150), got 30",
@@ -575,6 +576,28 @@ def test_match_may_be_a_single_string_and_not_empty(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Authorization",
+        "cookie",
+        "Host",
+        "X-Forwarded-For",
+        "x_forwarded_host",
+        "Waitroom-Verified",
+        "content-length",
+    ],
+)
+def test_bypass_secret_header_is_a_header_of_its_own(tmp_path: Path, name: str) -> None:
+    # The secret header never reaches the origin: naming one the origin needs would take it away.
+    table = f'[rooms.bypass]\nsecret_header = "{name}"\nsecret = "0123456789abcdef"\n'
+    path = write(tmp_path, ONE_ROOM + table)
+    assert problems_of(path, env={}) == [
+        'rooms[0].bypass.secret_header: must be a header of its own, like "waitroom-bypass" '
+        f'(it never reaches the origin), got "{name}", which the proxy or the origin needs'
+    ]
+
+
 def test_same_room_may_repeat_a_pattern_but_two_rooms_may_not(tmp_path: Path) -> None:
     path = write(tmp_path, ONE_ROOM + 'match = ["*/", "*/"]\n')
     assert load_settings(path, env={}).rooms[0].match == ("*/", "*/")
@@ -609,3 +632,47 @@ def test_listen_hosts_are_kept_in_the_form_bind_takes(given: str, bound: str) ->
 def test_listen_hosts_that_could_not_bind_are_refused(given: str) -> None:
     (problem,) = problems_of(None, env={"WAITROOM_CAPACITY": "1", "WAITROOM_HOST": given})
     assert problem.startswith("WAITROOM_HOST: must be a host name or IP address to listen on")
+
+
+def test_a_trailing_newline_is_not_part_of_a_name(tmp_path: Path) -> None:
+    # "$" matches before a final newline in Python: names and hosts are matched whole.
+    path = write(
+        tmp_path, '[[rooms]]\nname = "sale\\n"\ncapacity = 1\nmatch = ["a\\n.example.com/"]\n'
+    )
+    assert problems_of(path, env={}) == [
+        'rooms[0].name: must be 1-64 characters of a-z, 0-9, _ and - (lower case), got "sale\\n"',
+        'rooms[0].match[0]: host must be "*", "*.example.com" or a host name, '
+        'got "a\\n.example.com/"',
+    ]
+
+
+@pytest.mark.parametrize("depth", [50, 500, 3000])
+def test_deeply_nested_values_are_refused_not_a_traceback(tmp_path: Path, depth: int) -> None:
+    nested = "[" * depth + "]" * depth
+    path = write(tmp_path, ONE_ROOM + f"[server]\ntrusted_proxies = {nested}\n")
+    problems = problems_of(path, env={})
+    assert len(problems) == 1
+    assert problems[0].startswith(("server.trusted_proxies[0]: ", f"{path}: invalid TOML")), (
+        problems
+    )
+
+
+def test_huge_integers_are_refused_briefly(tmp_path: Path) -> None:
+    digits = "1" + "0" * 5000  # more digits than Python converts from text
+    path = write(tmp_path, f'[[rooms]]\nname = "s"\ncapacity = {digits}\n')
+    (problem,) = problems_of(path, env={})
+    assert problem.startswith(f"{path}: invalid TOML: ") and "digits" in problem
+    path = write(tmp_path, f'[[rooms]]\nname = "s"\ncapacity = {digits[:4000]}\n')
+    (problem,) = problems_of(path, env={})
+    assert (
+        problem == f"rooms[0].capacity: must be <= 1000000000, got {digits[:40]}... (4000 digits)"
+    )
+
+
+def test_a_file_too_large_or_not_a_file_is_not_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    with big.open("wb") as file:
+        file.truncate(5 * 2**20)  # sparse: five MiB of NUL bytes
+    assert problems_of(str(big), env={}) == [f"{big}: larger than 4 MiB"]
+    # A device would never end (or, a pipe, block): refused before it is opened.
+    assert problems_of("/dev/zero", env={}) == ["/dev/zero: not a regular file"]

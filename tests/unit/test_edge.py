@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from waitroom_proxy.asgi.edge import RAW_TARGET_KEY, Refusal, prepare, target_of
+from waitroom_proxy.asgi.edge import RAW_TARGET_KEY, Client, Refusal, client_of, prepare, target_of
 from waitroom_proxy.asgi.headers import TrustedProxies
 
 
@@ -79,3 +79,39 @@ def test_refusals(headers: list[tuple[bytes, bytes]], method: str, status: int) 
     with pytest.raises(Refusal) as info:
         prepare(scope(headers, method=method), TrustedProxies([]))
     assert info.value.status == status
+
+
+# -- the client, resolved once -----------------------------------------------------------------
+
+
+def test_an_untrusted_peer_is_the_client_whatever_it_forwards() -> None:
+    out = prepare(scope(FORGED), TrustedProxies(["192.0.2.0/24"]))
+    assert client_of(out) == Client("10.0.0.5", False, False)
+    assert out["client"] == ("10.0.0.5", 1234)  # the TCP peer stays for X-Forwarded-For
+
+
+@pytest.mark.parametrize(
+    ("xff", "proto", "expected"),
+    [
+        ([b"203.0.113.7"], b"https", Client("203.0.113.7", True, True)),
+        # The rightmost hop that is not a trusted proxy; the leftmost is the client's own word.
+        ([b"1.1.1.1, 203.0.113.7, 10.0.0.9"], b"http", Client("203.0.113.7", False, True)),
+        ([b"1.1.1.1", b"203.0.113.8"], b"HTTPS, http", Client("203.0.113.8", True, True)),
+        ([b"10.0.0.9"], b"gopher", Client("10.0.0.5", False, True)),  # only proxies: the peer
+        ([], None, Client("10.0.0.5", False, True)),
+    ],
+)
+def test_behind_a_trusted_proxy_the_forwarded_client(
+    xff: list[bytes], proto: bytes | None, expected: Client
+) -> None:
+    headers = [(b"host", b"shop.test"), *((b"x-forwarded-for", v) for v in xff)]
+    if proto is not None:
+        headers.append((b"x-forwarded-proto", proto))
+    out = prepare(scope(headers), TrustedProxies(["10.0.0.0/8"]))
+    assert client_of(out) == expected
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("https", True), ("wss", True), ("ws", False)])
+def test_the_connection_scheme_says_https(scheme: str, secure: bool) -> None:
+    out = prepare(scope([(b"host", b"a")], scheme=scheme), TrustedProxies([]))
+    assert client_of(out).secure is secure

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_service import Clock, gate
-from waitroom_proxy.controller import Controller
 from waitroom_proxy.domain.eta import Eta, EtaEstimator, fill_then_drain, gamma_quantile
 from waitroom_proxy.domain.policy import RoomPolicy
 from waitroom_proxy.domain.tokens import Session, Ticket
+from waitroom_proxy.service.controller import Controller
 
 STEP = 0.5  # the controller's interval
 
@@ -51,7 +51,7 @@ class Quiet:
                 _, _, kind, obj = heapq.heappop(self.events)
                 if kind == "leave":
                     assert isinstance(obj, Session)
-                    assert await self.gate.leave(None, obj, self.clock())
+                    assert await self.gate.admission.leave(None, obj)
                 else:
                     assert isinstance(obj, Ticket)
                     await self.poll(obj)
@@ -59,24 +59,24 @@ class Quiet:
             self.clock.now += STEP
 
     def started(self, token: str | None) -> None:
-        s = self.gate.session_for(token or "", self.room, self.clock())
+        s = self.gate.sessions.session_for(token or "", self.room, self.clock())
         assert s is not None
         self.at(self.t() + self.browse, "leave", s)
 
     async def arrive(self) -> tuple[Ticket | None, Eta | None]:
-        out = await self.gate.arrive(self.room, None, "/", self.clock())
+        out = await self.gate.admission.arrive(self.room, None, "/", self.clock())
         if out.kind == "pass":
             self.started(out.session_token)
             return None, None
         assert out.kind == "wait"
-        ticket = self.gate.read_ticket(out.cookies[0][1])
+        ticket = self.gate.admission.read_ticket(out.cookies[0][1])
         assert ticket is not None
         self.at(self.t() + 5, "poll", ticket)
         eta = out.status["eta_seconds"]
         return ticket, Eta(eta["p50"], eta["p90"]) if eta else None
 
     async def poll(self, ticket: Ticket) -> None:
-        out = await self.gate.heartbeat(ticket, "/", self.clock())
+        out = await self.gate.admission.heartbeat(ticket, "/", self.clock())
         assert out is not None
         if out.kind == "pass":
             self.admitted_at[ticket.place_id] = self.t()

@@ -144,6 +144,15 @@ def test_add_headers_replace_client_ones_and_cookies_are_stripped() -> None:
     assert values(out, b"cookie") == [b"a=1; b=2"]
 
 
+def test_strip_headers_with_and_without_added_ones() -> None:
+    given = [(b"waitroom-bypass", b"s"), (b"waitroom-verified", b"forged"), (b"x-a", b"1")]
+    strip = frozenset({b"waitroom-bypass"})
+    _, out = build(given, strip_headers=strip)
+    assert values(out, b"waitroom-bypass") == [] and values(out, b"x-a") == [b"1"]
+    _, out = build(given, strip_headers=strip, add_headers=[(b"waitroom-verified", b"jwt")])
+    assert values(out, b"waitroom-bypass") == [] and values(out, b"waitroom-verified") == [b"jwt"]
+
+
 def test_cookies_untouched_without_strip_names() -> None:
     _, out = build([(b"cookie", b"waitroom_session=s; a=1")])
     assert values(out, b"cookie") == [b"waitroom_session=s; a=1"]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from waitroom_proxy.adapters.nats_events import NatsPublisher, redact_url, servers_of
+from waitroom_proxy.adapters.nats_events import NatsPublisher, servers_of
 from waitroom_proxy.adapters.nats_streams import differences, stream_configs
 from waitroom_proxy.bootstrap import build_publisher
 from waitroom_proxy.cli import main
 from waitroom_proxy.config import load_settings
+from waitroom_proxy.domain.redact import redact_url
 from waitroom_proxy.errors import ConfigError
 
 ONE = {"WAITROOM_CAPACITY": "1"}
@@ -107,9 +108,10 @@ def test_the_publisher_gets_every_server_and_the_replicas() -> None:
     assert isinstance(pub, NatsPublisher)
     assert pub.servers == ["nats://u:pw@a:4222", "nats://b:4222"]
     assert pub.stream_replicas == 3
-    assert "pw" not in repr(pub) and "nats://***@a:4222,nats://b:4222" in repr(pub)
+    assert "pw" not in repr(pub) and "nats://u:***@a:4222,nats://b:4222" in repr(pub)
     assert servers_of(" nats://a:1 ,nats://b:2,") == ["nats://a:1", "nats://b:2"]
-    assert redact_url("nats://u:p@a:1,tls://b:2") == "nats://***@a:1,tls://b:2"
+    assert redact_url("nats://u:p@a:1,tls://b:2") == "nats://u:***@a:1,tls://b:2"
+    assert redact_url("nats://token@a:1, tls://b:2") == "nats://***@a:1, tls://b:2"
     with pytest.raises(ValueError):
         NatsPublisher("nats://a:1", source="x", stream_replicas=6)
 

@@ -423,6 +423,11 @@ def test_format_eta(eta: Any, text: str) -> None:
         ("/\\evil.example", False),
         ("/\t/evil.example", False),
         ("/\n/evil.example", False),
+        # One rule with the redirect after admission (domain.rules): whitespace, backslashes
+        # and a final newline are refused on the page too.
+        ("/a b", False),
+        ("/a\\b", False),
+        ("/sale\n", False),
         ("https://evil.example/", False),
         ("javascript:alert(1)", False),
         ("", False),

@@ -9,12 +9,12 @@ from typing import Any
 
 from waitroom_proxy.adapters.log_events import MemoryPublisher
 from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.controller import Controller
 from waitroom_proxy.domain.policy import FailMode, RoomPolicy
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.service import Gatekeeper
+from waitroom_proxy.service.controller import Controller
 
 SECRET = "brk-" + "b" * 32
 
@@ -88,12 +88,12 @@ async def test_a_failing_room_does_not_open_the_breaker_of_another() -> None:
     east, west = g.rooms["east"], g.rooms["west"]
     store.down = {"east"}
     for _ in range(20):  # far past the breaker's threshold
-        assert (await g.arrive(east, None, "/east/", clock())).kind == "error"
+        assert (await g.admission.arrive(east, None, "/east/", clock())).kind == "error"
     # The other room's shard is fine: its visitors are still admitted and queued.
-    first = await g.arrive(west, None, "/west/", clock())
-    second = await g.arrive(west, None, "/west/", clock())
+    first = await g.admission.arrive(west, None, "/west/", clock())
+    second = await g.admission.arrive(west, None, "/west/", clock())
     assert (first.kind, second.kind) == ("pass", "wait")
-    assert g.breaker_for("east").is_open and not g.breaker_for("west").is_open
+    assert g.store.breaker_for("east").is_open and not g.store.breaker_for("west").is_open
     # The open breaker stops calls to the failing shard: 3 failures, then fail fast.
     assert store.calls["east"] == 3
     down = [e for e in pub.events if e.type == "system.store_down"]
@@ -101,7 +101,7 @@ async def test_a_failing_room_does_not_open_the_breaker_of_another() -> None:
     assert g.metrics.room_store_up.labels("east")._value.get() == 0
     assert g.metrics.room_store_up.labels("west")._value.get() == 1
     assert g.metrics.store_up._value.get() == 0  # some room has no store
-    assert not g.store_ok
+    assert not g.store.ok
 
 
 async def test_the_controller_keeps_ticking_healthy_rooms() -> None:
@@ -109,25 +109,25 @@ async def test_the_controller_keeps_ticking_healthy_rooms() -> None:
     store = ShardDown(clock)
     g, _ = make_gate(store, clock)
     west = g.rooms["west"]
-    holder = await g.arrive(west, None, "/west/", clock())
-    waiter = await g.arrive(west, None, "/west/", clock())
+    holder = await g.admission.arrive(west, None, "/west/", clock())
+    waiter = await g.admission.arrive(west, None, "/west/", clock())
     assert (holder.kind, waiter.kind) == ("pass", "wait")
     store.down = {"east"}
     controller = Controller(g)
     for _ in range(3):
         # Visitors of the failing room keep coming while the controller runs.
         for _ in range(5):
-            await g.arrive(g.rooms["east"], None, "/east/", clock())
+            await g.admission.arrive(g.rooms["east"], None, "/east/", clock())
         await controller.run_once()
-    ticket = g.read_ticket(waiter.cookies[0][1])
+    ticket = g.admission.read_ticket(waiter.cookies[0][1])
     assert ticket is not None
-    session = g.session_for(holder.session_token or "", west, clock())
+    session = g.sessions.session_for(holder.session_token or "", west, clock())
     assert session is not None
     for _ in range(5):
-        await g.arrive(g.rooms["east"], None, "/east/", clock())
-    assert await g.leave(None, session, clock())  # a slot frees in the healthy room
+        await g.admission.arrive(g.rooms["east"], None, "/east/", clock())
+    assert await g.admission.leave(None, session)  # a slot frees in the healthy room
     await controller.run_once()
-    out = await g.heartbeat(ticket, "/west/", clock())
+    out = await g.admission.heartbeat(ticket, "/west/", clock())
     assert out is not None and out.kind == "pass", "the waiter of the healthy room got in"
 
 
@@ -138,14 +138,14 @@ async def test_the_room_recovers_alone_and_says_so() -> None:
     east = g.rooms["east"]
     store.down = {"east"}
     for _ in range(3):
-        await g.arrive(east, None, "/east/", clock())
+        await g.admission.arrive(east, None, "/east/", clock())
     store.down = set()
-    for breaker in getattr(g, "breakers", {}).values():
+    for breaker in g.store.breakers.values():
         breaker.open_until = 0.0  # the cool-down is over
-    assert (await g.arrive(east, None, "/east/", clock())).kind == "pass"
+    assert (await g.admission.arrive(east, None, "/east/", clock())).kind == "pass"
     up = [e for e in pub.events if e.type == "system.store_up"]
     assert [e.data.get("room") for e in up] == ["east"]
-    assert g.store_ok and g.metrics.store_up._value.get() == 1
+    assert g.store.ok and g.metrics.store_up._value.get() == 1
 
 
 async def test_the_rate_limit_has_its_own_breaker() -> None:
@@ -155,12 +155,12 @@ async def test_the_rate_limit_has_its_own_breaker() -> None:
     g, _ = make_gate(store, clock, client_rate_limit=100)
     store.hits_down = True
     for i in range(10):
-        assert await g.client_wait(f"198.51.100.{i}") == 0.0  # a guard, never a gate
-    assert (await g.arrive(g.rooms["east"], None, "/east/", clock())).kind == "pass"
-    from waitroom_proxy.service import HIT_BREAKER
+        assert await g.limit.wait(f"198.51.100.{i}") == 0.0  # a guard, never a gate
+    assert (await g.admission.arrive(g.rooms["east"], None, "/east/", clock())).kind == "pass"
+    from waitroom_proxy.service.guarded import HIT_BREAKER
 
-    assert g.breaker_for(HIT_BREAKER).is_open
-    assert not g.breaker_for("east").is_open and not g.breaker_for("west").is_open
+    assert g.store.breaker_for(HIT_BREAKER).is_open
+    assert not g.store.breaker_for("east").is_open and not g.store.breaker_for("west").is_open
 
 
 async def test_no_request_waits_on_the_rate_limit_probe() -> None:
@@ -172,25 +172,25 @@ async def test_no_request_waits_on_the_rate_limit_probe() -> None:
     g, _ = make_gate(store, clock, client_rate_limit=100)
     store.hits_down = True
     for i in range(3):
-        await g.client_wait(f"198.51.100.{i}")
-    from waitroom_proxy.service import HIT_BREAKER
+        await g.limit.wait(f"198.51.100.{i}")
+    from waitroom_proxy.service.guarded import HIT_BREAKER
 
-    breaker = g.breaker_for(HIT_BREAKER)
+    breaker = g.store.breaker_for(HIT_BREAKER)
     assert breaker.is_open and store.__dict__["hit_calls"] == 3
     breaker.open_until = 0.0  # cool-down over: a request would be the probe, but is not
-    assert await g.client_wait("198.51.100.9") == 0.0
+    assert await g.limit.wait("198.51.100.9") == 0.0
     assert store.__dict__["hit_calls"] == 3
     store.hits_down = False
-    await g.flush_activity()  # the controller's background pass probes it
+    await Controller(g).flush()  # the controller's background pass probes it
     assert store.__dict__["hit_calls"] == 4 and not breaker.is_open
-    await g.client_wait("198.51.100.9")
+    await g.limit.wait("198.51.100.9")
     assert store.__dict__["hit_calls"] == 5
 
 
 async def test_one_server_is_one_failure_domain() -> None:
     """Not sharded (one server, Sentinel, the in-process store): every room and the rate limit
     share one breaker, as every room fails with that server."""
-    from waitroom_proxy.service import HIT_BREAKER
+    from waitroom_proxy.service.guarded import HIT_BREAKER
 
     clock = Clock()
     store = ShardDown(clock)
@@ -198,9 +198,13 @@ async def test_one_server_is_one_failure_domain() -> None:
     g, pub = make_gate(store, clock, client_rate_limit=100)
     store.down = {"east", "west"}
     for _ in range(3):
-        await g.arrive(g.rooms["east"], None, "/east/", clock())
-    assert g.breaker_for("west") is g.breaker_for("east") is g.breaker_for(HIT_BREAKER)
-    assert g.breaker_for("west").is_open
+        await g.admission.arrive(g.rooms["east"], None, "/east/", clock())
+    assert (
+        g.store.breaker_for("west")
+        is g.store.breaker_for("east")
+        is g.store.breaker_for(HIT_BREAKER)
+    )
+    assert g.store.breaker_for("west").is_open
     down = [e for e in pub.events if e.type == "system.store_down"]
     assert len(down) == 1 and "room" not in down[0].data
     assert g.metrics.room_store_up.labels("west")._value.get() == 0

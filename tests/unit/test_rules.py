@@ -21,6 +21,8 @@ from waitroom_proxy.domain.rules import BypassRules, limits_for, refresh_seconds
         ("javascript:alert(1)", "/"),
         ("/a\r\nSet-Cookie: x=1", "/"),
         ("/a\tb", "/"),
+        ("/\n", "/"),  # "$" of a pattern also matches before a final newline
+        ("/sale\n", "/"),
         ("relative/path", "/"),
         ("", "/"),
         (None, "/"),

@@ -13,7 +13,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from waitroom_proxy.adapters.redis_clients import build_client
 from waitroom_proxy.adapters.redis_store import RedisStore, rate_limit_key
-from waitroom_proxy.config import load_settings, mask_url
+from waitroom_proxy.config import load_settings
+from waitroom_proxy.domain.redact import redact_url as mask_url
 from waitroom_proxy.domain.store_url import StoreUrlError, parse_store_url
 from waitroom_proxy.errors import ConfigError
 
@@ -150,6 +151,31 @@ def test_mask_url_hides_every_password() -> None:
         "redis+sentinel://s/m/0?sentinel_password=***&y=1"
     )
     assert mask_url("nats://u:pw@a:4222,nats://b:4222") == "nats://u:***@a:4222,nats://b:4222"
+
+
+def test_one_redactor_for_every_url_and_list() -> None:
+    # A comma inside a password does not split the URL (it used to leave "pa" in the clear).
+    assert mask_url("redis://u:pa,ss@h:1/0") == "redis://u:***@h:1/0"
+    problems = []
+    try:
+        load_settings(
+            None, env={"WAITROOM_CAPACITY": "1", "WAITROOM_STORE_URL": "http://u:pa,ss@c"}
+        )
+    except ConfigError as exc:
+        problems = exc.problems
+    assert problems and not any("pa" in p.split("got", 1)[1] for p in problems), problems
+    # Every URL of a list, whichever carries the password; a token alone is hidden whole.
+    assert mask_url("nats://a:1, nats://u:pw@b:2") == "nats://a:1, nats://u:***@b:2"
+    assert mask_url("nats://s3cret@a:1,tls://b:2") == "nats://***@a:1,tls://b:2"
+    assert parse_store_url("rediss://:p%40ss@h:1/0?ssl_cert_reqs=none").display() == (
+        "rediss://:***@h:1/0?ssl_cert_reqs=none"
+    )
+
+
+@pytest.mark.parametrize("url", ["redis://h\n:1/0", "redis+sentinel://s:1/mymaster\n/0"])
+def test_a_newline_is_not_part_of_a_host_or_service(url: str) -> None:
+    with pytest.raises(StoreUrlError):
+        parse_store_url(url)
 
 
 # -- clients ---------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from waitroom_proxy.domain.session_cache import SessionCache
 from waitroom_proxy.domain.tokens import (
     SESSION_TYP,
-    SessionCache,
     SessionSigner,
     Ticket,
     TicketSigner,

@@ -1,4 +1,4 @@
-"""Adapters: implementations of ``waitroom_proxy.ports`` (DESIGN §9)."""
+"""Adapters: implementations of ``waitroom_proxy.ports``."""
 
 from __future__ import annotations
 

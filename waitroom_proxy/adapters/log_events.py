@@ -31,7 +31,7 @@ def counters_of(publisher: Any) -> dict[str, float]:
 class LogPublisher:
     """Writes each event to the ``waitroom_proxy.events`` logger at DEBUG level.
 
-    Used when no NATS URL is configured (DESIGN §7). A line reads
+    Used when no NATS URL is configured. A line reads
     ``<subject> <CloudEvent JSON>``. When DEBUG is off for that logger, ``publish`` only counts.
     Never raises: an event whose data cannot be encoded is counted in ``dropped``.
     """

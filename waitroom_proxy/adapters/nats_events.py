@@ -1,4 +1,4 @@
-"""Events on NATS JetStream (DESIGN §7).
+"""Events on NATS JetStream.
 
 ``NatsPublisher`` implements ``EventPublisher``: ``publish()`` only appends to a bounded
 in-memory buffer; a background task sends the buffer, in order, to the ``WAITROOM`` stream with
@@ -28,12 +28,9 @@ by JetStream), ``dropped`` (buffer full, refused by the server, or left over at 
 ``retries`` (times sending resumed after a failure or an outage), ``buffered`` (property: events
 waiting, including those in flight) and ``connected`` (property).
 
-Streams (``waitroom_proxy.adapters.nats_streams``): ``WAITROOM`` and ``WAITROOM_DLQ``, created
-on connect if missing with ``stream_replicas`` copies (3 on a NATS cluster). A stream that
-exists with another configuration is used as it is and reported: a warning naming each
-setting that differs, and the ``stream_mismatches`` counter. A stream JetStream refuses to
-create (e.g. 3 replicas on a single server) is logged as an error, at most once a minute, and
-retried with backoff while events wait in the buffer.
+Streams: ``WAITROOM`` and ``WAITROOM_DLQ``, created on connect if missing, with
+``stream_replicas`` copies; one that exists with another configuration is used as it is and
+reported (``waitroom_proxy.adapters.nats_streams``).
 
 ``url`` may list several servers separated by commas (a cluster): the client connects to any of
 them and, once connected, fails over to another node of the cluster in milliseconds.
@@ -45,15 +42,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
-import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Any, Final, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from typing import Final
 
 import nats
 import nats.errors
@@ -62,6 +54,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext, api
 
 from waitroom_proxy.adapters.log_events import counters_of
+from waitroom_proxy.adapters.nats_connection import Backoff, open_client, servers_of
 from waitroom_proxy.adapters.nats_streams import (
     DLQ_STREAM,
     DLQ_SUBJECTS,
@@ -72,11 +65,10 @@ from waitroom_proxy.adapters.nats_streams import (
     stream_configs,
 )
 from waitroom_proxy.domain.events import (
-    SUBJECT_PREFIX,
     encode_cloudevent,
-    event_type_of,
     subject_for,
 )
+from waitroom_proxy.domain.redact import redact_url
 from waitroom_proxy.ports import Event
 
 __all__ = [
@@ -87,11 +79,8 @@ __all__ = [
     "STREAM_SUBJECTS",
     "NatsPublisher",
     "ensure_streams",
-    "format_event",
-    "redact_url",
     "servers_of",
     "stream_configs",
-    "tail",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,45 +88,6 @@ logger = logging.getLogger(__name__)
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SETUP_ERROR_LOG_INTERVAL: Final = 60.0
 """Seconds between two error logs about streams JetStream refuses to create."""
-
-
-def servers_of(url: str) -> list[str]:
-    """The server URLs of a ``nats_url`` (one URL, or several separated by commas)."""
-    return [part.strip() for part in url.split(",") if part.strip()]
-
-
-def redact_url(url: str) -> str:
-    """The URL (or comma-separated URLs) without user information: credentials never go to
-    logs or messages."""
-    if "," in url:
-        return ",".join(redact_url(part) for part in servers_of(url))
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-
-
-class _Backoff:
-    """Exponential backoff with jitter: uniform(c/2, c), c = min(cap, base * 2**n)."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)  # half jitter: never a zero-wait hot loop
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class _Refused(Exception):
@@ -210,7 +160,7 @@ class NatsPublisher:
 
         self._buf: deque[Event] = deque()
         self._wake = asyncio.Event()
-        self._backoff = _Backoff(backoff_base, backoff_max)
+        self._backoff = Backoff(backoff_base, backoff_max)
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._task: asyncio.Task[None] | None = None
@@ -358,53 +308,24 @@ class NatsPublisher:
         await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
-        nc = NatsClient()
-
-        async def on_error(exc: Exception) -> None:
-            logger.debug("events: NATS error: %r", exc)
+        nc: NatsClient | None = None  # set once connected; a callback before that is no news
 
         async def on_disconnected() -> None:
             self._connected_evt.clear()
             if self._disconnected is not None and not self._disconnected.done():
                 self._disconnected.set_result(None)
-            if self._nc is nc and not self._closing:
+            if nc is not None and self._nc is nc and not self._closing:
                 logger.warning("events: disconnected from NATS; buffering (%d)", len(self._buf))
 
         async def on_reconnected() -> None:
             self._connected_evt.set()
-            where = nc.connected_url
-            logger.warning(
-                "events: reconnected to NATS at %s",
-                redact_url(where.geturl()) if where is not None else "?",
-            )
 
-        try:
-            await asyncio.wait_for(
-                nc.connect(
-                    servers=self.servers,
-                    name=self.source,
-                    connect_timeout=max(1, round(self.connect_timeout)),
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,  # once connected, never give up
-                    reconnect_time_wait=1,
-                    error_cb=on_error,
-                    disconnected_cb=on_disconnected,
-                    reconnected_cb=on_reconnected,
-                ),
-                timeout=self.connect_timeout,
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await nc.close()
-            raise
+        nc = await open_client(
+            self.servers, self.source, self.connect_timeout, on_disconnected, on_reconnected
+        )
         self._nc = nc
         self._js = nc.jetstream(timeout=self.ack_timeout)
         self._connected_evt.set()
-        where = nc.connected_url
-        logger.info(
-            "events: connected to NATS at %s",
-            redact_url(where.geturl() if where is not None else self.url),
-        )
 
     async def _close_connection(self) -> None:
         nc, self._nc, self._js = self._nc, None, None
@@ -474,11 +395,8 @@ class NatsPublisher:
         buf = self._buf
         while len(inflight) < self.max_in_flight and len(inflight) < len(buf):
             event = buf[len(inflight)]
-            try:
-                payload = encode_cloudevent(event, self.source)
-            except (ValueError, TypeError, RecursionError):
-                del buf[len(inflight)]
-                self._drop(1, "data cannot be encoded as JSON")
+            payload = self._payload(len(inflight))
+            if payload is None:
                 continue
             try:
                 fut = await js.publish_async(
@@ -491,6 +409,16 @@ class NatsPublisher:
                 return  # let the events before it go first
             inflight.append(fut)
 
+    def _payload(self, index: int) -> bytes | None:
+        """The wire form of the buffer's event at ``index``; None (and the event dropped, and
+        counted) when its data cannot be encoded as JSON."""
+        try:
+            return encode_cloudevent(self._buf[index], self.source)
+        except (ValueError, TypeError, RecursionError):
+            del self._buf[index]
+            self._drop(1, "data cannot be encoded as JSON")
+            return None
+
     async def _send_head_alone(self, js: JetStreamContext) -> None:
         """After a failure, send the oldest event alone and wait for its ack.
 
@@ -500,11 +428,8 @@ class NatsPublisher:
         towards ``max_retries`` for that event; 503 (JetStream not ready) and timeouts do not.
         """
         event = self._buf[0]
-        try:
-            payload = encode_cloudevent(event, self.source)
-        except (ValueError, TypeError, RecursionError):
-            self._buf.popleft()
-            self._drop(1, "data cannot be encoded as JSON")
+        payload = self._payload(0)
+        if payload is None:
             return
         try:
             await js.publish(
@@ -535,113 +460,3 @@ class NatsPublisher:
 
 
 # -- tail ------------------------------------------------------------------------------------
-
-
-def format_event(raw: bytes, subject: str) -> str:
-    """One line for a stored event: ``time  type  room  data-JSON``.
-
-    Messages that are not CloudEvents are shown as the subject and raw payload.
-    """
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise ValueError("not an object")
-        when = str(doc.get("time", "-"))
-        type_ = event_type_of(str(doc.get("type", "-")))
-        room = str(doc.get("subject") or "-")
-        data = json.dumps(doc.get("data", {}), separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
-        return f"-  {subject}  -  {raw.decode(errors='replace')}"
-    return f"{when}  {type_}  {room}  {data}"
-
-
-def tail(
-    nats_url: str,
-    room: str | None,
-    *,
-    out: TextIO | None = None,
-    max_events: int | None = None,
-    connect_timeout: float = 3.0,
-    on_ready: Callable[[], Any] | None = None,
-) -> None:
-    """Print new events (one line each) until interrupted (the ``events tail`` command).
-
-    Subscribes with an ephemeral ordered consumer delivering only new messages, to
-    ``waitroom.<room>.*.*`` (one room) or ``waitroom.>`` (everything, system events included).
-
-    Args:
-        nats_url: NATS URL.
-        room: only this room, or None for all.
-        out: where to print (default stdout).
-        max_events: return after printing this many (for tests); None = until Ctrl-C.
-        connect_timeout: seconds to reach NATS before giving up.
-        on_ready: called once the subscription is live (for tests).
-
-    Raises:
-        SystemExit: NATS cannot be reached or has no ``WAITROOM`` stream (message on stderr).
-    """
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_tail(nats_url, room, out or sys.stdout, max_events, connect_timeout, on_ready))
-
-
-async def _tail(
-    url: str,
-    room: str | None,
-    out: TextIO,
-    max_events: int | None,
-    connect_timeout: float,
-    on_ready: Callable[[], Any] | None,
-) -> None:
-    last_error: list[BaseException] = []
-
-    async def on_error(exc: Exception) -> None:
-        last_error.append(exc)
-
-    nc = NatsClient()
-    try:
-        await asyncio.wait_for(
-            nc.connect(
-                servers=servers_of(url),
-                name="waitroom-proxy events tail",
-                connect_timeout=max(1, round(connect_timeout)),
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                error_cb=on_error,
-            ),
-            timeout=connect_timeout,
-        )
-    except (TimeoutError, OSError, nats.errors.Error) as exc:
-        with contextlib.suppress(Exception):
-            await nc.close()
-        cause = last_error[-1] if last_error else exc
-        raise SystemExit(
-            f"waitroom-proxy events tail: cannot reach NATS at {redact_url(url)}: "
-            f"{cause or type(cause).__name__}"
-        ) from None
-    try:
-        js = nc.jetstream()
-        subject = f"{SUBJECT_PREFIX}.{room}.*.*" if room else f"{SUBJECT_PREFIX}.>"
-        try:
-            sub = await js.subscribe(
-                subject,
-                stream=STREAM,
-                ordered_consumer=True,
-                deliver_policy=api.DeliverPolicy.NEW,
-            )
-        except nats.js.errors.NotFoundError:
-            raise SystemExit(
-                f"waitroom-proxy events tail: no {STREAM} stream at {redact_url(url)} "
-                "(it is created when a proxy with this NATS URL starts)"
-            ) from None
-        if on_ready is not None:
-            on_ready()
-        seen = 0
-        async for msg in sub.messages:
-            print(format_event(msg.data, msg.subject), file=out, flush=True)
-            seen += 1
-            if max_events is not None and seen >= max_events:
-                break
-        await sub.unsubscribe()
-    finally:
-        with contextlib.suppress(Exception):
-            await nc.close()

@@ -1,4 +1,4 @@
-"""The JetStream streams the publisher makes sure of (DESIGN §7), and what differs when they
+"""The JetStream streams the publisher makes sure of, and what differs when they
 exist already.
 
 - ``WAITROOM``: subjects ``waitroom.>``, file storage, duplicate window 2 min, max age 7 days.

@@ -6,7 +6,8 @@ Starlette's ``CORSMiddleware`` on the routes app (configured origins only).
 
 - **Request id**: a sane client ``X-Request-ID`` (1-128 of ``[A-Za-z0-9._-]``) is kept, anything
   else replaced by a fresh one; it is returned in the response and put on every log line of the
-  request (``request_id`` attribute, through a contextvar and a logging filter).
+  request (``request_id`` attribute, through a contextvar and the logging filter of
+  :mod:`waitroom_proxy.logs`).
 - **Access log**: one JSON line per request on the ``waitroom_proxy.access`` logger.
 - **Recovery**: an unhandled error becomes a plain 500 page (no traceback to the client), logged
   with the request id. If the response had already started, the connection is closed instead.
@@ -15,7 +16,6 @@ Starlette's ``CORSMiddleware`` on the routes app (configured origins only).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 import json
 import logging
@@ -23,69 +23,19 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from waitroom_proxy.asgi.page import default_error_page
+from waitroom_proxy.logs import request_id_var
+
 access_log = logging.getLogger("waitroom_proxy.access")
 log = logging.getLogger(__name__)
 
 _SANE_ID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 _ID_PREFIX = secrets.token_hex(5) + "-"
 _ID_COUNTER = itertools.count(1)
-_500 = (
-    b"<!doctype html><html lang=en><meta charset=utf-8><title>Something went wrong</title>"
-    b"<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto'>"
-    b"<h1>Something went wrong</h1><p>Please try again in a moment.</p></body></html>"
-)
-
-
-class RequestIdFilter(logging.Filter):
-    """Adds ``request_id`` to every log record (``-`` outside a request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
-
-
-class JsonFormatter(logging.Formatter):
-    """Structured log lines: one JSON object per record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "request_id": getattr(record, "request_id", request_id_var.get()),
-            "msg": record.getMessage(),
-        }
-        extra = getattr(record, "access", None)
-        if isinstance(extra, dict):
-            out.update(extra)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"))
-
-
-def configure_logging(level: str = "info", *, json_lines: bool = True) -> None:
-    """Root logging for ``serve``: JSON lines with the request id."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    if json_lines:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 class AccessLogWriter:
@@ -149,10 +99,13 @@ class RequestContext:
         *,
         access_log_enabled: bool = True,
         writer: AccessLogWriter | None = None,
+        error_page: bytes | None = None,
     ) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
         self._writer = writer or AccessLogWriter()
+        self._500 = error_page if error_page is not None else default_error_page(500, "")
+        """The page of an unhandled error (rendered once: the failure path renders nothing)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,13 +140,13 @@ class RequestContext:
                     "status": 500,
                     "headers": [
                         (b"content-type", b"text/html; charset=utf-8"),
-                        (b"content-length", str(len(_500)).encode()),
+                        (b"content-length", str(len(self._500)).encode()),
                         (b"cache-control", b"no-store"),
                         (b"x-request-id", rid_b),
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": _500})
+            await send({"type": "http.response.body", "body": self._500})
         finally:
             if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")

@@ -1,4 +1,4 @@
-"""The request edge: one parse of the request written into the ASGI scope (DESIGN §4).
+"""The request edge: one parse of the request written into the ASGI scope.
 
 Like uvicorn's ``ProxyHeadersMiddleware`` resolves the client address once and writes it into
 the scope, ``prepare`` resolves the request once and hands everything downstream (the gate,
@@ -14,6 +14,10 @@ the proxy, a host app) a scope in which it is already settled:
   a trusted proxy, and every spelling of those names with ``_`` for ``-`` (``X_Forwarded_For``,
   ``Waitroom_Verified``) is dropped always: CGI and WSGI origins read ``X_Forwarded_For`` and
   ``X-Forwarded-For`` as the same ``HTTP_X_FORWARDED_FOR``.
+- ``scope["waitroom.client"]``: the :class:`Client`, resolved once here: the visitor's address
+  and whether the visitor is on HTTPS, from ``X-Forwarded-For``/``-Proto`` when the peer is a
+  trusted proxy, else from the connection. ``scope["client"]`` stays the TCP peer (the address
+  the proxy adds to ``X-Forwarded-For``).
 - ``TRACE`` and ``CONNECT`` are refused with 405 (``TRACE`` would reflect the session token
   in ``Waitroom-Verified``; nginx refuses ``TRACE`` with 405 too).
 
@@ -24,21 +28,64 @@ httptools protocol drops), else from ``raw_path`` and ``query_string``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import NamedTuple
 from urllib.parse import quote
 
-from waitroom_proxy.asgi.headers import TrustedProxies
-from waitroom_proxy.domain.target import BadRequest, RequestTarget, parse_target
+from starlette.types import Scope, Send
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Send = Callable[[Message], Awaitable[None]]
+from waitroom_proxy.asgi.headers import Header, TrustedProxies, upstream_request_headers
+from waitroom_proxy.domain.target import BadRequest, RequestTarget, parse_target
 
 TARGET_KEY = "waitroom.target"
 """Scope key of the parsed :class:`RequestTarget`."""
 RAW_TARGET_KEY = "waitroom.request_target"
 """Scope key of the request target exactly as on the request line (set by the protocol)."""
+CLIENT_KEY = "waitroom.client"
+"""Scope key of the resolved :class:`Client`."""
+
+
+class Client(NamedTuple):
+    """Who the visitor is, as far as the proxy may believe (like uvicorn's
+    ``ProxyHeadersMiddleware``, which rewrites ``scope["client"]`` and ``scope["scheme"]``)."""
+
+    ip: str | None
+    """The peer, or when the peer is a trusted proxy the rightmost ``X-Forwarded-For`` hop that
+    is not one (None when the server knows no peer)."""
+    secure: bool
+    """The visitor is on HTTPS (``Secure`` cookies): the connection's scheme, or a trusted
+    proxy's first ``X-Forwarded-Proto`` when it says ``http`` or ``https``."""
+    from_proxy: bool = False
+    """The peer is a trusted proxy: its ``X-Forwarded-*`` headers were kept (and the upstream
+    request extends them)."""
+
+
+_SECURE_SCHEMES = frozenset({"https", "wss"})
+_CLIENTS: tuple[dict[str | None, Client], dict[str | None, Client]] = ({}, {})
+"""Clients that are their own peer, by address (plain, then HTTPS): made once per address."""
+_CLIENTS_MAX = 4096
+
+
+def _forwarded_client(
+    peer: str, secure: bool, headers: list[tuple[bytes, bytes]], trusted: TrustedProxies
+) -> Client:
+    """The client behind a trusted proxy, from the headers it forwarded."""
+    hops: list[str] = []
+    proto: str | None = None
+    for k, v in headers:
+        if k == b"x-forwarded-for":
+            hops.extend(h.strip() for h in v.decode("latin-1").split(","))
+        elif k == b"x-forwarded-proto" and proto is None:
+            proto = v.decode("latin-1").split(",")[0].strip().lower()
+    ip = peer
+    for hop in reversed(hops):  # the rightmost address not of a trusted proxy
+        if hop and hop not in trusted:
+            ip = hop
+            break
+    if proto in ("http", "https"):
+        secure = proto == "https"
+    return Client(ip, secure, True)
+
 
 REFUSED_METHODS = frozenset({"TRACE", "CONNECT"})
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -106,8 +153,8 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
     method = scope.get("method", "GET")
     if method in REFUSED_METHODS:
         raise Refusal(405, f"{method} is not allowed")
-    client = scope.get("client")
-    from_proxy = bool(trusted) and client is not None and client[0] in trusted
+    peer = scope.get("client")
+    from_proxy = bool(trusted) and peer is not None and peer[0] in trusted
     hosts: list[bytes] = []
     headers: list[tuple[bytes, bytes]] = []
     append = headers.append
@@ -146,6 +193,20 @@ def prepare(scope: Scope, trusted: TrustedProxies) -> Scope:
     out["raw_path"] = target.raw_path
     out["query_string"] = target.query
     out[TARGET_KEY] = target
+    secure = scope.get("scheme") in _SECURE_SCHEMES
+    if from_proxy:
+        assert peer is not None
+        out[CLIENT_KEY] = _forwarded_client(peer[0], secure, headers, trusted)
+    else:
+        # The hot path: the peer is the client; one dict lookup for a peer seen before.
+        ip = peer[0] if peer else None
+        known = _CLIENTS[secure]
+        client = known.get(ip)
+        if client is None:
+            if len(known) >= _CLIENTS_MAX:
+                known.clear()
+            client = known[ip] = Client(ip, secure)
+        out[CLIENT_KEY] = client
     return out
 
 
@@ -153,6 +214,39 @@ def target_of(scope: Scope) -> RequestTarget:
     """The :class:`RequestTarget` that ``prepare`` wrote into the scope."""
     target: RequestTarget = scope[TARGET_KEY]
     return target
+
+
+def client_of(scope: Scope) -> Client:
+    """The :class:`Client` that ``prepare`` wrote into the scope."""
+    client: Client = scope[CLIENT_KEY]
+    return client
+
+
+def forwarded_headers(
+    scope: Scope,
+    trusted: TrustedProxies,
+    default_host: bytes,
+    add_headers: Sequence[Header],
+    strip_cookies: Collection[str],
+    default_scheme: str,
+    strip_headers: Collection[bytes] = (),
+) -> tuple[bytes, list[Header]]:
+    """``upstream_request_headers`` for one request (HTTP or a WebSocket handshake): whether
+    the peer is a trusted proxy is the edge's decision (``asgi.edge.Client``) when the request
+    went through it, else decided here (an ``UpstreamProxy`` served bare)."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    resolved = scope.get(CLIENT_KEY)
+    return upstream_request_headers(
+        scope["headers"],
+        peer=peer,
+        scheme=scope.get("scheme", default_scheme),
+        trusted=resolved.from_proxy if resolved is not None else peer in trusted,
+        default_host=default_host,
+        add_headers=add_headers,
+        strip_cookies=strip_cookies,
+        strip_headers=strip_headers,
+    )
 
 
 async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
@@ -185,10 +279,14 @@ async def refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
 
 
 __all__ = [
+    "CLIENT_KEY",
     "RAW_TARGET_KEY",
     "REFUSED_METHODS",
     "TARGET_KEY",
+    "Client",
     "Refusal",
+    "client_of",
+    "forwarded_headers",
     "prepare",
     "refuse",
     "target_of",

@@ -4,7 +4,8 @@ Before any app or origin sees a request, it:
 
 1. settles the request once (``asgi.edge.prepare``: one Host, one normalised path, headers
    the origin trusts removed; TRACE/CONNECT → 405) — an ambiguous request → 400 and close;
-2. refuses ambiguous body framing (``framing_problem``) with 400 and ``Connection: close``;
+2. refuses ambiguous body framing (``framing_problem``) with 400 and ``Connection: close``
+   (501 for a transfer coding before ``chunked`` that it does not implement, ``gzip, chunked``);
 3. enforces ``max_body_bytes``: a declared ``Content-Length`` above it → 413 at once; a chunked
    body is counted while it streams → 413 if the response has not started, else the
    connection is cut (the app sees ``http.disconnect``);
@@ -19,17 +20,12 @@ Requests without a body pay for none of 3 and 4 (no wrapper around ``receive``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waitroom_proxy.asgi.edge import Refusal, prepare, refuse
 from waitroom_proxy.asgi.headers import TrustedProxies
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_BODY_TIMEOUT = 60.0
 
@@ -64,7 +60,7 @@ def _framing(
         elif name == b"transfer-encoding":
             encodings += 1
             if value.strip(b" \t").lower() != b"chunked":
-                return "unsupported Transfer-Encoding", None, False
+                return _coding_problem(value), None, False
     if lengths > 1:
         return "more than one Content-Length", None, False
     if encodings:
@@ -76,6 +72,23 @@ def _framing(
             return "Transfer-Encoding in an HTTP/1.0 request", None, False
         return None, None, True
     return None, length, False
+
+
+NOT_IMPLEMENTED = "transfer coding not implemented"
+"""The framing problem answered with 501 rather than 400 (see ``_coding_problem``)."""
+
+
+def _coding_problem(value: bytes) -> str:
+    """Why a ``Transfer-Encoding`` other than ``chunked`` is refused.
+
+    RFC 9112 §6.3: when ``chunked`` is not the final coding the body length cannot be known
+    (400 and close, a MUST); §6.1: a request whose final ``chunked`` follows a coding the
+    server does not implement (``gzip, chunked``) SHOULD get 501, as nginx answers.
+    """
+    codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+    if len(codings) > 1 and codings[-1] == b"chunked" and all(codings[:-1]):
+        return NOT_IMPLEMENTED
+    return "unsupported Transfer-Encoding"
 
 
 async def _plain(send: Send, status: int, message: str) -> None:
@@ -128,7 +141,7 @@ class HardeningGuard:
             return
         problem, length, chunked = _framing(scope["headers"], scope.get("http_version", "1.1"))
         if problem is not None:
-            await _plain(send, 400, problem)
+            await _plain(send, 501 if problem == NOT_IMPLEMENTED else 400, problem)
             return
         limit = self.max_body_bytes
         if length is not None and limit is not None and length > limit:

@@ -24,9 +24,11 @@ Two layers:
    (``header_timeout``, from the connection or from the request's first byte) → 408 and close;
    a limit on the head's size (``max_header_bytes``, request line included) → 431 and close.
    Both answer, half-close and discard what the client still sends for a moment ("lingering
-   close"), so the client reads the status instead of a reset. Trailer fields are dropped
-   (they never act as headers: the proxy sends no trailers upstream either), and the request
-   target exactly as received goes into ``scope["waitroom.request_target"]`` for the edge.
+   close"), so the client reads the status instead of a reset; so does every close uvicorn
+   makes while a request body is still arriving (a 413 or 408 of the guard, an early answer).
+   Trailer fields are dropped (they never act as headers: the proxy sends no trailers
+   upstream either), and the request target exactly as received goes into
+   ``scope["waitroom.request_target"]`` for the edge.
 2. **ASGI** (``HardeningGuard`` in ``asgi.guard``, outermost): the request edge (one Host, one
    normalised path, headers the origin trusts), ambiguous framing → 400, ``max_body_bytes`` →
    413, ``body_timeout`` → 408.
@@ -37,7 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -52,11 +54,10 @@ from waitroom_proxy.asgi.guard import (
     HardeningGuard,
     framing_problem,
 )
+from waitroom_proxy.asgi.linger import Lingering
 
 DEFAULT_MAX_HEADER_BYTES = 65_536
 DEFAULT_HEADER_TIMEOUT = 10.0
-LINGER_SECONDS = 2.0
-"""After refusing a request, how long to keep reading (and dropping) what the client sends."""
 
 _REASONS = {
     400: b"Bad Request",
@@ -87,18 +88,18 @@ def _raw_response(status: int, message: str) -> bytes:
     )
 
 
-class _HeadGuard:
-    """Deadline and size limit of one connection's request heads (shared by both protocols)."""
+class _HeadGuard(Lingering):
+    """Deadline and size limit of one connection's request heads (shared by both protocols);
+    every close of the connection may linger (``asgi.linger``)."""
 
     limits: ClassVar[HttpLimits] = HttpLimits()
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
     def _guard_init(self) -> None:
+        self._linger_init()
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
-        self._linger: asyncio.TimerHandle | None = None
-        self._refused = False
 
     def _arm_deadline(self) -> None:
         if self._deadline is None and not self._refused:
@@ -111,13 +112,23 @@ class _HeadGuard:
             self._deadline = None
 
     def _guard_lost(self) -> None:
-        for timer in (self._deadline, self._linger):
-            if timer is not None:
-                timer.cancel()
-        self._deadline = self._linger = None
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._linger_stop()
+
+    # Both protocols: the mixin comes first in their bases, so ``super()`` is uvicorn's protocol.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        cast(Any, super()).connection_made(self._wrap(cast(asyncio.Transport, transport)))
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._guard_lost()
+        cast(Any, super()).connection_lost(exc)
 
     def _response_in_flight(self) -> bool:
-        return False
+        cycle = getattr(self, "cycle", None)  # uvicorn's current request cycle
+        return cycle is not None and not cycle.response_complete
 
     def _on_deadline(self) -> None:
         self._deadline = None
@@ -137,13 +148,8 @@ class _HeadGuard:
         unset_keepalive = getattr(self, "_unset_keepalive_if_required", None)
         if unset_keepalive is not None:
             unset_keepalive()
-        transport = self.transport
-        transport.write(_raw_response(status, message))
-        if transport.can_write_eof():
-            transport.write_eof()
-            self._linger = self.loop.call_later(LINGER_SECONDS, transport.close)
-        else:
-            transport.close()
+        self.transport.write(_raw_response(status, message))
+        self._linger_on()
 
     def _feed_head(
         self, data: bytes, feed: Callable[[bytes], None], in_head: Callable[[], bool]
@@ -174,16 +180,8 @@ class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
         self._guard_init()
         self._in_head = True
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def _response_in_flight(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
+    def _body_pending(self) -> bool:
+        return self.cycle is not None and self.cycle.more_body
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -204,6 +202,7 @@ class HardenedHttpToolsProtocol(_HeadGuard, HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self._dropped()
             return
         if self._in_head:
             self._feed_head(data, super().data_received, lambda: self._in_head)
@@ -222,22 +221,15 @@ class HardenedH11Protocol(_HeadGuard, H11Protocol):
             h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes + 1
         )
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._guard_lost()
-        super().connection_lost(exc)
-
-    def _response_in_flight(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
+    def _body_pending(self) -> bool:
+        return self.conn.their_state is h11.SEND_BODY
 
     def _in_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
+            self._dropped()
             return
         if not self._in_head():
             super().data_received(data)

@@ -137,6 +137,7 @@ def upstream_request_headers(
     default_host: bytes,
     add_headers: Sequence[Header] = (),
     strip_cookies: Collection[str] = (),
+    strip_headers: Collection[bytes] = (),
 ) -> tuple[bytes, list[Header]]:
     """Headers to send upstream for one client request.
 
@@ -148,11 +149,16 @@ def upstream_request_headers(
         default_host: Host to send when the client sent none (HTTP/1.0).
         add_headers: headers added by the proxy; client headers of the same names are removed.
         strip_cookies: cookie names removed from the ``Cookie`` header(s).
+        strip_headers: header names (lower case) removed: the proxy's own, such as the bypass
+            secret header, which the origin has no use for.
 
     Returns:
         ``(host, headers)``: the Host value to send, and every other header (Host excluded).
     """
     add_names = {n.lower() for n, _ in add_headers} if add_headers else ()
+    skip: Collection[bytes] = add_names or strip_headers
+    if add_names and strip_headers:
+        skip = add_names.union(strip_headers)
     out: list[Header] = []
     named: frozenset[bytes] | None = None
     host: bytes | None = None
@@ -164,7 +170,7 @@ def upstream_request_headers(
     for name, value in headers:
         kind = kinds.get(name)
         if kind is None:
-            if add_names and name in add_names:
+            if skip and name in skip:
                 continue
             out.append((name, value))
         elif kind == _HOST:

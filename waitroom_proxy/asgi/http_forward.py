@@ -25,20 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from starlette.types import Message, Receive, Scope, Send
+
 from .commands import take_commands
-from .headers import Header, TrustedProxies, upstream_request_headers
+from .edge import forwarded_headers
+from .headers import Header, TrustedProxies
+from .page import default_error_page
 from .response import (
     HTTP10_BUFFER_MAX,
-    MESSAGES,
     REASONS,
     RedirectRewriter,
     accepts_json,
-    default_error_page,
     error_response,
+    error_text,
 )
 from .upstream import (
     Connection,
@@ -52,10 +55,6 @@ from .upstream import (
 # The proxy's logger name, as before the split: operators filter logs by it.
 logger = logging.getLogger("waitroom_proxy.asgi.proxy")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ResponseHook = Callable[[int, list[Header]], list[Header]]
 ErrorPage = Callable[[int, str], bytes]
 
@@ -103,17 +102,10 @@ class HttpForwarder:
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
         response_hook: ResponseHook | None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
-        client = scope.get("client")
-        peer = client[0] if client else None
-        host, headers = upstream_request_headers(
-            scope["headers"],
-            peer=peer,
-            scheme=scope.get("scheme", "http"),
-            trusted=peer in self.trusted,
-            default_host=self.authority,
-            add_headers=add_headers,
-            strip_cookies=strip_cookies,
+        host, headers = forwarded_headers(
+            scope, self.trusted, self.authority, add_headers, strip_cookies, "http", strip_headers
         )
         method: str = scope["method"]
 
@@ -375,7 +367,7 @@ class HttpForwarder:
             exc,
         )
         reason = REASONS.get(status, "Error")
-        message = MESSAGES.get(status, "The site could not answer; try again in a moment.")
+        message = error_text(status)[1]
         json_wanted = accepts_json(scope.get("headers", ()))
         try:
             headers, body = error_response(

@@ -1,62 +1,54 @@
-"""``WaitroomMiddleware``: the gatekeeper as a pure ASGI middleware (DESIGN §1, §4, §9).
+"""``WaitroomMiddleware``: the gatekeeper as a pure ASGI middleware.
 
 The same class serves a host app (Starlette, FastAPI, any ASGI app) and the standalone proxy,
 where the wrapped app is an ``UpstreamProxy``. The hot path (a valid session) is raw ASGI: one
 pass over the request headers, a dict lookup in the cache of verified tokens, no store command,
 no framework routing. Starlette serves only the ``/_waitroom/*`` routes.
+
+This class takes an engine already built; a host app builds one from settings with
+``waitroom_proxy.WaitroomMiddleware(app, settings)`` (the composition root does it there, so
+nothing here imports it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
-from waitroom_proxy.asgi.edge import Refusal, prepare, refuse, target_of
-from waitroom_proxy.asgi.page import content_security_policy
+from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
+from waitroom_proxy.asgi.headers import TrustedProxies
+from waitroom_proxy.asgi.page import Pages, content_security_policy
+from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
+from waitroom_proxy.asgi.proxy import UpstreamProxy
+from waitroom_proxy.asgi.room_headers import (
+    ROOM_COOKIES,
+    cookie_header,
+    read_cookies,
+    secret_headers,
+    single_header,
+    strip_room_cookies,
+)
+from waitroom_proxy.asgi.routes import build_routes
 from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.domain.rules import safe_return_to
+from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.domain.tokens import Session
-from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Outcome, RoomRuntime
+from waitroom_proxy.service import SESSION_COOKIE, Engine, Outcome, RoomRuntime
+from waitroom_proxy.service.outcome import Cookie
 
 log = logging.getLogger(__name__)
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_ROOM_COOKIES = (SESSION_COOKIE, TICKET_COOKIE)
-_SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
-_TICKET_PREFIX = TICKET_COOKIE.encode() + b"="
+# ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``; importable from here.
+__all__ = ["WaitroomMiddleware", "cookie_header", "read_cookies", "request_url", "wants_json"]
+
 _VERIFIED = b"waitroom-verified"
-_STATUS_TEXT = {200: "OK", 202: "Accepted", 429: "Too Many Requests", 503: "Service Unavailable"}
-
-
-def read_cookies(cookie_headers: list[bytes]) -> tuple[str | None, str | None]:
-    """(session, ticket) cookie values from the request's Cookie headers; never raises."""
-    session = ticket = None
-    for raw in cookie_headers:
-        for part in raw.split(b";"):
-            part = part.strip()
-            if part.startswith(_SESSION_PREFIX):
-                session = part[len(_SESSION_PREFIX) :].decode("latin-1").strip('"')
-            elif part.startswith(_TICKET_PREFIX):
-                ticket = part[len(_TICKET_PREFIX) :].decode("latin-1").strip('"')
-    return session, ticket
-
-
-def cookie_header(name: str, value: str, max_age: int, *, secure: bool) -> tuple[bytes, bytes]:
-    """A ``Set-Cookie`` header: HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS."""
-    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
-    if secure:
-        parts.append("Secure")
-    return b"set-cookie", "; ".join(parts).encode("latin-1")
 
 
 def wants_json(accept: bytes) -> bool:
@@ -71,39 +63,62 @@ def request_url(scope: Scope) -> str:
     return safe_return_to(path + ("?" + qs.decode("latin-1") if qs else ""))
 
 
+def pages_for(engine: Engine) -> Pages:
+    """The pages of an engine's rooms (operator templates where the settings name them)."""
+    settings = engine.settings
+    templates = {room.name: room.template for room in settings.rooms if room.template}
+    return Pages(settings.prefix, templates)
+
+
 class WaitroomMiddleware:
     """Puts a waiting room in front of an ASGI app.
 
     Args:
         app: the protected app (a host app, or the standalone ``UpstreamProxy``).
-        settings: process settings; the engine (store, events, signers, controller) is built
-            from them by ``waitroom_proxy.bootstrap.build_engine``.
-        engine: an engine already built (tests pass their own adapters this way).
+        engine: the engine (store, events, signers, controller), built by
+            ``waitroom_proxy.bootstrap.build_engine``; tests pass their own adapters there.
+        pages: the rendered pages (default: built from the engine's settings).
+        upstream_probe: what ``/readyz`` calls to check the origin (default: the wrapped
+            ``UpstreamProxy``'s, none for a host app).
 
     The engine starts on the ASGI lifespan startup of the host app (the host keeps its own
     lifespan handling), or on the first request when the server sends no lifespan events.
     """
 
-    def __init__(self, app: ASGIApp, settings: Any = None, *, engine: Any = None) -> None:
-        from waitroom_proxy.asgi.proxy import UpstreamProxy
-        from waitroom_proxy.bootstrap import build_engine
-
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: object = None,
+        *,
+        engine: Engine | None = None,
+        pages: Pages | None = None,
+        upstream_probe: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         if engine is None:
-            if settings is None:
-                raise TypeError("WaitroomMiddleware needs settings or an engine")
-            engine = build_engine(settings)
+            raise TypeError(
+                "WaitroomMiddleware needs an engine; build one from settings with "
+                "waitroom_proxy.WaitroomMiddleware(app, settings)"
+            )
+        settings_ = engine.settings
         self.app = app
         self.engine = engine
-        self.gate = engine.gate
-        self.metrics = engine.gate.metrics
-        self.prefix = engine.prefix
+        gate = self.gate = engine.gate
+        self.metrics = gate.metrics
+        self.prefix = settings_.prefix.rstrip("/")
         self._prefix_slash = self.prefix + "/"
-        self.routes = engine.routes
-        self.pages = engine.pages
-        self.trusted = engine.trusted
-        self._trusted_proxies = engine.trusted.trusted
+        self.pages = pages if pages is not None else pages_for(engine)
         self._proxy = app if isinstance(app, UpstreamProxy) else None
-
+        if upstream_probe is None and self._proxy is not None:
+            upstream_probe = self._proxy.pool.probe
+        self.routes = build_routes(engine, self.pages, upstream_probe)
+        self._trusted_proxies = TrustedProxies(settings_.trusted_proxies)
+        # The hot path's calls, bound once.
+        self._room_for = gate.room_for
+        self._session_for = gate.sessions.session_for
+        self._note_activity = gate.sessions.note_activity
+        self._renewal_for = gate.sessions.renewal_for
+        self._count = self.metrics.request
+        self._private = secret_headers(gate.rooms.values())
         self._started = False
 
     # ------------------------------------------------------------------ ASGI entry
@@ -127,11 +142,10 @@ class WaitroomMiddleware:
             await self.routes(scope, receive, send)
             return
 
-        target = target_of(scope)
+        target: RequestTarget = scope[TARGET_KEY]  # asgi.edge.target_of, without the call
         accept = b""
         cookies: list[bytes] = []
         bypass_value: bytes | None = None
-        gate = self.gate
         for name, value in scope["headers"]:
             if name == b"cookie":
                 cookies.append(value)
@@ -140,19 +154,20 @@ class WaitroomMiddleware:
             elif name == b"waitroom-bypass":
                 # Only a single secret header counts: a repeated one is ambiguous.
                 bypass_value = value if bypass_value is None else b""
-        room = gate.room_for(target.host, target.route_path)
+        room = self._room_for(target.host, target.route_path)
         if room is None:
             await self._forward(scope, receive, send, None, None, None, None)
             return
+        gate = self.gate
         now = gate.clock()
         session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
 
         if session_token is not None:
-            session = gate.session_for(session_token, room, now)
+            session = self._session_for(session_token, room, now)
             if session is not None:
-                gate.note_activity(room, session, now)
-                renewed = gate.renewal_for(room, session, now)
-                self.metrics.request(room.name, "passed")
+                self._note_activity(room, session, now)
+                renewed = self._renewal_for(room, session, now)
+                self._count(room.name, "passed")
                 await self._forward(scope, receive, send, room, session, renewed or session_token,
                                     renewed)  # fmt: skip
                 return
@@ -160,22 +175,23 @@ class WaitroomMiddleware:
         rules = room.bypass
         if rules.prefixes or rules.globs or rules.methods or rules.networks or rules.secret:
             if rules.secret_header != b"waitroom-bypass":
-                bypass_value = _header(scope, rules.secret_header)
-            client_ip = self.trusted.client_ip(scope)
+                bypass_value = single_header(scope["headers"], rules.secret_header)
+            client_ip = client_of(scope).ip
             method = scope.get("method", "GET")
             if rules.matches(path, method, client_ip, bypass_value, target.route_path):
-                self.metrics.request(room.name, "bypassed")
+                self._count(room.name, "bypassed")
                 await self._forward(scope, receive, send, room, None, None, None)
                 return
 
-        if gate.client_rate_limit:
+        if gate.limit.limit:
             # Before the ticket is read: a flood of cookie values costs one counter each.
-            wait = await gate.client_wait(self.trusted.client_ip(scope))
+            wait = await gate.limit.wait(client_of(scope).ip)
             if wait > 0:
                 await self._too_many(scope, send, room, wait, accept)
                 return
-        ticket = gate.read_ticket(ticket_value)
-        outcome = await gate.arrive(room, ticket, request_url(scope), now)
+        admission = gate.admission
+        ticket = admission.read_ticket(ticket_value)
+        outcome = await admission.arrive(room, ticket, request_url(scope), now)
         await self._answer(scope, receive, send, outcome, accept)
 
     # ------------------------------------------------------------------ answers
@@ -183,71 +199,52 @@ class WaitroomMiddleware:
         self, scope: Scope, receive: Receive, send: Send, outcome: Outcome, accept: bytes
     ) -> None:
         room = outcome.room
-        kind = outcome.kind
-        if kind == "pass":
-            self.metrics.request(room.name, "passed")
-            session = self.gate.cache.get(outcome.session_token or "", self.gate.clock())
-            await self._forward(scope, receive, send, room, session, outcome.session_token,
-                                outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
+        answer = answer_for(outcome, Caller.PAGE)
+        if answer.metric is not None:
+            self._count(room.name, answer.metric)
+        if answer.forward:
+            # A session like any other (a fail-open one too: the store counts it once it is
+            # back), so this visitor's next requests pass on it.
+            token = outcome.session_token
+            session = self.gate.sessions.cache.get(token or "", self.gate.clock())
+            await self._forward(scope, receive, send, room, session, token, token,
+                                extra_cookies=outcome.cookies)  # fmt: skip
             return
-        if kind == "fail_open":
-            # A session like any other (the store counts it once it is back), so this
-            # visitor's next requests pass on it instead of spending the local rate.
-            self.metrics.request(room.name, "failed_open")
-            session = self.gate.cache.get(outcome.session_token or "", self.gate.clock())
-            await self._forward(scope, receive, send, room, session, outcome.session_token,
-                                outcome.session_token, extra_cookies=outcome.cookies)  # fmt: skip
-            return
-        self.metrics.request(
-            room.name,
-            {"wait": "queued", "error": "failed_closed", "expired": "queued"}.get(kind, "rejected"),
-        )
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})
             return
-        secure = self.trusted.scheme(scope) == "https"
+        secure = client_of(scope).secure
         headers = [cookie_header(n, v, a, secure=secure) for n, v, a in outcome.cookies]
-        status = self._status_code(outcome)
-        if status in (429, 503):
-            retry = max(1, int(outcome.status.get("refresh_seconds") or 10))
-            headers.append((b"retry-after", str(retry).encode()))
+        headers += _retry_after(answer)
         if wants_json(accept):
             body = json.dumps(outcome.status).encode()
-            await _respond(send, status, b"application/json", body, headers)
+            await _respond(send, answer.status, b"application/json", body, headers)
             return
         nonce = secrets.token_urlsafe(12)
-        html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
+        if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
+            html = phase_page(outcome.status, nonce=nonce)
+        else:
+            html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
-        await _respond(send, status, b"text/html; charset=utf-8", html.encode(), headers)
+        await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
 
     async def _too_many(
         self, scope: Scope, send: Send, room: RoomRuntime, wait: float, accept: bytes
     ) -> None:
         """429 with Retry-After: this client sent too many enqueue/heartbeat requests."""
-        self.metrics.request(room.name, "rejected")
+        answer = rate_limited(wait)
+        self._count(room.name, answer.metric or "rejected")
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})
             return
-        retry = str(max(1, math.ceil(wait))).encode()
+        headers = _retry_after(answer)
         if wants_json(accept):
             body = json.dumps({"status": "rate_limited", "room": room.name,
-                               "retry_after": int(retry)}).encode()  # fmt: skip
-            await _respond(send, 429, b"application/json", body, [(b"retry-after", retry)])
+                               "retry_after": answer.retry_after}).encode()  # fmt: skip
+            await _respond(send, answer.status, b"application/json", body, headers)
             return
-        html = self.pages.default.error_page(
-            429, "Too many requests", "Please wait a moment before trying again."
-        )
-        await _respond(send, 429, b"text/html; charset=utf-8", html.encode(),
-                       [(b"retry-after", retry)])  # fmt: skip
-
-    def _status_code(self, outcome: Outcome) -> int:
-        if outcome.kind == "full" or outcome.kind == "error":
-            return 503
-        if outcome.kind == "rejected":
-            return (
-                403 if outcome.room.policy.page_status == 200 else outcome.room.policy.page_status
-            )
-        return outcome.room.policy.page_status
+        html = self.pages.default.status_page(answer.status)
+        await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
 
     # ------------------------------------------------------------------ forwarding
     async def _forward(
@@ -260,7 +257,7 @@ class WaitroomMiddleware:
         token: str | None,
         new_token: str | None,
         *,
-        extra_cookies: list[tuple[str, str, int]] | None = None,
+        extra_cookies: list[Cookie] | None = None,
         bound: bool = False,
     ) -> None:
         """Pass the request on: every path (session, bypass, no room, fail-open) comes here,
@@ -276,7 +273,7 @@ class WaitroomMiddleware:
             return
         set_cookies: list[tuple[bytes, bytes]] = []
         if room is not None and (new_token is not None or extra_cookies):
-            secure = self.trusted.scheme(scope) == "https"
+            secure = client_of(scope).secure
             cookies = list(extra_cookies or ())
             if new_token is not None and not any(c[0] == SESSION_COOKIE for c in cookies):
                 cookies.append((SESSION_COOKIE, new_token, int(room.policy.session_max)))
@@ -304,28 +301,42 @@ class WaitroomMiddleware:
                 receive,
                 send,
                 add_headers=((_VERIFIED, verified),) if verified else (),
-                strip_cookies=_ROOM_COOKIES,
+                strip_cookies=ROOM_COOKIES,
                 response_hook=on_response,
+                strip_headers=self._private,
             )
             return
         # A host app: rewrite the scope's headers and watch the response start.
-        headers = [(k, v) for k, v in scope["headers"] if k != b"cookie" and k != _VERIFIED]
-        for k, v in scope["headers"]:
-            if k == b"cookie":
-                kept = _strip_cookies(v)
+        private = self._private
+        headers: list[tuple[bytes, bytes]] = []
+        origin_cookies: list[tuple[bytes, bytes]] = []
+        for item in scope["headers"]:  # one pass; the origin's cookies go last, as before
+            name = item[0]
+            if name == b"cookie":
+                kept = strip_room_cookies(item[1])
                 if kept:
-                    headers.append((b"cookie", kept))
+                    origin_cookies.append((b"cookie", kept))
+            elif name != _VERIFIED and name not in private:
+                headers.append(item)
+        if origin_cookies:
+            headers += origin_cookies
         if verified:
             headers.append((_VERIFIED, verified))
         inner = dict(scope)
         inner["headers"] = headers
 
         async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.http.response.start":
                 message = dict(message)
                 message["headers"] = on_response(
                     message["status"], list(message.get("headers", []))
                 )
+            elif kind == "websocket.accept" and message.get("headers"):
+                # A handshake answer carries no command to act on, but none may reach the
+                # visitor either.
+                message = dict(message)
+                message["headers"] = take_commands(list(message["headers"]))[0]
             await send(message)
 
         await self.app(inner, receive, send_wrapper)
@@ -339,25 +350,18 @@ class WaitroomMiddleware:
         scope: Scope,
     ) -> None:
         """Act on one valid ``Waitroom-Command`` (see :mod:`.commands`)."""
-        secure = self.trusted.scheme(scope) == "https"
-        gate = self.gate
+        secure = client_of(scope).secure
+        sessions = self.gate.sessions
         if text in ("revoke", "complete"):
             reason = "revoked" if text == "revoke" else "completed"
-            self.engine.spawn(gate.end_session(room, session, reason))
+            self.engine.spawn(sessions.end_quietly(room, session.place_id, reason))
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, "", 0, secure=secure))
         else:
             seconds = extend_seconds(text)
             assert seconds is not None
-            now = gate.clock()
-            token, s = gate.signer.issue(
-                room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
-                max_age=seconds,
-            )  # fmt: skip
-            gate.cache.put(token, s)
-            self.engine.spawn(
-                gate.store.touch(room.name, [session.place_id], int((seconds + 35) * 1000))
-            )
+            token = sessions.extend(room, session, seconds)
+            self.engine.spawn(sessions.store_extension(room, session.place_id, seconds))
             set_cookies.clear()
             set_cookies.append(cookie_header(SESSION_COOKIE, token, seconds, secure=secure))
 
@@ -381,24 +385,10 @@ class WaitroomMiddleware:
         await self.app(scope, receive_wrapper, send)
 
 
-def _strip_cookies(value: bytes) -> bytes:
-    kept = [
-        p.strip()
-        for p in value.split(b";")
-        if p.strip() and not p.strip().startswith((_SESSION_PREFIX, _TICKET_PREFIX))
-    ]
-    return b"; ".join(kept)
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    """The value of a header sent exactly once (``b""`` when repeated: ambiguous)."""
-    found: bytes | None = None
-    for k, v in scope["headers"]:
-        if k == name:
-            if found is not None:
-                return b""
-            found = bytes(v)
-    return found
+def _retry_after(answer: Answer) -> list[tuple[bytes, bytes]]:
+    if answer.retry_after is None:
+        return []
+    return [(b"retry-after", str(answer.retry_after).encode())]
 
 
 async def _respond(

@@ -33,122 +33,37 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
+from waitroom_proxy.asgi.messages import (
+    MESSAGES,
+    count,
+    format_count,
+    format_eta,
+    number,
+    pick_language,
+    title_for,
+)
+from waitroom_proxy.asgi.response import error_text
+from waitroom_proxy.domain.rules import is_safe_return_to
+
 __all__ = [
     "MESSAGES",
     "STATUSES",
     "PageRenderer",
+    "Pages",
+    "builtin_renderer",
     "content_security_policy",
+    "default_error_page",
     "format_eta",
     "is_safe_return_to",
     "new_nonce",
+    "proxy_error_page",
     "title_for",
 ]
 
 STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
 
-#: Every visible string of the waiting page, per language. ``{n}``, ``{low}``, ``{high}`` are
-#: placeholders filled by the renderer and by the page script (the same rules in both).
-MESSAGES: dict[str, dict[str, str]] = {
-    "en": {
-        "page_title": "You’re in the queue",
-        "room_label": "Waiting room",
-        "waiting_heading": "You’re in the queue",
-        "waiting_lead": (
-            "This page updates by itself. Keep it open: when it’s your turn, you’ll be taken "
-            "to the site automatically."
-        ),
-        "position_label": "Your place in line",
-        "ahead_label": "People ahead of you",
-        "queue_label": "People in the queue",
-        "eta_label": "Estimated wait",
-        "progress_label": "Your progress toward the front",
-        "eta_unknown": "calculating…",
-        "eta_soon": "less than a minute",
-        "eta_minute": "about 1 minute",
-        "eta_minutes": "about {n} minutes",
-        "eta_range_minutes": "about {low}–{high} minutes",
-        "eta_hour": "about 1 hour",
-        "eta_hours": "about {n} hours",
-        "eta_range_hours": "about {low}–{high} hours",
-        "announce_position": "You are number {n} in line.",
-        "announce_next": "You are next in line.",
-        "admitted_heading": "It’s your turn!",
-        "admitted_text": "Taking you to the site now…",
-        "admitted_link": "Continue to the site",
-        "expired_heading": "Your place has expired",
-        "expired_text": (
-            "This page was inactive for too long, so your place in the queue was released."
-        ),
-        "rejoin": "Rejoin the queue",
-        "rejected_heading": "Sold out",
-        "rejected_text": "Sorry, this event is no longer accepting visitors.",
-        "full_heading": "The waiting room is full",
-        "full_text": "Too many people are waiting right now. Please try again in a little while.",
-        "try_again": "Try again",
-        "left_heading": "You left the queue",
-        "left_text": "Your place has been given up. You can join again at any time.",
-        "leave": "Leave the queue",
-        "reconnecting": "Reconnecting…",
-        "noscript_hint": "This page reloads by itself every {n} seconds.",
-        "footer": "You keep your place as long as this page stays open.",
-        "error_retry": "Try again",
-        "back_to_site": "Back to the site",
-        "thousands_separator": ",",
-    },
-    "de": {
-        "page_title": "Sie sind in der Warteschlange",
-        "room_label": "Warteraum",
-        "waiting_heading": "Sie sind in der Warteschlange",
-        "waiting_lead": (
-            "Diese Seite aktualisiert sich selbst. Lassen Sie sie geöffnet: Wenn Sie an der "
-            "Reihe sind, werden Sie automatisch weitergeleitet."
-        ),
-        "position_label": "Ihr Platz",
-        "ahead_label": "Personen vor Ihnen",
-        "queue_label": "Personen in der Warteschlange",
-        "eta_label": "Geschätzte Wartezeit",
-        "progress_label": "Ihr Fortschritt nach vorne",
-        "eta_unknown": "wird berechnet…",
-        "eta_soon": "weniger als eine Minute",
-        "eta_minute": "etwa 1 Minute",
-        "eta_minutes": "etwa {n} Minuten",
-        "eta_range_minutes": "etwa {low}–{high} Minuten",
-        "eta_hour": "etwa 1 Stunde",
-        "eta_hours": "etwa {n} Stunden",
-        "eta_range_hours": "etwa {low}–{high} Stunden",
-        "announce_position": "Sie sind Nummer {n} in der Warteschlange.",
-        "announce_next": "Sie sind als Nächstes an der Reihe.",
-        "admitted_heading": "Sie sind an der Reihe!",
-        "admitted_text": "Sie werden jetzt weitergeleitet…",
-        "admitted_link": "Weiter zur Website",
-        "expired_heading": "Ihr Platz ist abgelaufen",
-        "expired_text": (
-            "Diese Seite war zu lange inaktiv, daher wurde Ihr Platz in der Warteschlange "
-            "freigegeben."
-        ),
-        "rejoin": "Erneut anstellen",
-        "rejected_heading": "Ausverkauft",
-        "rejected_text": "Leider werden keine weiteren Besucher mehr eingelassen.",
-        "full_heading": "Der Warteraum ist voll",
-        "full_text": (
-            "Gerade warten zu viele Personen. Bitte versuchen Sie es in Kürze noch einmal."
-        ),
-        "try_again": "Erneut versuchen",
-        "left_heading": "Sie haben die Warteschlange verlassen",
-        "left_text": "Ihr Platz wurde freigegeben. Sie können sich jederzeit neu anstellen.",
-        "leave": "Warteschlange verlassen",
-        "reconnecting": "Verbindung wird wiederhergestellt…",
-        "noscript_hint": "Diese Seite lädt sich alle {n} Sekunden selbst neu.",
-        "footer": "Sie behalten Ihren Platz, solange diese Seite geöffnet bleibt.",
-        "error_retry": "Erneut versuchen",
-        "back_to_site": "Zurück zur Website",
-        "thousands_separator": ".",
-    },
-}
-
 DEFAULT_REFRESH_SECONDS = 10.0
 _NONCE_RE = re.compile(r"[A-Za-z0-9+/_=-]{8,128}")
-_PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
 _BUILTIN = "waitroom"
 _OPERATOR = "operator"
 
@@ -171,94 +86,6 @@ def content_security_policy(nonce: str) -> str:
         "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     )
-
-
-def is_safe_return_to(value: object) -> bool:
-    """Whether ``value`` is a same-site path: ``/…`` but not ``//…`` or ``/\\…``.
-
-    Control characters are refused too: browsers drop tabs and newlines from URLs, which would
-    turn ``/\\t/evil.example`` into ``//evil.example``.
-    """
-    if not isinstance(value, str) or not value.startswith("/"):
-        return False
-    if value[1:2] in ("/", "\\"):
-        return False
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
-
-
-_TITLE_KEYS = {
-    "waiting": "page_title",
-    "admitted": "admitted_heading",
-    "expired": "expired_heading",
-    "rejected": "rejected_heading",
-    "full": "full_heading",
-    "left": "left_heading",
-}
-
-
-def title_for(status: str, messages: Mapping[str, str]) -> str:
-    """The document title of the page in ``status``: a sold-out or full room must not be
-    titled "You're in the queue" (the tab is what a visitor sees first). The page script
-    applies the same table when the status changes (see ``waitroom.js``)."""
-    return messages[_TITLE_KEYS.get(status, "page_title")]
-
-
-def _fill(template: str, **values: object) -> str:
-    return _PLACEHOLDER_RE.sub(lambda m: str(values.get(m.group(1), m.group(0))), template)
-
-
-def format_eta(eta_seconds: object, messages: Mapping[str, str]) -> str:
-    """The ETA as a range in words ("about 2–3 minutes"), from ``{"p50": s, "p90": s}``.
-
-    The page script applies the same rules when it updates the page (see ``waitroom.js``).
-    """
-    if not isinstance(eta_seconds, Mapping):
-        return messages["eta_unknown"]
-    p50 = _number(eta_seconds.get("p50"))
-    p90 = _number(eta_seconds.get("p90"))
-    if p50 is None and p90 is None:
-        return messages["eta_unknown"]
-    p50 = p50 if p50 is not None else p90
-    p90 = p90 if p90 is not None else p50
-    assert p50 is not None and p90 is not None
-    p50, p90 = max(0.0, p50), max(0.0, p90, p50)
-    if p90 < 60:
-        return messages["eta_soon"]
-    unit_seconds, one, many, span = 60, "eta_minute", "eta_minutes", "eta_range_minutes"
-    if p50 >= 90 * 60:
-        unit_seconds, one, many, span = 3600, "eta_hour", "eta_hours", "eta_range_hours"
-    low = max(1, math.floor(p50 / unit_seconds + 0.5))
-    high = max(low, math.ceil(p90 / unit_seconds))
-    if low == high:
-        return messages[one] if low == 1 else _fill(messages[many], n=low)
-    return _fill(messages[span], low=low, high=high)
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _count(value: object) -> int | None:
-    number = _number(value)
-    return None if number is None or number < 0 else int(number)
-
-
-def _format_count(value: int | None, messages: Mapping[str, str]) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,}".replace(",", messages.get("thousands_separator", ","))
-
-
-def _pick_language(lang: str, messages: Mapping[str, Mapping[str, str]]) -> str:
-    wanted = lang.strip().lower().replace("_", "-")
-    if wanted in messages:
-        return wanted
-    primary = wanted.split("-", 1)[0]
-    return primary if primary in messages else "en"
 
 
 @cache
@@ -355,24 +182,24 @@ class PageRenderer:
         ``meta_refresh`` (whole seconds for the no-JS reload), ``return_to_safe``, ``css``,
         ``js`` and ``page_data`` (what the script reads).
         """
-        language = _pick_language(lang, self._messages)
+        language = pick_language(lang, self._messages)
         t = self._messages[language]
         state = status.get("status")
         state = state if state in STATUSES else "waiting"
         room = status.get("room")
         room = room if isinstance(room, str) else ""
-        position = _count(status.get("position"))
-        ahead = _count(status.get("ahead"))
+        position = count(status.get("position"))
+        ahead = count(status.get("ahead"))
         if ahead is None and position is not None:
             ahead = max(0, position - 1)
-        queue_length = _count(status.get("queue_length"))
+        queue_length = count(status.get("queue_length"))
         eta = status.get("eta_seconds")
         eta_seconds = (
-            {"p50": _number(eta.get("p50")), "p90": _number(eta.get("p90"))}
+            {"p50": number(eta.get("p50")), "p90": number(eta.get("p90"))}
             if isinstance(eta, Mapping)
             else None
         )
-        refresh = _number(status.get("refresh_seconds"))
+        refresh = number(status.get("refresh_seconds"))
         refresh = refresh if refresh is not None and refresh > 0 else DEFAULT_REFRESH_SECONDS
         return_to = status.get("return_to")
         return_to = return_to if isinstance(return_to, str) else ""
@@ -404,9 +231,9 @@ class PageRenderer:
             "t": t,
             "title_text": title_for(state, t),
             "eta_text": format_eta(eta_seconds, t),
-            "position_text": _format_count(position, t),
-            "ahead_text": _format_count(ahead, t),
-            "queue_text": _format_count(queue_length, t),
+            "position_text": format_count(position, t),
+            "ahead_text": format_count(ahead, t),
+            "queue_text": format_count(queue_length, t),
             "progress": progress,
             "meta_refresh": max(1, math.ceil(refresh)),
             "return_to_safe": return_to_safe,
@@ -447,7 +274,7 @@ class PageRenderer:
                 answered to a GET, wrong after a POST: pass a same-site path then).
             action: the message key of the button's text (localised like the rest).
         """
-        language = _pick_language(lang, self._messages)
+        language = pick_language(lang, self._messages)
         return self._error.render(
             status_code=status_code,
             title=title,
@@ -459,3 +286,53 @@ class PageRenderer:
             action_href=action_href if is_safe_return_to(action_href) else "",
             action_label=self._messages[language][action],
         )
+
+    def status_page(self, status_code: int, *, nonce: str | None = None, lang: str = "en") -> str:
+        """The error page of an HTTP status (429, 500, 502, 503, 504), worded by
+        ``asgi.response.ERROR_TEXTS``: what the proxy answers when it cannot do better."""
+        title, message = error_text(status_code)
+        return self.error_page(status_code, title, message, nonce=nonce, lang=lang)
+
+
+@cache
+def builtin_renderer() -> PageRenderer:
+    """The built-in pages with the default prefix (parsed once, on first use)."""
+    return PageRenderer()
+
+
+def default_error_page(status: int, reason: str) -> bytes:
+    """An ``ErrorPage`` (``(status, reason) -> HTML``) from the built-in renderer: the page of
+    an ``UpstreamProxy`` given none, and the fallback when a custom one fails."""
+    return builtin_renderer().status_page(status).encode()
+
+
+def proxy_error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
+    """The ``ErrorPage`` of the proxy's 502/504 answers, from ``renderer`` (an operator's
+    prefix and messages). ``reason`` is the status's reason phrase; the page says more."""
+
+    def render(status: int, reason: str) -> bytes:
+        return renderer.status_page(status).encode()
+
+    return render
+
+
+class Pages:
+    """One renderer per operator template, the built-in one for the rest.
+
+    Args:
+        prefix: the reserved route prefix.
+        templates: room name → operator template path (rooms without one are left out).
+    """
+
+    def __init__(self, prefix: str, templates: Mapping[str, str] | None = None) -> None:
+        self.default = PageRenderer(prefix=prefix)
+        self._by_room = {
+            name: PageRenderer(prefix=prefix, template_path=path)
+            for name, path in (templates or {}).items()
+        }
+
+    def __repr__(self) -> str:
+        return f"Pages({self.default!r}, rooms={sorted(self._by_room)!r})"
+
+    def for_room(self, name: str) -> PageRenderer:
+        return self._by_room.get(name, self.default)

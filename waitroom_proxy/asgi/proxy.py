@@ -27,9 +27,13 @@ from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from .headers import Header, TrustedProxies, filter_hop_by_hop, upstream_request_headers
-from .http_forward import ErrorPage, HttpForwarder, Receive, ResponseHook, Scope, Send
-from .response import REASONS, default_error_page
+from starlette.types import Receive, Scope, Send
+
+from .edge import forwarded_headers
+from .headers import Header, TrustedProxies, filter_hop_by_hop
+from .http_forward import ErrorPage, HttpForwarder, ResponseHook
+from .page import default_error_page
+from .response import REASONS
 from .upstream import UpstreamPool
 
 logger = logging.getLogger(__name__)
@@ -107,7 +111,7 @@ class UpstreamProxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         typ = scope["type"]
         if typ == "http":
-            await self._http(scope, receive, send, (), (), None)
+            await self._forwarder(scope, receive, send, (), (), None)
         elif typ == "websocket":
             await self._websocket(scope, receive, send, (), ())
         elif typ == "lifespan":
@@ -122,6 +126,7 @@ class UpstreamProxy:
         add_headers: Sequence[Header] = (),
         strip_cookies: Collection[str] = (),
         response_hook: ResponseHook | None = None,
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         """Forward one request (``http`` or ``websocket`` scope) to the origin.
 
@@ -131,11 +136,15 @@ class UpstreamProxy:
             strip_cookies: cookie names removed from the upstream request's ``Cookie``.
             response_hook: ``(status, headers) -> headers``, called with the origin's status and
                 header list (hop-by-hop headers already dropped); returns the list to send.
+            strip_headers: request header names (lower case) that never reach the origin (the
+                proxy's own, such as the bypass secret header).
         """
         if scope["type"] == "http":
-            await self._http(scope, receive, send, add_headers, strip_cookies, response_hook)
+            await self._forwarder(
+                scope, receive, send, add_headers, strip_cookies, response_hook, strip_headers
+            )
         elif scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, add_headers, strip_cookies)
+            await self._websocket(scope, receive, send, add_headers, strip_cookies, strip_headers)
         else:
             raise ValueError(f"cannot forward a {scope['type']!r} scope")
 
@@ -153,19 +162,6 @@ class UpstreamProxy:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- HTTP ---------------------------------------------------------------------------------
-
-    async def _http(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        add_headers: Sequence[Header],
-        strip_cookies: Collection[str],
-        response_hook: ResponseHook | None,
-    ) -> None:
-        await self._forwarder(scope, receive, send, add_headers, strip_cookies, response_hook)
-
     # -- WebSocket ----------------------------------------------------------------------------
 
     async def _websocket(
@@ -175,6 +171,7 @@ class UpstreamProxy:
         send: Send,
         add_headers: Sequence[Header],
         strip_cookies: Collection[str],
+        strip_headers: Collection[bytes] = (),
     ) -> None:
         from websockets.asyncio.client import ClientConnection, connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -182,16 +179,8 @@ class UpstreamProxy:
         msg = await receive()
         if msg["type"] != "websocket.connect":
             return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        host, headers = upstream_request_headers(
-            scope["headers"],
-            peer=peer,
-            scheme=scope.get("scheme", "ws"),
-            trusted=peer in self._trusted,
-            default_host=self._authority,
-            add_headers=add_headers,
-            strip_cookies=strip_cookies,
+        host, headers = forwarded_headers(
+            scope, self._trusted, self._authority, add_headers, strip_cookies, "ws", strip_headers
         )
         extra = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers if n not in _WS_OWN]
         # The URI's authority becomes the handshake's Host (the client's); the TCP connection

@@ -27,23 +27,25 @@ REASONS = {
     502: "Bad Gateway",
     504: "Gateway Timeout",
 }
-MESSAGES = {
-    502: "The site is not answering; try again in a moment.",
-    504: "The site is taking too long to answer; try again in a moment.",
+ERROR_TEXTS: dict[int, tuple[str, str]] = {
+    429: ("Too many requests", "Please wait a moment before trying again."),
+    500: ("Something went wrong", "Please try again in a moment."),
+    502: ("The site is not answering", "The site is not answering; try again in a moment."),
+    503: ("The site is unavailable", "The site is unavailable; try again in a moment."),
+    504: (
+        "The site is taking too long",
+        "The site is taking too long to answer; try again in a moment.",
+    ),
 }
+"""(title, message) a visitor reads for each error status, on the HTML page
+(``asgi.page.PageRenderer.status_page``) and in the JSON answer alike."""
 
 
-def default_error_page(status: int, reason: str) -> bytes:
-    """A small self-contained HTML page for a proxy error (``reason`` is the short title)."""
-    message = MESSAGES.get(status, "The site could not answer; try again in a moment.")
-    return (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        '<meta name=viewport content="width=device-width,initial-scale=1">'
-        f"<title>{status} {reason}</title>"
-        "<style>body{font:1.1rem/1.5 system-ui,sans-serif;max-width:36rem;margin:15vh auto;"
-        "padding:0 1rem;color:#222}h1{font-size:1.5rem}</style>"
-        f"<h1>{status} {reason}</h1><p>{message}</p></html>"
-    ).encode()
+def error_text(status: int) -> tuple[str, str]:
+    """The (title, message) of an error status (:data:`ERROR_TEXTS`, or a generic one)."""
+    return ERROR_TEXTS.get(
+        status, ("Something went wrong", "The site could not answer; try again in a moment.")
+    )
 
 
 _REDIRECT_HEADERS = frozenset({b"location", b"content-location", b"refresh"})

@@ -1,4 +1,4 @@
-"""The reserved routes under ``/_waitroom`` (DESIGN §4), served by Starlette.
+"""The reserved routes under ``/_waitroom``, served by Starlette.
 
 ``status`` and ``heartbeat`` answer the same JSON; ``heartbeat`` is what the waiting page polls
 (POST), ``status`` is the same for clients that prefer GET. Both keep the place and, once the
@@ -13,29 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
-from waitroom_proxy.asgi.middleware import cookie_header
-from waitroom_proxy.asgi.page import is_safe_return_to
+from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.edge import client_of
+from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.room_headers import cookie_header
+from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.errors import StoreError, WaitroomError
-from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE
+from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Engine, RoomRuntime
+from waitroom_proxy.service.status import status_dict
 
 log = logging.getLogger(__name__)
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from starlette.types import ASGIApp
-
-    from waitroom_proxy.bootstrap import Engine
-    from waitroom_proxy.service import RoomRuntime
 
 
 def _json(
@@ -47,13 +44,23 @@ def _json(
     return resp
 
 
-def build_routes(engine: Engine) -> ASGIApp:
-    """The Starlette app for ``{prefix}/*``."""
+def build_routes(
+    engine: Engine, pages: Pages, upstream_probe: Callable[[], Awaitable[None]] | None = None
+) -> ASGIApp:
+    """The Starlette app for ``{prefix}/*``.
+
+    Args:
+        engine: the gatekeeper's engine.
+        pages: the rendered pages (the "You left" page of a form post).
+        upstream_probe: connects to the origin as a request would, for ``/readyz`` (None: a
+            host app, nothing to check).
+    """
     gate = engine.gate
-    prefix = engine.prefix
+    sessions, admission = gate.sessions, gate.admission
+    prefix = engine.settings.prefix.rstrip("/")
 
     def secure(request: Request) -> bool:
-        return engine.trusted.scheme(request.scope) == "https"
+        return client_of(request.scope).secure
 
     def admitted_in(
         token: str | None, rooms: Iterable[RoomRuntime], now: float
@@ -61,7 +68,7 @@ def build_routes(engine: Engine) -> ASGIApp:
         """The room (of ``rooms``) that the session token is valid for, or None."""
         if token:
             for room in rooms:
-                if gate.session_for(token, room, now) is not None:
+                if sessions.session_for(token, room, now) is not None:
                     return room
         return None
 
@@ -72,47 +79,46 @@ def build_routes(engine: Engine) -> ASGIApp:
         if not ticket_value:
             room = admitted_in(session_token, gate.rooms.values(), now)
             if room is not None:
-                return _json(gate.status_dict(room, "admitted", None, "/"))
+                return _json(status_dict(room, "admitted", None, "/", now))
             return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
                           "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
                           "return_to": "/"})  # fmt: skip
-        # Counted by this replica only (no store call: Gatekeeper.client_wait).
-        wait = await gate.client_wait(engine.trusted.client_ip(request.scope), shared=False)
+        # Counted by this replica only (no store call: service.limiter.ClientLimit.wait).
+        wait = await gate.limit.wait(client_of(request.scope).ip, shared=False)
         if wait > 0:
-            retry = str(max(1, math.ceil(wait)))
-            return _json({"status": "rate_limited", "retry_after": int(retry)}, 429,
-                         [(b"retry-after", retry.encode())])  # fmt: skip
-        ticket = gate.read_ticket(ticket_value)
+            limited = rate_limited(wait)
+            retry = str(limited.retry_after)
+            return _json({"status": "rate_limited", "retry_after": limited.retry_after},
+                         limited.status, [(b"retry-after", retry.encode())])  # fmt: skip
+        ticket = admission.read_ticket(ticket_value)
         if ticket is None:
             return _json({"status": "expired", "room": None}, cookies=[
                 cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
         room = gate.rooms.get(ticket.room)
         if room is not None and admitted_in(session_token, (room,), now) is not None:
-            return _json(gate.status_dict(room, "admitted", None, ticket.return_to))
-        outcome = await gate.heartbeat(ticket, ticket.return_to, now)
+            return _json(status_dict(room, "admitted", None, ticket.return_to, now))
+        outcome = await admission.heartbeat(ticket, ticket.return_to, now)
         if outcome is None:
             return _json({"status": "expired", "room": ticket.room}, cookies=[
                 cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
         cookies = [cookie_header(n, v, a, secure=secure(request)) for n, v, a in outcome.cookies]
-        body = outcome.status
-        code = 200
-        if outcome.kind == "error":
-            code = 503
-            cookies.append((b"retry-after", str(int(body["refresh_seconds"]) or 1).encode()))
-        return _json(body, code, cookies)
+        answer = answer_for(outcome, Caller.POLL)
+        if answer.retry_after is not None:
+            cookies.append((b"retry-after", str(answer.retry_after).encode()))
+        return _json(outcome.status, answer.status, cookies)
 
     async def leave(request: Request) -> Response:
         now = gate.clock()
-        ticket = gate.read_ticket(request.cookies.get(TICKET_COOKIE))
+        ticket = admission.read_ticket(request.cookies.get(TICKET_COOKIE))
         session = None
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             for room in gate.rooms.values():
-                session = gate.session_for(token, room, now)
+                session = sessions.session_for(token, room, now)
                 if session is not None:
                     break
         # Both, when the visitor holds a session and a ticket (of this room or another).
-        left = await gate.leave(ticket, session, now)
+        left = await admission.leave(ticket, session)
         sec = secure(request)
         cookies = [
             cookie_header(SESSION_COOKIE, "", 0, secure=sec),
@@ -122,11 +128,11 @@ def build_routes(engine: Engine) -> ASGIApp:
             # A plain form post (no JavaScript): answer with a page, not JSON. Its button
             # goes back to the page first asked for: reloading this URL would GET /leave.
             back = ticket.return_to if ticket is not None else "/"
-            page = engine.pages.default.error_page(
+            page = pages.default.error_page(
                 200,
                 "You left",
                 "Your place is free for the next visitor.",
-                action_href=back if is_safe_return_to(back) else "/",
+                action_href=safe_return_to(back),
                 action="back_to_site",
             )
             resp = HTMLResponse(page, headers={"cache-control": "no-store"})
@@ -134,8 +140,27 @@ def build_routes(engine: Engine) -> ASGIApp:
             return resp
         return _json({"status": "left" if left else "unknown"}, 200, cookies)
 
+    async def audit(request: Request) -> Response:
+        # Public: what anyone needs to check a scheduled sale's draw (domain.draw).
+        name = request.query_params.get("room") or (
+            next(iter(gate.rooms)) if len(gate.rooms) == 1 else ""
+        )
+        room = gate.rooms.get(name)
+        if room is None:
+            return _json({"error": "unknown room: pass ?room=NAME", "room": name or None}, 404)
+        try:
+            document = await gate.lifecycle.audit(room)
+        except StoreError:
+            return _json({"error": "store unavailable", "room": room.name}, 503,
+                         [(b"retry-after", b"5")])  # fmt: skip
+        if document is None:
+            return _json({"error": "this room has no draw", "room": room.name}, 404)
+        return _json(document)
+
     async def jwks(request: Request) -> Response:
-        return JSONResponse(gate.signer.jwks(), headers={"cache-control": "public, max-age=300"})
+        return JSONResponse(
+            sessions.signer.jwks(), headers={"cache-control": "public, max-age=300"}
+        )
 
     async def healthz(request: Request) -> Response:
         return _json({"status": "ok"})
@@ -147,11 +172,11 @@ def build_routes(engine: Engine) -> ASGIApp:
         # ok/down per check; what went wrong (hosts, ports, errors) goes to the log.
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(gate.store.ping(), timeout=1.0)
+            await asyncio.wait_for(gate.store.ping_unguarded(), timeout=1.0)
             checks["store"] = readiness.ok("store")
         except (StoreError, TimeoutError) as exc:
             checks["store"] = readiness.down("store", exc)
-        probe = engine.upstream_probe
+        probe = upstream_probe
         if probe is not None:
             try:
                 await asyncio.wait_for(probe(), timeout=1.0)
@@ -171,6 +196,7 @@ def build_routes(engine: Engine) -> ASGIApp:
         Route(prefix + "/heartbeat", status, methods=["POST"]),
         Route(prefix + "/leave", leave, methods=["POST"]),
         Route(prefix + "/jwks.json", jwks, methods=["GET"]),
+        Route(prefix + "/audit", audit, methods=["GET"]),
         Route(prefix + "/healthz", healthz, methods=["GET", "HEAD"]),
         Route(prefix + "/readyz", readyz, methods=["GET", "HEAD"]),
     ]

@@ -1,4 +1,4 @@
-"""A proxied WebSocket lives no longer than the session it was opened with (DESIGN §1, §5).
+"""A proxied WebSocket lives no longer than the session it was opened with.
 
 The gate checks the session once, at the handshake; a connection may then stay open for hours.
 Without a guard it would outlive a leave, a revocation (admin, origin command, another replica)
@@ -25,14 +25,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.types import Message, Receive, Send
+
 from waitroom_proxy.domain.tokens import Session
 
 if TYPE_CHECKING:
     from waitroom_proxy.service import Gatekeeper, RoomRuntime
 
-Message = Any
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 CLOSE_CODE = 1008
 CLOSE_REASON = "session ended"
@@ -68,8 +67,8 @@ async def run_session_bound(
         if not ending.done():
             ending.set_result(None)
 
-    unwatch = gate.cache.watch(session.place_id, end)
-    if session.place_id in gate.cache.revoked:
+    unwatch = gate.sessions.cache.watch(session.place_id, end)
+    if session.place_id in gate.sessions.cache.revoked:
         end()
     pending: asyncio.Task[Message] | None = None
 
@@ -78,7 +77,8 @@ async def run_session_bound(
         if not released.done():
             if pending is None:
                 pending = asyncio.ensure_future(receive())
-            await asyncio.wait({pending, released}, return_when=asyncio.FIRST_COMPLETED)
+            waits: set[asyncio.Future[Any]] = {pending, released}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if pending.done():
                 message, pending = pending.result(), None
                 if message["type"] == "websocket.receive":
@@ -101,12 +101,12 @@ async def run_session_bound(
     async def watch() -> None:
         while not ending.done():
             now = gate.clock()
-            deadline = gate.session_deadline(room, session, state.active)
+            deadline = gate.sessions.deadline(room, session, state.active)
             if now >= deadline:
                 break
             if room.policy.session_renewal and state.active > state.noted:
                 state.noted = state.active
-                gate.note_activity(room, session, now)
+                gate.sessions.note_activity(room, session, now)
             wait = min(deadline - now, room.policy.activity_interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(ending), timeout=max(0.05, wait))

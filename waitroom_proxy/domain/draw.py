@@ -1,4 +1,4 @@
-"""The pre-queue draw of a scheduled sale (DESIGN §4c): commit, reveal, permute, verify. Pure.
+"""The pre-queue draw of a scheduled sale: commit, reveal, permute, verify. Pure.
 
 At ``prequeue_at`` the room draws a secret 32-byte seed and publishes its SHA-256, the
 *commitment*. During the pre-queue visitors get tickets without a position. At ``start_at`` the

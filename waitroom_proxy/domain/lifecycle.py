@@ -1,4 +1,4 @@
-"""The ticket lifecycle (DESIGN §5): a ticket admits at most once. Pure: no I/O, takes ``now``.
+"""The ticket lifecycle: a ticket admits at most once. Pure: no I/O, takes ``now``.
 
 A ticket names one place (room, place id) and carries the place's score and ``last_seen``, the
 time its holder was last seen waiting. ``last_seen`` is written only when the store has just

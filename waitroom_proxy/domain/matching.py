@@ -1,4 +1,4 @@
-"""Which room does a request belong to? (DESIGN §3: "most specific wins").
+"""Which room does a request belong to? ("most specific wins").
 
 A room's ``match`` patterns have the form ``host/path-prefix``:
 

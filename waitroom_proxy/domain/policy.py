@@ -1,4 +1,4 @@
-"""Room policy values: what an operator configures for one room (DESIGN §3).
+"""Room policy values: what an operator configures for one room.
 
 These are plain, immutable values. ``waitroom_proxy.config`` builds them from TOML, environment
 and CLI flags and validates them; everything downstream trusts them.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from waitroom_proxy.domain.schedule import Schedule
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 
@@ -78,6 +80,9 @@ class RoomPolicy:
     max_queue_length: int = 1_000_000
     activity_interval: float = 30.0
     """Session activity is reported to the store at most this often per session."""
+    schedule: Schedule | None = None
+    """A scheduled sale (``domain.schedule``): idle, pre-queue, open, ended; None = always
+    open."""
 
     @property
     def session_grace(self) -> float:

@@ -90,18 +90,24 @@ class BypassRules:
 _SAFE_PATH = re.compile(r"^/(?![/\\])[^\x00-\x20\x7f\\]*$")
 
 
-def safe_return_to(value: str | None, default: str = "/") -> str:
-    """A same-site path to send an admitted visitor back to, or ``default``.
+def is_safe_return_to(value: object) -> bool:
+    """Whether ``value`` is a same-site path to send a visitor back to (the one rule: the
+    redirect after admission, the waiting page's continue link, the "back" buttons).
 
-    Only absolute paths on this site are accepted: ``//host``, ``/\\host``, schemes
-    (``https:``, ``javascript:``), control characters, whitespace and backslashes are refused.
+    Only absolute paths on this site: ``//host``, ``/\\host``, schemes (``https:``,
+    ``javascript:``), control characters, whitespace and backslashes are refused (browsers drop
+    tabs and newlines from URLs, which would turn ``/\\t/evil.example`` into ``//evil.example``),
+    and so is anything over 2,048 characters.
     """
-    if not value or len(value) > 2048 or not _SAFE_PATH.match(value):
-        return default
+    if not isinstance(value, str) or len(value) > 2048 or not _SAFE_PATH.fullmatch(value):
+        return False
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return default
-    return value
+    return not (parts.scheme or parts.netloc)
+
+
+def safe_return_to(value: str | None, default: str = "/") -> str:
+    """``value`` when it is a safe return URL (:func:`is_safe_return_to`), else ``default``."""
+    return value if value and is_safe_return_to(value) else default
 
 
 def limits_for(policy: RoomPolicy, *, paused: bool = False) -> RoomLimits:

@@ -1,4 +1,4 @@
-"""A scheduled sale's lifecycle (DESIGN §3 ``schedule``, §4c). Pure: every function takes ``now``.
+"""A scheduled sale's lifecycle (the ``schedule`` of a room). Pure: every function takes ``now``.
 
 A room with a schedule goes through four phases, decided by the time alone::
 
@@ -21,7 +21,7 @@ itself must decide (the one shuffle at the start, refusing arrivals after the en
 its ``TIME``.
 
 **The keys and what is optional** (validated by :func:`parse_schedule`, one message per
-problem, each with its key path, as DESIGN §3 asks of configuration):
+problem, each with its key path, as the configuration does):
 
 ============== ========== =============================================================
 key            required   rule
@@ -136,7 +136,7 @@ class Schedule:
         return None
 
     def status_fields(self, now: float) -> dict[str, Any]:
-        """What the JSON status (and page) adds for the phase at ``now`` (DESIGN §4c).
+        """What the JSON status (and page) adds for the phase at ``now``.
 
         ``idle``: ``opens_at`` (when tickets are first given: the pre-queue, else the start)
         and ``starts_at``; ``prequeue``: ``starts_at``; ``ended``: ``ended_at``; ``open``:
@@ -278,6 +278,12 @@ def parse_schedule(raw: object, *, prefix: str = "schedule") -> Schedule:
     if not isinstance(shuffle, bool):
         problems.append((f"{prefix}.shuffle_at_start", "must be true or false"))
         shuffle = False
+    if problems:
+        raise ScheduleError(problems)
+    # The ordering rules under this key path (the dataclass's own check names "schedule").
+    problems = check_schedule(
+        times["prequeue_at"], times["start_at"], times["end_at"], shuffle, prefix=prefix
+    )
     if problems:
         raise ScheduleError(problems)
     return Schedule(

@@ -1,4 +1,4 @@
-"""Store URLs: which Redis-protocol topology ``store_url`` names, parsed once (DESIGN §6).
+"""Store URLs: which Redis-protocol topology ``store_url`` names, parsed once.
 
 One parse serves both ``check-config`` (every refusal is a precise message) and the adapter
 that builds the client, so a URL that validates always builds, and nothing redis-py would
@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote
 
-__all__ = ["SCHEMES", "StoreTarget", "StoreUrlError", "mask_store_url", "parse_store_url"]
+from waitroom_proxy.domain.redact import redact_url
+
+__all__ = ["SCHEMES", "StoreTarget", "StoreUrlError", "parse_store_url"]
 
 Topology = Literal["single", "cluster", "sentinel"]
 
@@ -107,13 +109,12 @@ class StoreTarget:
         base = "rediss" if self.tls else "redis"
         return base if self.topology == "single" else f"{base}+{self.topology}"
 
-    def url(self, *, masked: bool = False) -> str:
-        """The canonical URL (``valkey`` spelled ``redis``); ``masked`` hides passwords."""
-        secret = "***" if masked else None
+    def url(self) -> str:
+        """The canonical URL (``valkey`` spelled ``redis``), passwords included."""
         auth = ""
         if self.username is not None or self.password is not None:
             user = quote(self.username or "", safe="")
-            pw = "" if self.password is None else ":" + (secret or quote(self.password, safe=""))
+            pw = "" if self.password is None else ":" + quote(self.password, safe="")
             auth = f"{user}{pw}@"
         query: list[str] = []
         if self.path is not None:
@@ -128,7 +129,7 @@ class StoreTarget:
         if self.sentinel_username is not None:
             query.append(f"sentinel_username={quote(self.sentinel_username, safe='')}")
         if self.sentinel_password is not None:
-            query.append("sentinel_password=" + (secret or quote(self.sentinel_password, safe="")))
+            query.append("sentinel_password=" + quote(self.sentinel_password, safe=""))
         for key, value in self.tls_options:
             text = ("true" if value else "false") if isinstance(value, bool) else value
             query.append(f"{key}={quote(text, safe='/')}")
@@ -136,20 +137,11 @@ class StoreTarget:
 
     def display(self) -> str:
         """For logs and reprs: the canonical URL with every password replaced by ``***``."""
-        return self.url(masked=True)
+        return redact_url(self.url())
 
 
 def _join_host(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def mask_store_url(text: str) -> str:
-    """Hide every password in a store URL (user information and ``sentinel_password``), also
-    in text that does not parse, so refusals can show what was given."""
-    masked, found = re.subn(r"(://[^/?#:@]*:)[^/?#]*@", r"\1***@", text, count=1)
-    if not found:  # "redis://secret@host": user information alone may be a password too
-        masked = re.sub(r"://[^/?#]+@", "://***@", text, count=1)
-    return re.sub(r"(sentinel_password=)[^&#]*", r"\1***", masked)
 
 
 def _split_scheme(text: str) -> tuple[str, bool, Topology]:
@@ -195,7 +187,7 @@ def _node(text: str, default_port: int) -> tuple[str, int]:
         host, port_text = text, ""
     if ":" in host:
         raise StoreUrlError(f'node "{text}": write an IPv6 address in brackets, [::1]:6379')
-    if not host or not _HOST_RE.match(host):
+    if not host or not _HOST_RE.fullmatch(host):
         raise StoreUrlError(f'node "{text}": not a host name or address')
     return host, _port(port_text, text) if colon else default_port
 
@@ -301,7 +293,7 @@ def parse_store_url(text: str) -> StoreTarget:
         if not segments or not segments[0]:
             raise StoreUrlError(f"must name the master's service after the sentinels: {form}")
         service = unquote(segments.pop(0))
-        if not _SERVICE_RE.match(service):
+        if not _SERVICE_RE.fullmatch(service):
             raise StoreUrlError(f'service "{service}": use letters, digits, ".", "_" and "-"')
     if len(segments) > 1:
         raise StoreUrlError(f"has too many path segments: {form}")

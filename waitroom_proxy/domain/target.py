@@ -1,6 +1,6 @@
 """One parse of a request's target and Host: what rooms, bypass rules and the origin all see.
 
-The gate's promise (DESIGN §4, "What reaches the origin") only holds if the request the gate
+The gate's promise (README, "What reaches the origin") only holds if the request the gate
 judges is the request the origin serves. Every spelling that two parsers could read
 differently is therefore either resolved here, once, into one canonical form that is then
 forwarded, or refused with a 400. Pure: no I/O; ``asgi.edge`` calls it once per request and

@@ -1,4 +1,4 @@
-"""Tickets and session tokens (DESIGN §5). Pure: no I/O; every check takes ``now``.
+"""Tickets and session tokens. Pure: no I/O; every check takes ``now``.
 
 - **Ticket** (``waitroom_ticket`` cookie): an itsdangerous-signed value holding the room, the
   place id, the place's score (arrival sequence or lottery draw) and when the holder was last
@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,58 +372,3 @@ def _public_only_key(pem: bytes) -> _Key:
     kid = _b64(hashlib.sha256(canon).digest())[:16]
     jwk = {**src, "kid": kid, "alg": alg, "use": "sig"}
     return _Key(kid=kid, alg=alg, signing=None, verifying=public, public_jwk=jwk)
-
-
-class SessionCache:
-    """Tokens already verified, so the hot path does no signature check.
-
-    Bounded by entries and bytes (oldest first out). Revoked sessions (by place
-    id) are refused even while their token is cached; whoever watches a place id (an open
-    WebSocket of that session) is called back at once when it is revoked.
-    """
-
-    def __init__(self, max_entries: int = 100_000, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self._entries: BoundedCache[str, Session] = BoundedCache(
-            max_entries=max_entries, max_bytes=max_bytes
-        )
-        self.revoked: dict[str, float] = {}
-        """place id → until when (unix seconds) it is refused."""
-        self._watchers: dict[str, set[Callable[[], None]]] = {}
-
-    def get(self, token: str, now: float) -> Session | None:
-        s = self._entries.get(token)
-        if s is None:
-            return None
-        if now >= s.expires_at or s.place_id in self.revoked:
-            self._entries.pop(token)
-            return None
-        return s
-
-    def put(self, token: str, session: Session) -> None:
-        self._entries.put(token, session, len(token))
-
-    def revoke(self, place_id: str, until: float) -> None:
-        self.revoked[place_id] = max(until, self.revoked.get(place_id, until))
-        for callback in list(self._watchers.get(place_id, ())):
-            callback()
-
-    def watch(self, place_id: str, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` when ``place_id`` is revoked; returns the function that stops it."""
-        self._watchers.setdefault(place_id, set()).add(callback)
-
-        def unwatch() -> None:
-            callbacks = self._watchers.get(place_id)
-            if callbacks is not None:
-                callbacks.discard(callback)
-                if not callbacks:
-                    del self._watchers[place_id]
-
-        return unwatch
-
-    def prune(self, now: float) -> None:
-        """Forget revocations whose tokens have all expired."""
-        for pid in [p for p, until in self.revoked.items() if until <= now]:
-            del self.revoked[pid]
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -23,6 +23,7 @@
 --   three 0 unless waiting)
 --   status: 1 waiting, 2 promoted, 3 active (admitted by this call), 4 full,
 --           5 spent (active already, or tombstoned: the place id takes no position again)
+-- prelude: bucket
 
 local queue, seen, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local spent, hb = KEYS[6], KEYS[7]
@@ -77,18 +78,10 @@ if ARGV[7] == '1' and qlen == 0 then
     if rate <= 0 then
       return admit()
     end
-    -- Token bucket in integer units: one token = 60000 units, refill = rate units per ms.
-    local cap = math.max(1, math.ceil(rate / 60)) * 60000
     local b = redis.call('HMGET', counters, 'tokens', 'tokens_ts')
-    local units, ts = tonumber(b[1]), tonumber(b[2])
-    if units == nil or ts == nil then
-      units, ts = cap, now
-    elseif now > ts then
-      units = math.min(cap, units + (now - ts) * rate)
-      ts = now
-    end
-    if units >= 60000 then
-      redis.call('HSET', counters, 'tokens', units - 60000, 'tokens_ts', ts)
+    local units, ts = bucket_refill(b[1], b[2], rate, now)
+    if units >= TOKEN then
+      redis.call('HSET', counters, 'tokens', units - TOKEN, 'tokens_ts', ts)
       return admit()
     end
     redis.call('HSET', counters, 'tokens', units, 'tokens_ts', ts)

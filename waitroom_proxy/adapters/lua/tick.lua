@@ -35,6 +35,7 @@
 -- abandoned is ever promoted, and heartbeat abandons a silent place it is asked about: an
 -- abandoned waiter is out at abandon_after, and its entry is gone within about twice that.
 -- A waiter with no touch recorded (a place queued by version 0.1) gets one now.
+-- prelude: bucket
 
 local queue, seen, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local revoked, revoked_exp, meta, spent, hb = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -167,21 +168,13 @@ local free = capacity - redis.call('ZCARD', active) - redis.call('ZCARD', promot
 local n = 0
 local units, ts
 if rate > 0 then
-  -- Token bucket in integer units: one token = 60000 units, refill = rate units per ms.
-  local cap = math.max(1, math.ceil(rate / 60)) * 60000
   local b = redis.call('HMGET', counters, 'tokens', 'tokens_ts')
-  units, ts = tonumber(b[1]), tonumber(b[2])
-  if units == nil or ts == nil then
-    units, ts = cap, now
-  elseif now > ts then
-    units = math.min(cap, units + (now - ts) * rate)
-    ts = now
-  end
+  units, ts = bucket_refill(b[1], b[2], rate, now)
 end
 if ARGV[6] == '1' and free > 0 then
   n = math.min(free, limit)
   if rate > 0 then
-    n = math.min(n, math.floor(units / 60000))
+    n = math.min(n, math.floor(units / TOKEN))
   end
 end
 local head = {}
@@ -213,7 +206,7 @@ local function take(count)
 end
 take(n)
 if rate > 0 then
-  units = units - #head * 60000
+  units = units - #head * TOKEN
 end
 -- Operator "admit N now": more, ignoring the bucket, still within capacity.
 if force > 0 then

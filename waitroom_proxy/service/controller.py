@@ -1,4 +1,4 @@
-"""The admission controller loop that runs in every replica (DESIGN §1).
+"""The admission controller loop that runs in every replica.
 
 Every ``interval`` seconds (jittered, so replicas don't tick in lock-step) and for each room:
 follow runtime state (pause, overrides), run one atomic ``tick`` in the store (expiry of
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 
 from waitroom_proxy.domain.lifecycle import spent_for
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import TickResult
-from waitroom_proxy.service import Gatekeeper, RoomRuntime
+from waitroom_proxy.service.gatekeeper import Gatekeeper
+from waitroom_proxy.service.room import RoomRuntime
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
         with contextlib.suppress(StoreError):
-            await self.gate.flush_activity()
+            await self.flush()
 
     async def _run(self) -> None:
         self._stopping = False
@@ -79,34 +79,61 @@ class Controller:
             except Exception:
                 log.exception("controller: room %s failed", room.name)
         try:
-            await self.gate.flush_activity()
+            await self.flush()
         except Exception:
             log.exception("controller: activity flush failed")
-        self.gate.cache.prune(self.gate.clock())
+        self.gate.sessions.cache.prune(self.gate.clock())
+
+    async def flush(self) -> None:
+        """Coalesced session activity to the store, and the rate limit's background probe."""
+        await self.gate.sessions.flush()
+        await self.gate.limit.probe()
 
     async def tick_room(self, room: RoomRuntime, force: int = 0) -> TickResult:
+        """One controller pass for ``room``; ``force`` > 0: the operator's "admit N now".
+
+        Raises:
+            StoreError: the store did not answer (the next pass tries again).
+        """
         gate = self.gate
         store = gate.store
-        await gate.refresh_room_state(room)
+        await gate.sync.refresh(room)
         if room.fail_open_ids:
             # Before any promotion: sessions admitted while the store was down count first.
-            await gate.fail_open_ended(room)
-        result: TickResult = await gate._call(
-            "tick", lambda: store.tick(room.name, room.limits, force), room.name
-        )
-        m = gate.metrics
+            await gate.fail_open.count_admitted(room)
+        await gate.census.run(room)  # sessions the store lost are counted before promotions
         name = room.name
-        for pid in result.promoted:
-            gate.emit("position.admitted", name, {"place_id": pid})
+        limits = await gate.lifecycle.tick(room)  # a scheduled sale's once-only steps
+        result = await store.tick(name, limits, force)
+        self._report(room, result)
+        stats = await store.stats(name)
+        m = gate.metrics
+        m.capacity.labels(name).set(room.policy.capacity)
+        m.queue_length.labels(name).set(stats.queue_length)
+        m.active_sessions.labels(name).set(stats.active)
+        m.promoted.labels(name).set(stats.promoted)
+        room.eta.observe_stats(stats, room.limits)
+        room.last_stats, room.stats_at = stats, gate.clock()  # (domain.pacing relies on both)
+        await self.pull_revocations(room)
+        gate.fail_open.store_back(room)
+        gate.sessions.spent.prune(name, gate.clock(), spent_for(room.policy))
+        return result
+
+    def _report(self, room: RoomRuntime, result: TickResult) -> None:
+        """Events and counters of what one tick changed."""
+        gate = self.gate
+        emit, spent, m, name = gate.emit, gate.sessions.spent, gate.metrics, room.name
         now = gate.clock()
+        for pid in result.promoted:
+            emit("position.admitted", name, {"place_id": pid})
         for pid in result.no_shows:
-            gate.spent.add(name, pid, now)
-            gate.emit("position.expired", name, {"place_id": pid, "reason": "no_show"})
+            spent.add(name, pid, now)
+            emit("position.expired", name, {"place_id": pid, "reason": "no_show"})
         for pid in result.abandoned:
-            gate.emit("position.expired", name, {"place_id": pid, "reason": "abandoned"})
+            emit("position.expired", name, {"place_id": pid, "reason": "abandoned"})
         for pid in result.expired_sessions:
-            gate.spent.add(name, pid, now)
-            gate.emit("session.ended", name, {"place_id": pid, "reason": "idle"})
+            spent.add(name, pid, now)
+            emit("session.ended", name, {"place_id": pid, "reason": "idle"})
         if result.promoted:
             m.admissions.labels(name).inc(len(result.promoted))
         if result.no_shows:
@@ -115,20 +142,6 @@ class Controller:
             m.abandoned.labels(name).inc(len(result.abandoned))
         if result.expired_sessions:
             m.sessions_ended.labels(name, "idle").inc(len(result.expired_sessions))
-        stats = await gate._call("stats", lambda: store.stats(name), name)
-        room.last_stats, room.stats_at = stats, gate.clock()  # (domain.pacing relies on both)
-        m.capacity.labels(name).set(room.policy.capacity)
-        m.queue_length.labels(name).set(stats.queue_length)
-        m.active_sessions.labels(name).set(stats.active)
-        m.promoted.labels(name).set(stats.promoted)
-        room.eta.observe_stats(stats, room.limits)
-        await self.pull_revocations(room)
-        if room.fail_open_active:
-            room.fail_open_active = False
-            m.fail_open.labels(name).set(0)
-            log.warning("room %s: store back, fail-open ended", name)
-        gate.spent.prune(name, now, spent_for(room.policy))
-        return result
 
     async def pull_revocations(self, room: RoomRuntime) -> None:
         """Copy the room's revocations from the store into the local token cache: all of them
@@ -137,10 +150,7 @@ class Controller:
         gate = self.gate
         name = room.name
         since = self._revoked_since.get(name, 0)
-        ids, now_ms = await gate._call(
-            "revoked", functools.partial(gate.store.revoked_since, name, since), name
-        )
+        ids, now_ms = await gate.store.revoked_since(name, since)
         self._revoked_since[name] = now_ms - 2_000
-        until = gate.clock() + room.policy.session_max
-        for pid in ids:
-            gate.cache.revoke(pid, until)
+        gate.sessions.revoke_known(ids, gate.clock() + room.policy.session_max)
+        gate.sessions.note_ended(name, ids)

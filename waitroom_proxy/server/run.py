@@ -1,4 +1,4 @@
-"""``waitroom-proxy serve``: listeners, logging and worker processes (DESIGN §10).
+"""``waitroom-proxy serve``: listeners, logging and worker processes.
 
 One process (``workers = 1``): the proxy and, when configured, the admin listener run as two
 uvicorn servers in one event loop.
@@ -6,7 +6,7 @@ uvicorn servers in one event loop.
 ``workers = N > 1``: uvicorn's supervisor starts N worker processes and hands each of them
 every listener; each worker builds its settings from the environment (``serve`` exported its
 flags there), configures logging like a single process, and serves both listeners
-(:mod:`waitroom_proxy.asgi.workers`). The admin listener therefore works whatever the number
+(:mod:`waitroom_proxy.server.workers`). The admin listener therefore works whatever the number
 of workers, which the Helm chart relies on (it passes ``--admin-port`` and exposes
 ``workers``); ``GET /metrics`` answers for every worker.
 
@@ -26,6 +26,8 @@ from typing import Any
 
 from waitroom_proxy.config import Settings, config_warnings, room_coverage
 from waitroom_proxy.listen import bind_listener, format_address
+from waitroom_proxy.logs import configure_logging
+from waitroom_proxy.server.apps import admin_app, admin_enabled, build_app
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,6 @@ def _common(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": 10,
         "http": http_protocol(limits_from(settings)),
     }
-
-
-def admin_enabled(settings: Settings) -> bool:
-    return settings.admin_port is not None and bool(settings.admin_token)
 
 
 def bind_all(settings: Settings) -> list[socket.socket]:
@@ -76,8 +74,6 @@ def run(settings: Settings) -> None:
     Raises:
         ListenError: a listener cannot be opened; nothing was started.
     """
-    from waitroom_proxy.asgi.chain import configure_logging
-
     configure_logging(settings.log_level)
     sockets = bind_all(settings)
     log.info("proxy listening on http://%s/", format_address(settings.host, settings.port))
@@ -93,8 +89,6 @@ def run(settings: Settings) -> None:
         if settings.workers > 1:
             _run_workers(settings, sockets)
         else:
-            from waitroom_proxy.bootstrap import build_app
-
             app = build_app(settings, warn=False)
             asyncio.run(_serve(app, settings, sockets))
     finally:
@@ -108,7 +102,7 @@ async def _serve(app: Any, settings: Settings, sockets: list[socket.socket]) -> 
     common = _common(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, **common)
     serving = [uvicorn.Server(config).serve(sockets=sockets[:1])]
-    admin = admin_app(app, settings)
+    admin = admin_app(app.engine, settings)
     if admin is not None and len(sockets) > 1:
         admin_config = uvicorn.Config(
             admin,
@@ -120,21 +114,11 @@ async def _serve(app: Any, settings: Settings, sockets: list[socket.socket]) -> 
     await asyncio.gather(*serving)
 
 
-def admin_app(app: Any, settings: Settings, *, metrics: Any = None) -> Any:
-    """The admin app on the engine of ``app``, or None when the admin listener is off."""
-    if not admin_enabled(settings):
-        return None
-    from waitroom_proxy.asgi.admin import build_admin
-
-    assert settings.admin_token is not None
-    return build_admin(app.engine, settings.admin_token, metrics=metrics)
-
-
 def _run_workers(settings: Settings, sockets: list[socket.socket]) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from waitroom_proxy.asgi.workers import WORKER_DIR_ENV
+    from waitroom_proxy.server.workers import WORKER_DIR_ENV
 
     common = _common(settings)
     # Workers are started afresh (spawn): they import the protocol by name and set its limits
@@ -144,7 +128,7 @@ def _run_workers(settings: Settings, sockets: list[socket.socket]) -> None:
     os.environ[WORKER_DIR_ENV] = workdir
     try:
         config = uvicorn.Config(
-            "waitroom_proxy.serving:worker_app",
+            "waitroom_proxy.server.run:worker_app",
             factory=True,
             host=settings.host,
             port=settings.port,
@@ -160,11 +144,9 @@ def _run_workers(settings: Settings, sockets: list[socket.socket]) -> None:
 def worker_app() -> Any:
     """uvicorn ``--factory`` entry of each worker process: settings from the environment, the
     same logging as a single process, and both listeners (:class:`ByListener`)."""
-    from waitroom_proxy.asgi.chain import configure_logging
     from waitroom_proxy.asgi.hardening import HardenedHttpToolsProtocol, limits_from
-    from waitroom_proxy.asgi.workers import WORKER_DIR_ENV, ByListener, WorkerPeers
-    from waitroom_proxy.bootstrap import build_app
     from waitroom_proxy.config import load_settings
+    from waitroom_proxy.server.workers import WORKER_DIR_ENV, ByListener, WorkerPeers
 
     settings = load_settings(os.environ.get("WAITROOM_CONFIG"), os.environ)
     configure_logging(settings.log_level)
@@ -175,6 +157,6 @@ def worker_app() -> Any:
         return app
     directory = os.environ.get(WORKER_DIR_ENV)
     peers = WorkerPeers(directory, app.engine.gate.metrics.registry) if directory else None
-    admin = admin_app(app, settings, metrics=peers.metrics_app if peers else None)
+    admin = admin_app(app.engine, settings, metrics=peers.metrics_app if peers else None)
     assert settings.admin_port is not None
     return ByListener(app, admin, settings.admin_port, peers)

@@ -1,4 +1,4 @@
-"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy`` (DESIGN §10).
+"""Command line: ``waitroom-proxy`` / ``python -m waitroom_proxy``.
 
 A thin click layer, as in uvicorn: every command parses its flags, hands them to
 :func:`waitroom_proxy.config.load_settings` and calls into the package lazily, so
@@ -24,14 +24,11 @@ import click
 from click.core import ParameterSource
 
 from waitroom_proxy import __version__
-from waitroom_proxy.config import (
-    Settings,
-    config_warnings,
-    load_settings,
-    mask_url,
-    room_coverage,
-)
+from waitroom_proxy.config import Settings, config_warnings, load_settings, room_coverage
+from waitroom_proxy.config.schema import LOG_LEVELS
+from waitroom_proxy.config.sources import ENV_PREFIX, flag_label
 from waitroom_proxy.domain.policy import ROOM_NAME_RE, Bypass, RoomPolicy
+from waitroom_proxy.domain.redact import MASK, redact_url
 from waitroom_proxy.errors import ConfigError, ListenError
 
 __all__ = ["format_settings", "main"]
@@ -40,7 +37,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 CONFIG_ERROR_EXIT = 2
 LISTEN_ERROR_EXIT = 1
-MASK = "***"
 _SECRET_FIELDS = frozenset({"secret", "previous_secrets", "admin_token"})
 _URL_FIELDS = frozenset({"store_url", "nats_url", "upstream"})
 
@@ -57,7 +53,7 @@ def _show(name: str, value: Any) -> str:
     if name in _SECRET_FIELDS:
         return MASK
     if name in _URL_FIELDS:
-        return mask_url(str(value))
+        return redact_url(str(value))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -171,70 +167,57 @@ def check_config(config: str, ignore_env: bool) -> None:
         click.echo(f"note: {note}", err=True)
 
 
-def _env_option(*decls: str, env: str, help: str, metavar: str | None = None) -> Callable[[_F], _F]:
-    """A string option documented with its environment variable. Values stay text: the loader
-    parses them, so flags and env get the same messages."""
+_SERVER_DEFAULTS = Settings(rooms=())
+
+
+def _flag(key: str, metavar: str, help: str, *, short: str | None = None) -> Callable[[_F], _F]:
+    """The option of a settings key: its flag, its environment variable and the default shown
+    come from the schema. Values stay text: the loader parses them, so flags and env get the
+    same messages."""
+    default = getattr(_SERVER_DEFAULTS, key, None)
+    shown = f" [{default}]" if default not in (None, ()) else ""
+    decls = [flag_label(key), *([short] if short else []), key]
     return click.option(
-        *decls, envvar=env, show_envvar=True, default=None, metavar=metavar, help=help
+        *decls,
+        envvar=f"{ENV_PREFIX}{key.upper()}",
+        show_envvar=True,
+        default=None,
+        metavar=metavar,
+        help=help + shown,
     )
 
 
 @main.command()
-@_env_option("--config", "-c", env="WAITROOM_CONFIG", metavar="FILE", help="TOML config file.")
-@_env_option("--upstream", env="WAITROOM_UPSTREAM", metavar="URL", help="Origin base URL.")
-@_env_option(
-    "--capacity",
-    env="WAITROOM_CAPACITY",
-    metavar="N",
-    help="One-room quick start: max concurrent visitors (or the capacity of the file's "
-    "single room).",
+@_flag("config", "FILE", "TOML config file.", short="-c")
+@_flag("upstream", "URL", "Origin base URL.")
+@_flag(
+    "capacity",
+    "N",
+    "One-room quick start: max concurrent visitors (or the capacity of the file's single room).",
 )
-@_env_option(
-    "--admit-rate",
-    env="WAITROOM_ADMIT_RATE",
-    metavar="N",
-    help="Max admissions per minute (0 = capacity only).",
+@_flag("admit_rate", "N", "Max admissions per minute (0 = capacity only).")
+@_flag(
+    "upstream_ca_file",
+    "FILE",
+    "PEM CA certificates an https:// upstream must chain to (an internal CA).",
 )
-@_env_option(
-    "--upstream-ca-file",
-    env="WAITROOM_UPSTREAM_CA_FILE",
-    metavar="FILE",
-    help="PEM CA certificates an https:// upstream must chain to (an internal CA).",
-)
-@_env_option("--host", env="WAITROOM_HOST", metavar="HOST", help="Listen address [127.0.0.1].")
-@_env_option("--port", env="WAITROOM_PORT", metavar="PORT", help="Listen port [8080].")
-@_env_option(
-    "--admin-port",
-    env="WAITROOM_ADMIN_PORT",
-    metavar="PORT",
-    help="Admin API port (needs WAITROOM_ADMIN_TOKEN).",
-)
-@_env_option("--workers", env="WAITROOM_WORKERS", metavar="N", help="Worker processes [1].")
-@_env_option(
-    "--store-url",
-    env="WAITROOM_STORE_URL",
-    metavar="URL",
-    help="Store: redis://, rediss://, unix://, redis+cluster://h:p,h:p/0 or "
+@_flag("host", "HOST", "Listen address.")
+@_flag("port", "PORT", "Listen port.")
+@_flag("admin_port", "PORT", "Admin API port (needs WAITROOM_ADMIN_TOKEN).")
+@_flag("workers", "N", "Worker processes.")
+@_flag(
+    "store_url",
+    "URL",
+    "Store: redis://, rediss://, unix://, redis+cluster://h:p,h:p/0 or "
     "redis+sentinel://h:p,h:p/SERVICE/0 (default: in-process).",
 )
-@_env_option(
-    "--nats-url",
-    env="WAITROOM_NATS_URL",
-    metavar="URLS",
-    help="NATS URL for events, or a cluster's URLs separated by commas.",
+@_flag("nats_url", "URLS", "NATS URL for events, or a cluster's URLs separated by commas.")
+@_flag(
+    "nats_stream_replicas",
+    "N",
+    "Replicas of the event streams the proxy creates (1-5; 3 on a NATS cluster).",
 )
-@_env_option(
-    "--nats-stream-replicas",
-    env="WAITROOM_NATS_STREAM_REPLICAS",
-    metavar="N",
-    help="Replicas of the event streams the proxy creates (1-5; 3 on a NATS cluster) [1].",
-)
-@_env_option(
-    "--log-level",
-    env="WAITROOM_LOG_LEVEL",
-    metavar="LEVEL",
-    help="critical, error, warning, info or debug [info].",
-)
+@_flag("log_level", "LEVEL", ", ".join(LOG_LEVELS[:-1]) + f" or {LOG_LEVELS[-1]}.")
 @click.pass_context
 def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
     """Run the proxy in front of --upstream.
@@ -244,19 +227,19 @@ def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
     flags = _given(ctx, params)
     settings = _load(ctx, config, flags, require_upstream=True)
     # With --workers N, uvicorn's worker processes rebuild the settings from the environment
-    # (bootstrap.app_factory): hand them the flags through it so every worker sees the same
+    # (server.run.worker_app): hand them the flags through it so every worker sees the same
     # configuration as this check did. Flags outrank env, so this changes nothing here.
     for key, value in flags.items():
         os.environ[f"WAITROOM_{key.upper()}"] = str(value)
     if ctx.get_parameter_source("config") is ParameterSource.COMMANDLINE and config:
         os.environ["WAITROOM_CONFIG"] = config
-    from waitroom_proxy import bootstrap  # lazy: the server stack is heavy
+    from waitroom_proxy import server  # lazy: the server stack is heavy
 
     # Ctrl-C: uvicorn has already shut down gracefully and re-raises SIGINT; without this,
     # click prints "Aborted!" and exits 1.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            bootstrap.run(settings)
+            server.run(settings)
     except ListenError as exc:
         click.echo(str(exc), err=True)
         sys.exit(LISTEN_ERROR_EXIT)
@@ -320,11 +303,11 @@ def tail(room: str | None, nats_url: str | None) -> None:
             load_settings(None, env={}, flags={"nats_url": nats_url, "capacity": 1})
         except ConfigError as exc:
             problems.extend(exc.problems)
-    if room is not None and not ROOM_NAME_RE.match(room):
+    if room is not None and not ROOM_NAME_RE.fullmatch(room):
         problems.append(f'--room: must be 1-64 characters of a-z, 0-9, _ and -, got "{room}"')
     if problems:
         _fail(problems)
-    from waitroom_proxy.adapters.nats_events import tail as tail_events  # lazy
+    from waitroom_proxy.cli.event_tail import tail as tail_events  # lazy: the NATS client
 
     assert nats_url is not None  # checked above: a missing URL is one of the problems
     with contextlib.suppress(KeyboardInterrupt):

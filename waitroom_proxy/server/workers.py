@@ -31,8 +31,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
-
-from waitroom_proxy.asgi.chain import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["WORKER_DIR_ENV", "ByListener", "WorkerPeers", "merge_expositions"]
 

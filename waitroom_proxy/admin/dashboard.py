@@ -1,0 +1,48 @@
+"""The live dashboard page, ``GET /admin/`` and ``/admin/dashboard``: a shell without data.
+
+A browser cannot attach a bearer header to a page it navigates to, so the shell is served
+without authentication, a decision: it holds no data (no room names, no counts, no token) and
+is the same static document for everybody. It asks for the token once, keeps it in
+``sessionStorage`` (gone when the tab closes, never in a cookie, so no CSRF), and fetches
+``/admin/stats`` every 2 s with the ``Authorization`` header. The data is only ever served with
+a valid token. The page loads nothing else and carries a strict Content-Security-Policy with a
+per-response nonce.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from waitroom_proxy.admin.auth import NO_STORE
+from waitroom_proxy.asgi.page import _builtin_source, content_security_policy, new_nonce
+
+__all__ = ["PUBLIC_PATHS", "dashboard"]
+
+PUBLIC_PATHS = frozenset({"/admin/", "/admin/dashboard"})
+"""The dashboard shell: static, data-free, served without a token."""
+
+
+@cache
+def _template() -> Any:
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    return env.from_string(_builtin_source("dashboard.html"))
+
+
+async def dashboard(request: Request) -> Response:
+    """The shell, with a fresh nonce for its one script and one style."""
+    nonce = new_nonce()
+    return HTMLResponse(
+        _template().render(nonce=nonce),
+        headers={
+            "content-security-policy": content_security_policy(nonce),
+            "referrer-policy": "no-referrer",
+            "x-content-type-options": "nosniff",
+            "x-frame-options": "DENY",
+            **NO_STORE,
+        },
+    )

@@ -1,0 +1,123 @@
+"""The admin API's bodies as pydantic models: what ``/admin/openapi.json`` describes.
+
+The room policy, and the PATCH body that changes it, come from the settings schema itself
+(``RoomModel`` and its runtime-mutable fields), so the document advertises exactly the values
+the API accepts. The views below only describe answers: the API builds them as plain JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from waitroom_proxy.config.schema import MUTABLE_FIELDS, RoomModel
+from waitroom_proxy.ports import PlaceStatus
+
+__all__ = [
+    "MAX_ADMIT",
+    "AdmitResult",
+    "Error",
+    "PolicyPatch",
+    "RevokeResult",
+    "Room",
+    "RoomList",
+    "Stats",
+]
+
+MAX_ADMIT = 10_000
+"""Most waiters one ``admit`` call promotes."""
+
+
+def _patch_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for name in MUTABLE_FIELDS:
+        info = RoomModel.model_fields[name]
+        annotated: Any = Annotated[info.annotation, *info.metadata]
+        fields[name] = (annotated | None, Field(None, description=info.description))
+    return create_model(
+        "PolicyPatch",
+        __config__=ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "minProperties": 1,
+                "description": "Fields to override; null removes an override.",
+            },
+        ),
+        **fields,
+    )
+
+
+PolicyPatch = _patch_model()
+"""The PATCH body: any runtime-mutable room field, or null to drop its override."""
+
+
+class FieldProblem(BaseModel):
+    field: str
+    error: str
+
+
+class Error(BaseModel):
+    """Every error answer: a sentence, or every refused field."""
+
+    detail: str | list[FieldProblem]
+
+
+class RoomStatsView(BaseModel):
+    queue_length: int = Field(ge=0)
+    active: int = Field(ge=0)
+    promoted: int = Field(ge=0)
+    admitted_total: int = Field(ge=0)
+
+
+class EtaView(BaseModel):
+    p50: int
+    p90: int
+
+
+class Room(BaseModel):
+    """A room as this replica sees it: policy in force, pause, overrides, counts, ETA."""
+
+    name: str
+    paused: bool
+    overrides: dict[str, Any]
+    policy: RoomModel = Field(description="The policy in force; the bypass secret is masked.")
+    stats: RoomStatsView | None
+    eta_last_seconds: EtaView | None = None
+    admissions_per_minute: float | None = None
+
+
+class RoomList(BaseModel):
+    rooms: list[Room]
+
+
+class AdmitResult(Room):
+    room: str
+    requested: int
+    promoted: int = Field(ge=0)
+
+
+class RevokeResult(BaseModel):
+    room: str
+    place_id: str
+    previous_status: PlaceStatus
+
+
+class StoreView(BaseModel):
+    up: bool
+    kind: str
+
+
+class EventsView(BaseModel):
+    publisher: str
+    counters: dict[str, float] | None
+
+
+class Stats(BaseModel):
+    """Every room plus store and event-bus health (the dashboard's feed)."""
+
+    replica: str
+    time: float
+    store: StoreView
+    events: EventsView
+    rooms: list[Room]
