@@ -170,7 +170,7 @@ def scale_tables(cfg: ScaleConfig, res: dict[str, Any]) -> str:
         ["freed slot refilled (leave → promotion) p50 / p99",
          f"{s['refill_p50'] * 1000:.0f} ms / {s['refill_p99'] * 1000:.0f} ms "
          f"({len(res['refill'])} refills)"],
-        ["store memory per waiter: used_memory delta / MEMORY USAGE queue+hb",
+        ["store memory per waiter: used_memory delta / MEMORY USAGE queue+seen",
          f"{mem.get('used_per_waiter', float('nan')):.0f} B / "
          f"{mem.get('sets_per_waiter', float('nan')):.0f} B "
          f"({mem.get('queued', 0):,} queued)"],

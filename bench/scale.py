@@ -22,7 +22,7 @@ Measured: ``active <= capacity`` sampled every 100 ms from the store (one MULTI 
 FIFO inversions (a waiter promoted in a later tick than one who arrived after it, or still
 waiting at the end behind someone promoted); admissions per window vs the target; ETA p50
 predicted at arrival vs the actual wait (arrival → promotion); store memory per waiter
-(``used_memory`` delta and ``MEMORY USAGE`` of the queue and heartbeat sets over the queue
+(``used_memory`` delta and ``MEMORY USAGE`` of the queue set and touch hash over the queue
 length). Promotions come from the replicas' ``position.admitted`` events on NATS (event time
 and order), cross-checked with the store's ``admitted_total``.
 """
@@ -284,7 +284,7 @@ async def _crowd_run(
         await asyncio.sleep(max(0.0, arrivals_end - time.time()) + 2.0)
         queued = int(sync.zcard(keys.queue))
         used = int(sync.info("memory")["used_memory"]) - mem_before
-        usage = sum(int(sync.memory_usage(k, samples=0) or 0) for k in (keys.queue, keys.hb))
+        usage = sum(int(sync.memory_usage(k, samples=0) or 0) for k in (keys.queue, keys.seen))
         memory.update(
             queued=queued,
             used_per_waiter=used / max(1, queued),

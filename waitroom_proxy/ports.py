@@ -6,8 +6,12 @@ Store model (one room; the Redis adapter keeps each piece under ``wr:{room}:<pie
 
 - **queue**: waiters ordered by an integer *score* (arrival sequence in FIFO mode, a lottery
   draw in random mode). Position = 1 + number of waiters with a lower score (ties by id).
-- **heartbeats**: last heartbeat time of every waiter. A waiter silent for longer than
-  ``abandon_after_ms`` is removed by the next ``tick`` (abandoned).
+- **seen**: the time of every waiter's last *touch* (``arrive`` or ``heartbeat``). A waiter
+  untouched for longer than ``abandon_after_ms`` is abandoned: never promoted, answered
+  UNKNOWN by ``heartbeat`` (which then removes it), and removed by ``tick`` within about
+  twice ``abandon_after_ms`` (the Redis store sweeps the queue a slice per tick; see
+  ``lua/tick.lua``). The gatekeeper touches the store only every few polls of a waiter far
+  from the front (``waitroom_proxy.domain.pacing``), always well within ``abandon_after``.
 - **promoted**: waiters taken from the head by ``tick`` who have not yet claimed; each holds a
   capacity slot. Unclaimed after ``claim_timeout_ms`` → removed by ``tick`` (no-show).
 - **active**: sessions, each with a *deadline*; ``tick`` removes sessions past their deadline.
@@ -22,7 +26,10 @@ Store model (one room; the Redis adapter keeps each piece under ``wr:{room}:<pie
   ACTIVE place never takes a position again: ``arrive`` and ``heartbeat`` answer SPENT, so a
   kept ticket admits at most once (``waitroom_proxy.domain.lifecycle``).
 - **meta**: small string map for runtime room state (``paused``, admin overrides as JSON).
-- **counters**: ``admitted_total`` (every admission ever), ``seq`` (last arrival sequence).
+- **counters**: ``admitted_total`` (every admission ever), ``promoted_total`` (waiters taken
+  from the queue by ``tick``: in FIFO order everyone taken was ahead of every waiter still
+  there, so a waiter's position at its last touch minus the promotions since bounds its
+  position now), ``seq`` (last arrival sequence).
 
 Invariants every adapter keeps, atomically, with any number of concurrent callers:
 ``len(active) + len(promoted) <= capacity`` after any call that adds to either; a place id is
@@ -103,6 +110,11 @@ class QueueView:
     score: int = 0
     """The waiter's score (arrival sequence or lottery draw) when ``WAITING``; the ticket keeps
     it so the place survives a store that lost its data."""
+    promoted_total: int = 0
+    """The room's ``promoted_total`` counter at this answer, when ``WAITING`` (0 otherwise)."""
+    now_ms: int = 0
+    """The store's clock at this answer, when ``WAITING`` (0 otherwise): the ticket keeps it as
+    the time of the place's last touch (``domain.pacing``)."""
 
     @property
     def ahead(self) -> int:
@@ -130,6 +142,10 @@ class RoomStats:
     admitted_total: int
     now_ms: int
     """The store's clock when the snapshot was taken."""
+    promoted_total: int = 0
+    """Waiters taken from the queue by ``tick`` so far."""
+    head_score: int | None = None
+    """The lowest score still in the queue (the head's), None when nobody waits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +171,9 @@ class Store(Protocol):
     ) -> QueueView:
         """A visitor without a session asks to get in.
 
-        Already waiting → records a heartbeat and returns the current view; promoted → PROMOTED;
+        Already waiting → records a touch (even when silent for long: the caller passes a
+        known place id only for a ticket it lets keep its place) and returns the current view;
+        promoted → PROMOTED;
         active or tombstoned → SPENT; in these cases nothing else changes. Otherwise:
         ``count_only`` → becomes ACTIVE (no checks). Else, if ``direct_admit`` and the queue is
         empty and a slot and a rate token are free → becomes ACTIVE (deadline now +
@@ -168,9 +186,13 @@ class Store(Protocol):
         """
         ...
 
-    async def heartbeat(self, room: str, place_id: str) -> QueueView:
-        """A waiter's page polls. WAITING → heartbeat = now and the fresh view; PROMOTED →
-        PROMOTED; ACTIVE or tombstoned → SPENT; otherwise UNKNOWN. Never adds anything."""
+    async def heartbeat(
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+    ) -> QueueView:
+        """A waiter's page touches its place. WAITING → its touch = now and the fresh view
+        (``promoted_total`` included); WAITING but untouched for longer than
+        ``abandon_after_ms`` → abandoned now: removed, UNKNOWN; PROMOTED → PROMOTED; ACTIVE or
+        tombstoned → SPENT; otherwise UNKNOWN. Never adds anything."""
         ...
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
@@ -235,11 +257,12 @@ class Store(Protocol):
         """One pass of the admission controller, atomic:
 
         1. remove sessions past their deadline, promotions older than ``claim_timeout_ms``,
-           waiters whose last heartbeat is older than ``abandon_after_ms``, revocations past
-           their time and tombstones older than ``spent_for_ms``;
+           revocations past their time, tombstones older than ``spent_for_ms``, and abandoned
+           waiters (untouched for longer than ``abandon_after_ms``: all of them, or, on Redis,
+           those of the slice of the queue this call sweeps);
         2. if ``limits.promote``: promote ``min(capacity - active - promoted, tokens)`` waiters
-           from the head of the queue (lowest score first), taking a token each, and tombstone
-           them;
+           from the head of the queue (lowest score first), skipping and removing abandoned
+           ones, taking a token each, and tombstone them;
         3. if ``force`` > 0 (operator "admit N now"): additionally promote up to ``force``
            waiters ignoring the rate bucket and ``promote``, still within capacity.
 

@@ -58,3 +58,61 @@ def test_bench_smoke_writes_every_table(tmp_path: Path) -> None:
     assert "| uvicorn | heartbeat |" in text
     assert "| samples with active > capacity |" in text
     assert "store commands per admitted request" in text
+
+
+@pytest.mark.slow
+def test_ceiling_smoke_measures_both_versions(tmp_path: Path) -> None:
+    """``python -m bench.ceiling --smoke`` beside the version before pacing (git history),
+    each version calling its own scripts: every row of the table is filled."""
+    absent = [t for t in ("redis-server", "redis-benchmark") if _tool(t) is None]
+    if absent:
+        missing(f"the ceiling benchmark needs: {', '.join(absent)}")
+    has_before = subprocess.run(
+        ["git", "-C", str(ROOT), "cat-file", "-e", "7dedbb2^{commit}"], capture_output=True
+    )
+    before = ["--before", "7dedbb2"] if has_before.returncode == 0 else ["--before", "none"]
+    out = tmp_path / "ceiling.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ceiling", "--smoke", *before, "--out", str(out)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = out.read_text()
+    assert "## One room's ceiling" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 16, rows
+    assert all(" - " not in r and "nan" not in r for r in rows[1:]), rows
+    if has_before.returncode == 0:
+        assert "before (7dedbb2)" in rows[0] and "every poll" in text
+
+
+@pytest.mark.slow
+def test_client_bench_smoke_compares_clients(tmp_path: Path) -> None:
+    """``python -m bench.redis_client_bench`` at a tiny size: every installed client makes
+    the adapter's heartbeat call and gets a row of figures; the others say so."""
+    if _tool("redis-server") is None:
+        missing("the client benchmark needs redis-server")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.redis_client_bench", "--calls", "300", "--rounds", "1"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| client ")
+    }
+    assert len(rows) == 5, rows
+    for name, line in rows.items():
+        if name.startswith(("RedisStore", "redis-py", "lean")):
+            assert "not installed" not in line and "nan" not in line, line
+        else:
+            assert "not installed" in line or " - " not in line, line

@@ -12,10 +12,18 @@ Replays: any ticket ever handed out may come back with the score it was given, t
 *spent* (tombstoned): it must never take a position again; only an abandoned one may (the
 gatekeeper decides by the ticket's age), at its own score.
 
+Heartbeats come in two kinds: lenient (``abandon_after_ms`` far beyond the room's, as a
+caller that does not judge silence) and strict (the room's own, as the gatekeeper calls it): a
+strict heartbeat of a waiter silent for longer than the room's ``abandon_after`` abandons it.
+The model keeps the store time of every waiter's last touch (within a margin for the real
+milliseconds that pass).
+
 Checked after every step:
 - active + promoted <= capacity, and the store's counts equal the model's;
 - every ticket is in exactly one of queue / promoted / active, the one the model says;
 - FIFO: each tick promotes exactly the head of the model's queue (after its abandonments);
+- abandonment: only waiters silent for ``abandon_after`` are abandoned (by a tick or a strict
+  heartbeat), and none silent that long is ever promoted or answered as waiting;
 - nobody is admitted twice; a replay never admits, never queues a spent place;
 - admissions in any window <= burst + rate x window (forced admissions excepted).
 """
@@ -46,6 +54,8 @@ from waitroom_proxy.ports import PlaceStatus, RoomLimits
 pytestmark = pytest.mark.redis
 
 ABANDON_MS = 10_000
+MARGIN_MS = 500
+"""Real time that may pass between a call and the model's reading of the store clock."""
 CLAIM_MS = 5_000
 SESSION_MS = 8_000
 
@@ -67,6 +77,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.spent: set[str] = set()
         """Tickets whose place left the queue by promotion, admission or leave (tombstoned)."""
         self.scores: dict[str, int] = {}
+        self.touched: dict[str, int] = {}
+        """Waiting place -> store time (ms) just after its last touch."""
         self.ever_admitted: set[str] = set()
         self.admission_times: list[tuple[int, int]] = []
         """Store times (ms, offset included) just before and just after the call that made
@@ -146,18 +158,39 @@ class StoreMachine(RuleBasedStateMachine):
             assert (view.position, view.queue_length) == (queue_before + 1, queue_before + 1)
             self.state[place_id] = "waiting"
             self.scores[place_id] = view.score
+            self.touched[place_id] = self.now()
+
+    def silent_ms(self, place_id: str) -> int:
+        return self.now() - self.touched[place_id]
 
     @precondition(lambda self: self.state)
     @rule(data=st.data(), replica=st.integers(0, 2))
     def heartbeat(self, data: st.DataObject, replica: int) -> None:
         place_id = data.draw(st.sampled_from(sorted(self.state)))
-        view = self.run(self.replicas[replica].heartbeat(self.room, place_id))
+        view = self.run(self.replicas[replica].heartbeat(self.room, place_id, 10**9))
         assert view.status.value == self.answer(place_id)
         if self.state[place_id] == "waiting":
+            self.touched[place_id] = self.now()
             order = self.queue_order()
             assert view.position == order.index(place_id) + 1
             assert view.queue_length == len(order)
             assert view.score == self.scores[place_id]
+
+    @precondition(lambda self: self.ids("waiting"))
+    @rule(data=st.data(), replica=st.integers(0, 2))
+    def heartbeat_strict(self, data: st.DataObject, replica: int) -> None:
+        place_id = data.draw(st.sampled_from(self.ids("waiting")))
+        silent_before = self.silent_ms(place_id)
+        view = self.run(self.replicas[replica].heartbeat(self.room, place_id, ABANDON_MS))
+        silent_after = self.silent_ms(place_id)
+        if view.status is PlaceStatus.UNKNOWN:
+            assert silent_after >= ABANDON_MS, (place_id, silent_after)
+            self.state[place_id] = "gone"
+            return
+        assert view.status is PlaceStatus.WAITING, view
+        assert silent_before <= ABANDON_MS + MARGIN_MS, (place_id, silent_before)
+        self.touched[place_id] = self.now()
+        assert view.position == self.queue_order().index(place_id) + 1
 
     @precondition(lambda self: self.ids("waiting"))
     @rule(data=st.data(), replica=st.integers(0, 2))
@@ -166,6 +199,7 @@ class StoreMachine(RuleBasedStateMachine):
         view = self.run(self.replicas[replica].arrive(self.room, place_id, self.limits))
         assert view.status is PlaceStatus.WAITING
         assert view.position == self.queue_order().index(place_id) + 1
+        self.touched[place_id] = self.now()
 
     @precondition(lambda self: self.ids("promoted"))
     @rule(data=st.data(), replica=st.integers(0, 2))
@@ -208,11 +242,13 @@ class StoreMachine(RuleBasedStateMachine):
             assert view.status is PlaceStatus.WAITING, view
             assert view.score == self.scores[place_id]
             self.state[place_id] = "waiting"
+            self.touched[place_id] = self.now()
             order = self.queue_order()
             assert view.position == order.index(place_id) + 1
         else:
             assert view.status.value == expected, (place_id, view)
             if expected == "waiting":
+                self.touched[place_id] = self.now()
                 assert view.position == self.queue_order().index(place_id) + 1
 
     @rule(replica=st.integers(0, 2), force=st.sampled_from([0, 0, 0, 1, 3]))
@@ -221,6 +257,7 @@ class StoreMachine(RuleBasedStateMachine):
         # promotion of a forced tick is a forced one (exempt from the rate), none rated.
         limits = self.limits if force == 0 else replace(self.limits, promote=False)
         before = self.before()
+        before_ms = self.now()
         result = self.run(self.replicas[replica].tick(self.room, limits, force=force))
         for place_id in result.expired_sessions:
             assert self.state.get(place_id) == "active", place_id
@@ -228,8 +265,10 @@ class StoreMachine(RuleBasedStateMachine):
         for place_id in result.no_shows:
             assert self.state.get(place_id) == "promoted", place_id
             self.state[place_id] = "gone"
+        after = self.now()
         for place_id in result.abandoned:
             assert self.state.get(place_id) == "waiting", place_id
+            assert after - self.touched[place_id] >= ABANDON_MS, place_id
             self.state[place_id] = "gone"
         head = self.queue_order()[: len(result.promoted)]
         assert result.promoted == head, "promotion is not FIFO"
@@ -241,6 +280,8 @@ class StoreMachine(RuleBasedStateMachine):
         if force:
             assert len(result.promoted) == min(force, max(0, free), len(self.ids("waiting")))
         for place_id in result.promoted:
+            silent = before_ms - self.touched[place_id]
+            assert silent <= ABANDON_MS + MARGIN_MS, f"{place_id} promoted, silent {silent} ms"
             self.state[place_id] = "promoted"
             self.spent.add(place_id)
             self.admitted(place_id, rated=force == 0, before=before)

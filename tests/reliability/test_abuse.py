@@ -87,11 +87,11 @@ async def test_queue_full_page_and_bounded_store_memory(redis_server: Any) -> No
                 if batch % 3 == 2:
                     memory.append(int(r_client.info("memory")["used_memory"]))
             k = room_keys("full")
-            zq, zh = r_client.zcard(k.queue), r_client.zcard(k.hb)
+            zq, zh = r_client.zcard(k.queue), r_client.hlen(k.seen)
             await holder.aclose()
         report("queue full", attempts=ATTEMPTS, max_queue_length=cap,
                waiting=statuses.count("waiting"), full=statuses.count("full"),
-               html_full_pages=html_full, queue_zcard=zq, hb_zcard=zh,
+               html_full_pages=html_full, queue_zcard=zq, seen_hlen=zh,
                used_memory_growth_after_full=memory[-1] - memory[0])  # fmt: skip
         assert statuses.count("waiting") == cap
         assert statuses.count("full") == ATTEMPTS - cap

@@ -143,6 +143,7 @@ def test_the_session_cache_is_bounded_by_bytes_and_entries() -> None:
 def test_respellings_are_many() -> None:
     """The helper finds plenty of equivalent spellings (the library decoders are lenient)."""
     value = TicketSigner([SECRET]).dumps(Ticket("sale", "p", 1, 1, 1, -1, "/"))
-    assert len(respellings(value, random.Random(1), 200, _ticket_b64)) >= 150
+    # (about 3 in 4 of the candidates decode alike; 300 keeps clear of the sampling's spread)
+    assert len(respellings(value, random.Random(1), 300, _ticket_b64)) >= 150
     token, _ = SessionSigner([SECRET]).issue("sale", "p", now=NOW, ttl=60)
     assert len(respellings(token, random.Random(2), 200, _jwt_b64)) >= 150

@@ -47,6 +47,25 @@ def test_ticket_round_trip_and_rotation() -> None:
         TicketSigner(["new-secret"]).loads(value)
 
 
+def test_a_ticket_carries_its_last_touch_and_version_0_1_tickets_still_read() -> None:
+    """Waiters holding a ticket of version 0.1 (seven fields, no touch) keep their place
+    through an upgrade; their next poll touches the store (``domain.pacing``)."""
+    signer = TicketSigner([SECRET])
+    t = Ticket("sale", "pid", 42, int(NOW), int(NOW), 60, "/", 5_000, 77, int(NOW) - 3, "ab12cd34")
+    assert signer.loads(signer.dumps(t)) == t
+    old = signer._serializer.dumps(["sale", "pid", 42, int(NOW), int(NOW), 60, "/"])
+    legacy = signer.loads(str(old))
+    assert (legacy.score, legacy.position, legacy.touched, legacy.epoch) == (42, 0, 0, "")
+    for bad in (
+        ["sale", "pid", 42, int(NOW), int(NOW), 60, "/", -1, 77, int(NOW), "e"],
+        ["sale", "pid", 42, int(NOW), int(NOW), 60, "/", 5, 77, int(NOW), 7],
+        ["sale", "pid", 42, int(NOW), int(NOW), 60, "/", 5, True, int(NOW), "e"],
+        ["sale", "pid", 42, int(NOW), int(NOW), 60, "/", 5],
+    ):
+        with pytest.raises(TokenError):
+            signer.loads(str(signer._serializer.dumps(bad)))
+
+
 @given(st.text(max_size=300))
 @settings(max_examples=300)
 def test_ticket_parser_never_crashes(value: str) -> None:

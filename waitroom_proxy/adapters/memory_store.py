@@ -9,8 +9,9 @@ Complexity per room with *n* waiters and *s* sessions:
 
 - ``arrive``: O(log n) search plus an O(n) ``memmove`` to insert into the sorted queue list
   (a few microseconds at 100k waiters; arrivals in FIFO mode append at the end).
-- ``heartbeat``: O(log n) (binary search for the position; heartbeats kept in arrival-time
-  order in an ``OrderedDict``, moved to the end in O(1)).
+- ``heartbeat``: O(log n) (binary search for the position; touches kept in time order in an
+  ``OrderedDict``, moved to the end in O(1)). ``tick`` removes every abandoned waiter at once
+  (oldest touches first), stricter than the Redis store's sweep, within the same contract.
 - ``tick``: O(k log s + k + p) where k is the number of removals and p of promotions, each
   capped at ``TICK_LIMIT``; promotions pop from the head of the list.
 - ``touch``: O(log s) per id (a lazy heap of deadlines, compacted when it grows).
@@ -76,6 +77,8 @@ class _Room:
     spent: OrderedDict[str, int] = field(default_factory=OrderedDict)
     """Tombstones: place id -> time it left the queue (ms), oldest first."""
     admitted_total: int = 0
+    promoted_total: int = 0
+    """Waiters taken from the queue by ``tick``."""
     seq: int = 0
     tokens: int | None = None
     """Bucket units (``TOKEN_UNITS`` per token); None = full (never used)."""
@@ -189,6 +192,8 @@ class MemoryStore(MemoryDrawMixin):
                 position=self._position(state, place_id),
                 queue_length=len(state.scores),
                 score=current,
+                promoted_total=state.promoted_total,
+                now_ms=now,
             )
         status = self._status(state, place_id)
         qlen = len(state.scores)
@@ -222,24 +227,33 @@ class MemoryStore(MemoryDrawMixin):
             position=self._position(state, place_id),
             queue_length=qlen + 1,
             score=score,
+            promoted_total=state.promoted_total,
+            now_ms=now,
         )
 
-    async def heartbeat(self, room: str, place_id: str) -> QueueView:
+    async def heartbeat(
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+    ) -> QueueView:
         """See ``waitroom_proxy.ports.Store.heartbeat``."""
         state = self._rooms.get(room)
         if state is None:
             return QueueView(PlaceStatus.UNKNOWN)
-        qlen = len(state.scores)
         score = state.scores.get(place_id)
         if score is None:
-            return QueueView(self._status(state, place_id), queue_length=qlen)
-        state.heartbeats[place_id] = self._now()
+            return QueueView(self._status(state, place_id), queue_length=len(state.scores))
+        now = self._now()
+        if state.heartbeats.get(place_id, now) < now - abandon_after_ms:
+            self._remove_waiter(state, place_id)  # abandoned: the next tick would say so
+            return QueueView(PlaceStatus.UNKNOWN, queue_length=len(state.scores))
+        state.heartbeats[place_id] = now
         state.heartbeats.move_to_end(place_id)
         return QueueView(
             PlaceStatus.WAITING,
             position=self._position(state, place_id),
-            queue_length=qlen,
+            queue_length=len(state.scores),
             score=score,
+            promoted_total=state.promoted_total,
+            now_ms=now,
         )
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
@@ -401,6 +415,7 @@ class MemoryStore(MemoryDrawMixin):
             self._spend(state, place_id, now)
             promoted.append(place_id)
         state.admitted_total += len(promoted)
+        state.promoted_total += len(promoted)
         return TickResult(
             promoted=promoted, expired_sessions=expired, no_shows=no_shows, abandoned=abandoned
         )
@@ -414,6 +429,8 @@ class MemoryStore(MemoryDrawMixin):
             promoted=len(state.promoted),
             admitted_total=state.admitted_total,
             now_ms=self._now(),
+            promoted_total=state.promoted_total,
+            head_score=state.order[0][0] if state.order else None,
         )
 
     async def revoked_since(self, room: str, since_ms: int) -> tuple[list[str], int]:

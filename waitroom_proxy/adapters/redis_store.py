@@ -13,21 +13,28 @@ Keys of a room (all with a TTL refreshed by writes, so an abandoned room cleans 
 piece           type   content
 ==============  =====  =====================================================================
 ``queue``       zset   place id -> score (arrival sequence or lottery draw)
-``hb``          zset   place id -> last heartbeat (ms)
+``seen``        hash   place id -> last touch (ms)
 ``promoted``    zset   place id -> promotion time (ms)
 ``active``      zset   session id -> deadline (ms)
-``counters``    hash   ``admitted_total``, ``seq``, ``tokens`` (1/60000 token), ``tokens_ts``
+``counters``    hash   ``admitted_total``, ``promoted_total``, ``seq``, ``tokens`` (1/60000
+                       token), ``tokens_ts``, the sweep's ``sweep_rank`` and ``sweep_ms``
 ``revoked``     zset   session id -> revocation time (ms)
 ``revoked_exp`` zset   session id -> time the revocation may be forgotten (ms)
 ``meta``        hash   runtime room state
 ``spent``       zset   place id -> time it left the queue (ms): tombstones, kept
                        ``spent_for_ms``
+``hb``          zset   version 0.1's heartbeat set: never created; while 0.1 replicas run
+                       beside this version (an upgrade) it is kept fresh for them, and a touch
+                       recorded only there still counts
 ==============  =====  =====================================================================
 
-A waiter costs one member in ``queue`` and one in ``hb``; an admission leaves one member in
-``spent`` for ``spent_for_ms`` (README, "Store memory"). Outside the rooms: the per-client
-rate limit, ``wr:{rl:<client>}`` (its own hash tag: clients spread over a cluster's slots), and
-the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a TTL.
+A waiter costs one member in ``queue`` (a sorted set: its position is a rank) and one field in
+``seen`` (a hash: a touch is O(1), where version 0.1's sorted set of heartbeat times moved a
+skip-list node on every poll); an admission leaves one member in ``spent`` for
+``spent_for_ms`` (README, "Store memory" and "One room's ceiling"). Outside the rooms: the
+per-client rate limit, ``wr:{rl:<client>}`` (its own hash tag: clients spread over a cluster's
+slots), and the readiness check's ``wr:{ready}`` (one per primary on a cluster), each with a
+TTL.
 """
 
 from __future__ import annotations
@@ -57,13 +64,26 @@ from waitroom_proxy.ports import (
     TickResult,
 )
 
-__all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys", "rate_limit_key"]
+__all__ = [
+    "KEY_PREFIX",
+    "SCRIPT_NAMES",
+    "SWEEP_LIMIT",
+    "TICK_LIMIT",
+    "RedisStore",
+    "RoomKeys",
+    "rate_limit_key",
+]
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "wr"
 TICK_LIMIT = 1000
 """Most ids one tick removes from each set, and most waiters it promotes (bounds script time)."""
+SWEEP_LIMIT = 5000
+"""Most waiters whose last touch one tick reads (about 2 ms of script time at a million
+waiters). The sweep reads the whole queue once per ``abandon_after`` of store time, shared by
+every replica's ticks: 2M waiters at 120 s are ~17k reads a second, ~8k per tick of one
+replica ticking twice a second; past this limit a full sweep takes longer."""
 KEY_TTL_MARGIN_MS = 86_400_000
 """Keys live this long past the longest duration of the call that last wrote them."""
 MAX_SCORE = 2**53
@@ -103,7 +123,7 @@ class RoomKeys(NamedTuple):
     """The keys of one room."""
 
     queue: str
-    hb: str
+    seen: str
     promoted: str
     active: str
     counters: str
@@ -111,6 +131,9 @@ class RoomKeys(NamedTuple):
     revoked_exp: str
     meta: str
     spent: str
+    hb: str
+    """Version 0.1's heartbeat set (see the module docstring): read and refreshed, never
+    created."""
 
 
 @lru_cache(maxsize=4096)
@@ -208,13 +231,20 @@ class RedisStore(RedisDrawMixin):
 
     def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
         k = room_keys(room)
-        return draw_keys(k.queue[: -len("queue")]), k.queue, k.hb, k.counters, k.spent
+        return draw_keys(k.queue[: -len("queue")]), k.queue, k.seen, k.counters, k.spent
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:
         try:
-            status, position, qlen, score = (int(x) for x in reply)
-            return QueueView(_STATUS[status], position=position, queue_length=qlen, score=score)
+            status, position, qlen, score, taken, now = (int(x) for x in reply)
+            return QueueView(
+                _STATUS[status],
+                position=position,
+                queue_length=qlen,
+                score=score,
+                promoted_total=taken,
+                now_ms=now,
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"store returned an unexpected reply: {reply!r}") from exc
 
@@ -229,7 +259,7 @@ class RedisStore(RedisDrawMixin):
         k = room_keys(room)
         reply = await self._run(
             "arrive",
-            (k.queue, k.hb, k.promoted, k.active, k.counters, k.spent),
+            (k.queue, k.seen, k.promoted, k.active, k.counters, k.spent, k.hb),
             (
                 self._clock_offset_ms,
                 place_id,
@@ -250,13 +280,15 @@ class RedisStore(RedisDrawMixin):
         )
         return self._view(reply)
 
-    async def heartbeat(self, room: str, place_id: str) -> QueueView:
+    async def heartbeat(
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+    ) -> QueueView:
         """See ``waitroom_proxy.ports.Store.heartbeat``."""
         k = room_keys(room)
         reply = await self._run(
             "heartbeat",
-            (k.queue, k.hb, k.promoted, k.active, k.spent),
-            (self._clock_offset_ms, place_id, _key_ttl()),
+            (k.queue, k.seen, k.promoted, k.active, k.spent, k.counters, k.hb),
+            (self._clock_offset_ms, place_id, abandon_after_ms),
         )
         return self._view(reply)
 
@@ -294,7 +326,7 @@ class RedisStore(RedisDrawMixin):
         k = room_keys(room)
         reply = await self._run(
             "restore",
-            (k.active, k.queue, k.promoted, k.counters, k.hb, k.spent),
+            (k.active, k.queue, k.promoted, k.counters, k.seen, k.spent, k.hb),
             (
                 self._clock_offset_ms,
                 session_ttl_ms,
@@ -322,7 +354,7 @@ class RedisStore(RedisDrawMixin):
         longest = max((ms for _, ms in leases), default=0)
         reply = await self._run(
             "reassert",
-            (k.active, k.promoted, k.queue, k.hb, k.spent, k.revoked, k.revoked_exp),
+            (k.active, k.promoted, k.queue, k.seen, k.spent, k.revoked, k.revoked_exp),
             (
                 self._clock_offset_ms,
                 _key_ttl(longest, revoke_for_ms, SPENT_TTL_MS),
@@ -340,7 +372,7 @@ class RedisStore(RedisDrawMixin):
         k = room_keys(room)
         reply = await self._run(
             "leave",
-            (k.queue, k.hb, k.promoted, k.active, k.revoked, k.revoked_exp, k.spent),
+            (k.queue, k.seen, k.promoted, k.active, k.revoked, k.revoked_exp, k.spent, k.hb),
             (self._clock_offset_ms, place_id, revoke_for_ms, _key_ttl(revoke_for_ms, SPENT_TTL_MS)),
         )
         return _STATUS.get(int(reply), PlaceStatus.UNKNOWN)
@@ -350,7 +382,18 @@ class RedisStore(RedisDrawMixin):
         k = room_keys(room)
         reply = await self._run(
             "tick",
-            k,
+            (
+                k.queue,
+                k.seen,
+                k.promoted,
+                k.active,
+                k.counters,
+                k.revoked,
+                k.revoked_exp,
+                k.meta,
+                k.spent,
+                k.hb,
+            ),
             (
                 self._clock_offset_ms,
                 limits.capacity,
@@ -367,6 +410,7 @@ class RedisStore(RedisDrawMixin):
                     limits.spent_for_ms,
                 ),
                 limits.spent_for_ms,
+                SWEEP_LIMIT,
             ),
         )
         promoted, expired, no_shows, abandoned = ([_text(x) for x in part] for part in reply)
@@ -380,13 +424,15 @@ class RedisStore(RedisDrawMixin):
         reply = await self._run(
             "stats", (k.queue, k.promoted, k.active, k.counters), (self._clock_offset_ms,)
         )
-        qlen, active, promoted, admitted, now = (int(x) for x in reply)
+        qlen, active, promoted, admitted, now, taken, has_head, head = (int(x) for x in reply)
         return RoomStats(
             queue_length=qlen,
             active=active,
             promoted=promoted,
             admitted_total=admitted,
             now_ms=now,
+            promoted_total=taken,
+            head_score=head if has_head else None,
         )
 
     async def revoked_since(self, room: str, since_ms: int) -> tuple[list[str], int]:

@@ -83,7 +83,8 @@ def build_routes(
             return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
                           "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
                           "return_to": "/"})  # fmt: skip
-        wait = await gate.limit.wait(client_of(request.scope).ip)
+        # Counted by this replica only (no store call: service.limiter.ClientLimit.wait).
+        wait = await gate.limit.wait(client_of(request.scope).ip, shared=False)
         if wait > 0:
             limited = rate_limited(wait)
             retry = str(limited.retry_after)

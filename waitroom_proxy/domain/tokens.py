@@ -4,7 +4,11 @@
   place id, the place's score (arrival sequence or lottery draw) and when the holder was last
   seen. It never grants access by itself; it lets a waiter keep the place across replicas and
   even across a store that lost its data (the score is re-entered), as long as the holder kept
-  heart-beating (``last_seen`` within ``abandon_after``).
+  heart-beating (``last_seen`` within ``abandon_after``). It also carries what the store said
+  at the place's last touch (position, the room's promotion count, the store's clock, the
+  room's incarnation), so that most polls far from the front need no store call
+  (``domain.pacing``). Tickets of version 0.1 (seven fields) are still read: they carry no
+  touch, and their next poll touches the store.
 - **Session** (``waitroom_session`` cookie): a JWT with ``iss``, ``aud`` = room, ``sub`` = place
   id, ``iat``, ``nbf``, ``exp``, ``jti``, ``sst`` (session start, for ``session_max``) and the
   header ``kid`` and ``typ`` = ``waitroom-session+jwt``. HS256 with a shared secret, or
@@ -90,6 +94,14 @@ class Ticket:
     """The p50 ETA (seconds) predicted at joining, -1 if unknown (for the ETA-error metric)."""
     return_to: str = "/"
     """The same-site path first asked for; the admitted visitor is sent back there."""
+    position: int = 0
+    """The place's position at its last touch (0: no touch recorded, e.g. a 0.1 ticket)."""
+    promoted: int = 0
+    """The room's ``promoted_total`` at the last touch."""
+    touched: int = 0
+    """The store's clock (Unix seconds) at the last touch."""
+    epoch: str = ""
+    """``pacing.epoch_of`` the room's incarnation marker at the last touch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +134,8 @@ class TicketSigner:
     def dumps(self, ticket: Ticket) -> str:
         payload = [
             ticket.room, ticket.place_id, ticket.score, ticket.last_seen, ticket.joined,
-            ticket.eta_p50, ticket.return_to,
+            ticket.eta_p50, ticket.return_to, ticket.position, ticket.promoted, ticket.touched,
+            ticket.epoch,
         ]  # fmt: skip
         return str(self._serializer.dumps(payload))
 
@@ -151,11 +164,16 @@ class TicketSigner:
             raise TokenError("ticket: malformed") from exc
         if (
             not isinstance(payload, list)
-            or len(payload) != 7
+            or len(payload) not in (7, 11)
             or not isinstance(payload[0], str)
             or not isinstance(payload[1], str)
             or not all(type(v) is int for v in payload[2:6])
             or not isinstance(payload[6], str)
+        ):
+            raise TokenError("ticket: malformed payload")
+        if len(payload) == 11 and (
+            not all(type(v) is int and v >= 0 for v in payload[7:10])
+            or not isinstance(payload[10], str)
         ):
             raise TokenError("ticket: malformed payload")
         return Ticket(*payload)

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import secrets
 
+from waitroom_proxy.domain import pacing
 from waitroom_proxy.domain.lifecycle import may_keep
 from waitroom_proxy.domain.policy import Mode
 from waitroom_proxy.domain.tokens import Session, Ticket, TicketSigner, new_place_id
@@ -111,8 +112,20 @@ class Admission:
         scheduled = await self.lifecycle.gate(room, ticket, return_to, now)
         if scheduled is not None:
             return scheduled
+        if (room.name, ticket.place_id) not in self.sessions.spent:
+            # Pacing (domain.pacing): far from the front most polls are answered from the
+            # ticket's last touch and the room's latest counts, without a store call.
+            known = pacing.RoomNow(
+                room.last_stats, room.stats_at, pacing.epoch_of(room.incarnation)
+            )
+            paced = pacing.answer(room.policy, ticket, known, now)
+            if paced is not None:
+                eta = room.eta.estimate(paced.ahead)
+                status = status_dict(room, "waiting", paced, return_to, now, eta)
+                return Outcome(OutcomeKind.WAIT, room, status=status)
+        abandon_ms = room.limits.abandon_after_ms
         try:
-            view = await self.ctx.store.heartbeat(room.name, ticket.place_id)
+            view = await self.ctx.store.heartbeat(room.name, ticket.place_id, abandon_ms)
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
                 # re-enter with the score the signed ticket carries (the store refuses a
@@ -205,6 +218,7 @@ class Admission:
                 room.max_score = view.score
             eta = room.eta.estimate(view.ahead)
             status = status_dict(room, "waiting", view, return_to, now, eta)
+            epoch = pacing.epoch_of(room.incarnation)
             if ticket is None or ticket.place_id != place_id:
                 ticket = Ticket(
                     room.name,
@@ -215,16 +229,24 @@ class Admission:
                     eta.p50 if eta is not None else -1,
                     return_to,
                 )
+                ticket = pacing.record_touch(ticket, view, epoch)  # for the polls that skip it
                 self.ctx.emit(
                     "position.enqueued",
                     room.name,
                     {"place_id": place_id, "position": view.position},
                 )
-            elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
-                # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
+            elif (
+                ticket.score == view.score
+                and ticket.epoch == epoch
+                and ticket.position > 0
+                and now - ticket.last_seen < _reseal_after(room)
+            ):
+                # The ticket in the visitor's cookie is still good: no re-signing, no cookie
+                # (its older touch only makes the next one come sooner).
                 return Outcome(OutcomeKind.WAIT, room, status=status)
             else:
                 ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+                ticket = pacing.record_touch(ticket, view, epoch)
             cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
             return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
         # UNKNOWN or SPENT: the place is gone, or this ticket was used.

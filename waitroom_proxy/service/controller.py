@@ -113,7 +113,7 @@ class Controller:
         m.active_sessions.labels(name).set(stats.active)
         m.promoted.labels(name).set(stats.promoted)
         room.eta.observe_stats(stats, room.limits)
-        room.last_stats = stats
+        room.last_stats, room.stats_at = stats, gate.clock()  # (domain.pacing relies on both)
         await self.pull_revocations(room)
         gate.fail_open.store_back(room)
         gate.sessions.spent.prune(name, gate.clock(), spent_for(room.policy))

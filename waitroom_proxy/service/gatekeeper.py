@@ -83,7 +83,7 @@ class Gatekeeper:
             fail_open=self.fail_open,
             lifecycle=self.lifecycle,
         )
-        self.limit = ClientLimit(self.store, client_rate_limit)
+        self.limit = ClientLimit(self.store, client_rate_limit, clock)
         self.census = SessionCensus(ctx, sessions=self.sessions, sync=self.sync)
 
     def __repr__(self) -> str:

@@ -214,8 +214,12 @@ class GuardedStore:
         )
         return view
 
-    async def heartbeat(self, room: str, place_id: str) -> QueueView:
-        view: QueueView = await self._call("heartbeat", room, self._store.heartbeat, room, place_id)
+    async def heartbeat(
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+    ) -> QueueView:
+        view: QueueView = await self._call(
+            "heartbeat", room, self._store.heartbeat, room, place_id, abandon_after_ms
+        )
         return view
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:

@@ -44,6 +44,9 @@ class RoomRuntime:
     fail_open_at: float = 0.0
     fail_open_active: bool = False
     last_stats: RoomStats | None = None
+    stats_at: float = 0.0
+    """When ``last_stats`` arrived (this replica's clock): how old the counts are that polls
+    answered without the store rely on (``domain.pacing``)."""
     incarnation: str | None = None
     """The store's marker of this room's state; a change means the store lost the state."""
     held_until: float = 0.0

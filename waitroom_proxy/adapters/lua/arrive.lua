@@ -1,11 +1,14 @@
 -- arrive: a visitor without a session asks to get in (ports.Store.arrive).
 --
 -- KEYS[1] queue      zset  place id -> score (arrival sequence or lottery draw)
--- KEYS[2] heartbeats zset  place id -> last heartbeat (ms)
+-- KEYS[2] seen       hash  place id -> last touch (ms)
 -- KEYS[3] promoted   zset  place id -> promotion time (ms)
 -- KEYS[4] active     zset  place id -> session deadline (ms)
--- KEYS[5] counters   hash  admitted_total, seq, tokens (1/60000 token units), tokens_ts (ms)
+-- KEYS[5] counters   hash  admitted_total, promoted_total, seq, tokens (1/60000 token units),
+--                          tokens_ts (ms)
 -- KEYS[6] spent      zset  place id -> time it left the queue (ms): tombstones
+-- KEYS[7] hb         zset  version 0.1's heartbeat set, only kept fresh (XX) for 0.1 replicas
+--                          still running during an upgrade; never created here
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
 -- ARGV[3] capacity
@@ -16,13 +19,14 @@
 -- ARGV[8] count_only (1 or 0)
 -- ARGV[9] score ("" = next arrival sequence)
 -- ARGV[10] key TTL (ms), refreshed on every key this call writes
--- returns {status, position, queue_length, score} (integers)
+-- returns {status, position, queue_length, score, promoted_total, now_ms} (integers; the last
+--   three 0 unless waiting)
 --   status: 1 waiting, 2 promoted, 3 active (admitted by this call), 4 full,
 --           5 spent (active already, or tombstoned: the place id takes no position again)
 -- prelude: bucket
 
-local queue, heartbeats, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local spent = KEYS[6]
+local queue, seen, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local spent, hb = KEYS[6], KEYS[7]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local id = ARGV[2]
@@ -32,19 +36,26 @@ local session_ttl = tonumber(ARGV[5])
 local max_len = tonumber(ARGV[6])
 local key_ttl = tonumber(ARGV[10])
 
+local function taken()
+  return tonumber(redis.call('HGET', counters, 'promoted_total') or '0')
+end
+
 local score = redis.call('ZSCORE', queue, id)
 if score then
-  redis.call('ZADD', heartbeats, now, id)
-  redis.call('PEXPIRE', heartbeats, key_ttl)
+  -- Already waiting (even if silent for long: the gatekeeper passes a place id only for a
+  -- ticket it lets keep its place): a touch.
+  redis.call('HSET', seen, id, now)
+  redis.call('PEXPIRE', seen, key_ttl)
+  redis.call('ZADD', hb, 'XX', now, id)
   local rank = redis.call('ZRANK', queue, id)
-  return {1, rank + 1, redis.call('ZCARD', queue), tonumber(score)}
+  return {1, rank + 1, redis.call('ZCARD', queue), tonumber(score), taken(), now}
 end
 local qlen = redis.call('ZCARD', queue)
 if redis.call('ZSCORE', promoted, id) then
-  return {2, 0, qlen, 0}
+  return {2, 0, qlen, 0, 0, 0}
 end
 if redis.call('ZSCORE', active, id) or redis.call('ZSCORE', spent, id) then
-  return {5, 0, qlen, 0}
+  return {5, 0, qlen, 0, 0, 0}
 end
 
 local function admit()
@@ -54,7 +65,7 @@ local function admit()
   redis.call('PEXPIRE', spent, key_ttl)
   redis.call('HINCRBY', counters, 'admitted_total', 1)
   redis.call('PEXPIRE', counters, key_ttl)
-  return {3, 0, qlen, 0}
+  return {3, 0, qlen, 0, 0, 0}
 end
 
 if ARGV[8] == '1' then
@@ -79,7 +90,7 @@ if ARGV[7] == '1' and qlen == 0 then
 end
 
 if qlen >= max_len then
-  return {4, 0, qlen, 0}
+  return {4, 0, qlen, 0, 0, 0}
 end
 
 local s
@@ -94,7 +105,7 @@ else
 end
 redis.call('PEXPIRE', counters, key_ttl)
 redis.call('ZADD', queue, s, id)
-redis.call('ZADD', heartbeats, now, id)
+redis.call('HSET', seen, id, now)
 redis.call('PEXPIRE', queue, key_ttl)
-redis.call('PEXPIRE', heartbeats, key_ttl)
-return {1, redis.call('ZRANK', queue, id) + 1, qlen + 1, s}
+redis.call('PEXPIRE', seen, key_ttl)
+return {1, redis.call('ZRANK', queue, id) + 1, qlen + 1, s, taken(), now}

@@ -6,7 +6,7 @@
 -- KEYS[1] prequeue   zset  place id -> pre-queue arrival number
 -- KEYS[2] draw       hash  released, revealed_at are set here
 -- KEYS[3] queue      zset  place id -> score
--- KEYS[4] heartbeats zset  place id -> last heartbeat (ms)
+-- KEYS[4] seen       hash  place id -> last touch (ms)
 -- KEYS[5] counters   hash  seq (raised past the pre-queue)
 -- KEYS[6] audit      string the published audit document (JSON)
 -- KEYS[7] spent      zset  tombstones: a place that left during the pre-queue is not queued
@@ -18,7 +18,7 @@
 -- ARGV[6..] place ids, first admitted first
 -- returns n planned (the tombstoned ones keep their draw position but are not queued); -1 released already; -2 too early; -3 the pre-queue changed
 
-local prequeue, draw, queue, heartbeats, counters, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+local prequeue, draw, queue, seen, counters, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[6]
 local spent = KEYS[7]
 local t = redis.call('TIME')
@@ -49,13 +49,13 @@ for first = 1, n, chunk do
     if not redis.call('ZSCORE', spent, id) then
       scores[#scores + 1] = seq + i
       scores[#scores + 1] = id
-      beats[#beats + 1] = now
       beats[#beats + 1] = id
+      beats[#beats + 1] = now
     end
   end
   if #scores > 0 then
     redis.call('ZADD', queue, unpack(scores))
-    redis.call('ZADD', heartbeats, unpack(beats))
+    redis.call('HSET', seen, unpack(beats))
   end
 end
 redis.call('HSET', counters, 'seq', seq + n)

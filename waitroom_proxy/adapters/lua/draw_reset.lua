@@ -5,7 +5,7 @@
 -- KEYS[1] prequeue   zset  place id -> pre-queue arrival number
 -- KEYS[2] draw       hash
 -- KEYS[3] queue      zset  place id -> score
--- KEYS[4] heartbeats zset  place id -> last heartbeat (ms)
+-- KEYS[4] seen       hash  place id -> last touch (ms)
 -- KEYS[5] counters   hash  seq
 -- KEYS[6] audit      string
 -- KEYS[7] spent      zset  tombstones: a place that left during the pre-queue is not queued
@@ -13,7 +13,7 @@
 -- ARGV[2] key TTL (ms)
 -- returns how many pre-queue places were moved to the queue
 
-local prequeue, draw, queue, heartbeats, counters, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+local prequeue, draw, queue, seen, counters, audit = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
   KEYS[5], KEYS[6]
 local spent = KEYS[7]
 local t = redis.call('TIME')
@@ -24,7 +24,7 @@ local seq = tonumber(redis.call('HGET', counters, 'seq') or '0')
 for i = 1, #ids do
   if not redis.call('ZSCORE', spent, ids[i]) then
     redis.call('ZADD', queue, seq + i, ids[i])
-    redis.call('ZADD', heartbeats, now, ids[i])
+    redis.call('HSET', seen, ids[i], now)
   end
 end
 if #ids > 0 then

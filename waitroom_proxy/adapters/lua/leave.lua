@@ -2,12 +2,13 @@
 -- Whatever the place was, it is tombstoned: its ticket takes no position again.
 --
 -- KEYS[1] queue       zset  place id -> score
--- KEYS[2] heartbeats  zset  place id -> last heartbeat (ms)
+-- KEYS[2] seen        hash  place id -> last touch (ms)
 -- KEYS[3] promoted    zset  place id -> promotion time (ms)
 -- KEYS[4] active      zset  place id -> session deadline (ms)
 -- KEYS[5] revoked     zset  session id -> revocation time (ms)
 -- KEYS[6] revoked_exp zset  session id -> time the revocation may be forgotten (ms)
 -- KEYS[7] spent       zset  place id -> time it left the queue (ms): tombstones
+-- KEYS[8] hb          zset  version 0.1's heartbeat set (0.1 replicas during an upgrade)
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
 -- ARGV[3] revoke_for_ms (an active or unknown place is revoked until now + this; <= 0: not
@@ -15,8 +16,8 @@
 -- ARGV[4] key TTL (ms)
 -- returns the status the place had: 0 unknown, 1 waiting, 2 promoted, 3 active
 
-local queue, heartbeats, promoted, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local revoked, revoked_exp, spent = KEYS[5], KEYS[6], KEYS[7]
+local queue, seen, promoted, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local revoked, revoked_exp, spent, hb = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id = ARGV[2]
 local key_ttl = tonumber(ARGV[4])
 local t = redis.call('TIME')
@@ -39,7 +40,8 @@ if (was == 3 or was == 0) and revoke_for > 0 then
   redis.call('PEXPIRE', revoked, key_ttl)
   redis.call('PEXPIRE', revoked_exp, key_ttl)
 end
-redis.call('ZREM', heartbeats, id)
+redis.call('HDEL', seen, id)
+redis.call('ZREM', hb, id)
 -- The first time the place left the queue counts (a later leave does not move the tombstone).
 redis.call('ZADD', spent, 'NX', now, id)
 redis.call('PEXPIRE', spent, key_ttl)

@@ -6,7 +6,7 @@
 -- KEYS[1] active      zset  place id -> session deadline (ms)
 -- KEYS[2] promoted    zset  place id -> promotion time (ms)
 -- KEYS[3] queue       zset  place id -> score
--- KEYS[4] heartbeats  zset  place id -> last heartbeat (ms)
+-- KEYS[4] seen        hash  place id -> last touch (ms)
 -- KEYS[5] spent       zset  place id -> time it left the queue (ms): tombstones
 -- KEYS[6] revoked     zset  session id -> revocation time (ms)
 -- KEYS[7] revoked_exp zset  session id -> time the revocation may be forgotten (ms)
@@ -17,7 +17,7 @@
 -- ARGV[5..4+2n] id, lease ms, ...; ARGV[5+2n..] ended ids
 -- returns {kept, readded, refused, dropped}
 
-local active, promoted, queue, heartbeats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local active, promoted, queue, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local spent, revoked, revoked_exp = KEYS[5], KEYS[6], KEYS[7]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
@@ -36,7 +36,7 @@ for i = first_ended, #ARGV do
   end
   redis.call('ZREM', promoted, id)
   if redis.call('ZREM', queue, id) == 1 then
-    redis.call('ZREM', heartbeats, id)
+    redis.call('HDEL', seen, id)
   end
   redis.call('ZADD', spent, 'NX', now, id)
   wrote_spent = true
@@ -62,7 +62,7 @@ for i = 5, first_ended - 1, 2 do
   elseif not redis.call('ZSCORE', promoted, id) then
     -- The store lost this session: count it again (a replayed ticket of it leaves the queue).
     if redis.call('ZREM', queue, id) == 1 then
-      redis.call('ZREM', heartbeats, id)
+      redis.call('HDEL', seen, id)
     end
     redis.call('ZADD', active, deadline, id)
     redis.call('ZADD', spent, 'NX', now, id)

@@ -7,8 +7,9 @@
 -- KEYS[2] queue zset      place id -> score
 -- KEYS[3] promoted zset   (a place id promoted is left as it is)
 -- KEYS[4] counters hash   field seq: the arrival sequence
--- KEYS[5] heartbeats zset place id -> last heartbeat (ms)
+-- KEYS[5] seen hash       place id -> last touch (ms)
 -- KEYS[6] spent zset      place id -> time it left the queue (ms): tombstones
+-- KEYS[7] hb zset         version 0.1's heartbeat set (0.1 replicas during an upgrade)
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] session_ttl_ms
 -- ARGV[3] key TTL (ms)
@@ -19,7 +20,7 @@
 -- returns the number of sessions added
 
 local active, queue, promoted, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local heartbeats, spent = KEYS[5], KEYS[6]
+local seen, spent, hb = KEYS[5], KEYS[6], KEYS[7]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
@@ -37,7 +38,8 @@ for i = 6, #ARGV do
   if not redis.call('ZSCORE', promoted, id) then
     -- A place known to be spent found waiting: a replayed ticket slipped in after the loss.
     if redis.call('ZREM', queue, id) == 1 then
-      redis.call('ZREM', heartbeats, id)
+      redis.call('HDEL', seen, id)
+      redis.call('ZREM', hb, id)
     end
     if i < 6 + sessions and not redis.call('ZSCORE', active, id) then
       redis.call('ZADD', active, deadline, id)
