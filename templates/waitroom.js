@@ -122,11 +122,12 @@
 
   var TITLE_KEYS = {
     waiting: "page_title", admitted: "admitted_heading", expired: "expired_heading",
-    rejected: "rejected_heading", full: "full_heading", left: "left_heading"
+    used: "used_heading", rejected: "rejected_heading", full: "full_heading",
+    left: "left_heading"
   };
 
   function show(status) {
-    var sections = ["waiting", "admitted", "expired", "rejected", "full", "left"];
+    var sections = ["waiting", "admitted", "expired", "used", "rejected", "full", "left"];
     for (var i = 0; i < sections.length; i++) {
       var el = $("wr-" + sections[i]);
       if (el) { el.hidden = sections[i] !== status; }
@@ -176,7 +177,7 @@
     } else if (status === "expired") {
       show("expired");
       announce(t.expired_heading + ". " + t.expired_text);
-    } else if (status === "rejected" || status === "full") {
+    } else if (status === "rejected" || status === "full" || status === "used") {
       show(status);
       announce(t[status + "_heading"] + ". " + t[status + "_text"]);
     }
@@ -222,7 +223,7 @@
     } else if (state.status === "waiting") {
       schedule(refreshMs());
     } else {
-      // expired, rejected, full: nothing more to wait for on this page.
+      // expired, used, rejected, full: nothing more to wait for on this page.
       stop();
       forgetFirstPosition();
     }

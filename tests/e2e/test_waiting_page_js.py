@@ -424,7 +424,11 @@ async def test_expired_offers_rejoin_and_stops_polling(
 
 @pytest.mark.parametrize(
     ("state", "heading"),
-    [("rejected", "Sold out"), ("full", "The waiting room is full")],
+    [
+        ("rejected", "Sold out"),
+        ("full", "The waiting room is full"),
+        ("used", "This place was already used"),
+    ],
 )
 async def test_rejected_and_full_show_their_message(
     page: Page, room: ScriptedRoom, server: BackgroundServer, state: str, heading: str
@@ -444,6 +448,7 @@ async def test_rejected_and_full_show_their_message(
         ("rejected", "Sold out · sale"),
         ("full", "The waiting room is full · sale"),
         ("expired", "Your place has expired · sale"),
+        ("used", "This place was already used · sale"),
     ],
 )
 async def test_pages_served_in_a_final_state_are_titled_after_it(

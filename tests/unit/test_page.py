@@ -229,6 +229,7 @@ def test_ahead_defaults_to_position_minus_one(renderer: PageRenderer) -> None:
         ("waiting", "wr-waiting"),
         ("admitted", "wr-admitted"),
         ("expired", "wr-expired"),
+        ("used", "wr-used"),
         ("rejected", "wr-rejected"),
         ("full", "wr-full"),
     ],

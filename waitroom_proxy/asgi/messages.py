@@ -46,6 +46,11 @@ MESSAGES: dict[str, dict[str, str]] = {
             "This page was inactive for too long, so your place in the queue was released."
         ),
         "rejoin": "Rejoin the queue",
+        "used_heading": "This place was already used",
+        "used_text": (
+            "Another browser or tab went in with this place, or it was given up: each place "
+            "lets one visitor in, once. If that was not you, join the queue again."
+        ),
         "rejected_heading": "Sold out",
         "rejected_text": "Sorry, this event is no longer accepting visitors.",
         "full_heading": "The waiting room is full",
@@ -93,6 +98,12 @@ MESSAGES: dict[str, dict[str, str]] = {
             "freigegeben."
         ),
         "rejoin": "Erneut anstellen",
+        "used_heading": "Dieser Platz wurde bereits genutzt",
+        "used_text": (
+            "Ein anderer Browser oder Tab ist mit diesem Platz eingetreten, oder er wurde "
+            "aufgegeben: Jeder Platz lässt eine Person einmal ein. Waren Sie das nicht, stellen "
+            "Sie sich erneut an."
+        ),
         "rejected_heading": "Ausverkauft",
         "rejected_text": "Leider werden keine weiteren Besucher mehr eingelassen.",
         "full_heading": "Der Warteraum ist voll",
@@ -117,6 +128,7 @@ _TITLE_KEYS = {
     "waiting": "page_title",
     "admitted": "admitted_heading",
     "expired": "expired_heading",
+    "used": "used_heading",
     "rejected": "rejected_heading",
     "full": "full_heading",
     "left": "left_heading",

@@ -60,7 +60,7 @@ __all__ = [
     "title_for",
 ]
 
-STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
+STATUSES = ("waiting", "admitted", "expired", "used", "rejected", "full")
 
 DEFAULT_REFRESH_SECONDS = 10.0
 _NONCE_RE = re.compile(r"[A-Za-z0-9+/_=-]{8,128}")

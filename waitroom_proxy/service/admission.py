@@ -181,7 +181,8 @@ class Admission:
                 return self.fail_open.outcome(room, return_to, now)
             if ok:
                 return self._admitted(room, place_id, now, return_to, ticket)
-            # Claimed already (a second tab, a replay): this ticket admits no more.
+            # Claimed already (a second tab, a copied cookie): the store's claim is atomic, so
+            # exactly one caller got the session; this ticket admits no more.
             view = QueueView(PlaceStatus.SPENT, queue_length=view.queue_length)
         if view.status is PlaceStatus.FULL:
             status = status_dict(room, "full", view, return_to, now)
@@ -213,10 +214,14 @@ class Admission:
                 ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
             cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
             return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
-        # UNKNOWN or SPENT: the place is gone, or this ticket was used.
+        # UNKNOWN: the place is gone. SPENT: this ticket was used (another client claimed it,
+        # or the place was given up): say so, rather than "inactive too long", so a visitor
+        # whose cookie was copied sees why, and a bot sharing one ticket learns it gets one
+        # session for one place.
+        state = "used" if view.status is PlaceStatus.SPENT else "expired"
         return Outcome(
             OutcomeKind.EXPIRED,
             room,
-            status=status_dict(room, "expired", None, return_to, now),
+            status=status_dict(room, state, None, return_to, now),
             cookies=[(TICKET_COOKIE, "", 0)],
         )
