@@ -122,12 +122,13 @@
 
   var TITLE_KEYS = {
     waiting: "page_title", admitted: "admitted_heading", expired: "expired_heading",
-    used: "used_heading", rejected: "rejected_heading", full: "full_heading",
+    used: "used_heading", challenge: "challenge_heading", rejected: "rejected_heading", full: "full_heading",
     left: "left_heading"
   };
 
   function show(status) {
-    var sections = ["waiting", "admitted", "expired", "used", "rejected", "full", "left"];
+    var sections = ["waiting", "challenge", "admitted", "expired", "used", "rejected", "full",
+      "left"];
     for (var i = 0; i < sections.length; i++) {
       var el = $("wr-" + sections[i]);
       if (el) { el.hidden = sections[i] !== status; }
@@ -177,6 +178,9 @@
     } else if (status === "expired") {
       show("expired");
       announce(t.expired_heading + ". " + t.expired_text);
+    } else if (status === "challenge") {
+      show("challenge");
+      announce(t.challenge_heading + ". " + t.challenge_text);
     } else if (status === "rejected" || status === "full" || status === "used") {
       show(status);
       announce(t[status + "_heading"] + ". " + t[status + "_text"]);
@@ -208,7 +212,7 @@
 
   function apply(update) {
     var keys = ["status", "room", "position", "ahead", "queue_length", "eta_seconds",
-      "refresh_seconds", "return_to"];
+      "refresh_seconds", "return_to", "pow"];
     for (var i = 0; i < keys.length; i++) {
       if (Object.prototype.hasOwnProperty.call(update, keys[i])) { state[keys[i]] = update[keys[i]]; }
     }
@@ -222,11 +226,74 @@
       if (target) { window.location.replace(target); } else { window.location.reload(); }
     } else if (state.status === "waiting") {
       schedule(refreshMs());
+    } else if (state.status === "challenge") {
+      solveChallenge();
     } else {
       // expired, used, rejected, full: nothing more to wait for on this page.
       stop();
       forgetFirstPosition();
     }
+  }
+
+  /* Proof of work (waitroom_proxy/domain/pow.py): the room asks for a solved challenge
+   * before it gives a place. The worker is our own script ({prefix}/pow-worker.js, CSP
+   * worker-src 'self'); the solution goes to POST {prefix}/pow, which answers as the
+   * heartbeat does. A refused solution comes with a fresh challenge: a few more tries. */
+  var solver = null;
+  var powTries = 0;
+  var MAX_POW_TRIES = 3;
+
+  function powFailed() {
+    if (solver !== null) { solver.terminate(); solver = null; }
+    var el = $("wr-challenge-failed");
+    if (el) { el.hidden = false; }
+    announce(t.challenge_failed);
+  }
+
+  function submitSolution(challenge, counter) {
+    fetch(prefix + "/pow", {
+      method: "POST",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify({ challenge: challenge, counter: counter, return_to: state.return_to || "/" })
+    }).then(function (response) { return response.json(); }).then(function (body) {
+      if (!body || typeof body.status !== "string") { powFailed(); return; }
+      if (body.status === "refused") {
+        if (body.pow && typeof body.pow === "object") { state.pow = body.pow; solveChallenge(); } else { powFailed(); }
+        return;
+      }
+      if (body.status === "rate_limited") { powFailed(); return; }
+      apply(body);
+    }, powFailed);
+  }
+
+  function solveChallenge() {
+    var pow = state.pow;
+    var nojs = $("wr-challenge-nojs");
+    if (nojs) { nojs.hidden = true; } // shown to a page without script (and by browsers
+    // that do not render <noscript> with scripting switched off)
+    powTries += 1;
+    if (powTries > MAX_POW_TRIES || !pow || typeof pow.challenge !== "string" ||
+        typeof Worker !== "function") {
+      powFailed();
+      return;
+    }
+    if (solver !== null) { solver.terminate(); }
+    try { solver = new Worker(prefix + "/pow-worker.js"); } catch (e) { solver = null; powFailed(); return; }
+    var mine = solver;
+    mine.onmessage = function (event) {
+      var msg = event.data || {};
+      if (msg.type === "solved") {
+        mine.terminate();
+        if (solver === mine) { solver = null; }
+        submitSolution(pow.challenge, String(msg.counter));
+      } else if (msg.type === "error") {
+        powFailed();
+      }
+    };
+    mine.onerror = function () { powFailed(); };
+    mine.postMessage({ challenge: pow.challenge, difficulty: pow.difficulty });
   }
 
   function failed() {
@@ -317,6 +384,8 @@
     schedule(refreshMs());
   } else if (state.status === "admitted") {
     apply({});
+  } else if (state.status === "challenge") {
+    solveChallenge();
   } else {
     stop();
   }

@@ -112,4 +112,3 @@ async def test_one_ticket_raced_by_many_clients_yields_one_session(
         assert not session_cookies(late)
         for c in (holder, visitor, *clones):
             await c.aclose()
-

@@ -372,6 +372,7 @@ def test_content_security_policy() -> None:
         "style-src": f"'nonce-{NONCE}'",
         "connect-src": "'self'",
         "img-src": "data:",
+        "worker-src": "'self'",  # the proof-of-work worker, served under the prefix
         "base-uri": "'none'",
         "form-action": "'self'",
         "frame-ancestors": "'none'",

@@ -46,6 +46,16 @@ MESSAGES: dict[str, dict[str, str]] = {
             "This page was inactive for too long, so your place in the queue was released."
         ),
         "rejoin": "Rejoin the queue",
+        "challenge_heading": "Checking your browser",
+        "challenge_text": (
+            "Your browser is doing a short calculation before it joins the queue, which keeps "
+            "bots from taking places. It takes a few seconds: keep this page open."
+        ),
+        "challenge_noscript": (
+            "This waiting room asks your browser for a short calculation before it joins the "
+            "queue: please turn on JavaScript and reload the page."
+        ),
+        "challenge_failed": "The check could not finish. Reload the page to try again.",
         "used_heading": "This place was already used",
         "used_text": (
             "Another browser or tab went in with this place, or it was given up: each place "
@@ -98,6 +108,18 @@ MESSAGES: dict[str, dict[str, str]] = {
             "freigegeben."
         ),
         "rejoin": "Erneut anstellen",
+        "challenge_heading": "Ihr Browser wird geprüft",
+        "challenge_text": (
+            "Ihr Browser führt eine kurze Berechnung aus, bevor er sich anstellt; so nehmen "
+            "Bots keine Plätze weg. Das dauert einige Sekunden: Lassen Sie die Seite geöffnet."
+        ),
+        "challenge_noscript": (
+            "Dieser Warteraum verlangt vor dem Anstellen eine kurze Berechnung Ihres Browsers: "
+            "Bitte aktivieren Sie JavaScript und laden Sie die Seite neu."
+        ),
+        "challenge_failed": (
+            "Die Prüfung konnte nicht abgeschlossen werden. Laden Sie die Seite neu."
+        ),
         "used_heading": "Dieser Platz wurde bereits genutzt",
         "used_text": (
             "Ein anderer Browser oder Tab ist mit diesem Platz eingetreten, oder er wurde "
@@ -129,6 +151,7 @@ _TITLE_KEYS = {
     "admitted": "admitted_heading",
     "expired": "expired_heading",
     "used": "used_heading",
+    "challenge": "challenge_heading",
     "rejected": "rejected_heading",
     "full": "full_heading",
     "left": "left_heading",

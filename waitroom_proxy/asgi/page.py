@@ -60,7 +60,7 @@ __all__ = [
     "title_for",
 ]
 
-STATUSES = ("waiting", "admitted", "expired", "used", "rejected", "full")
+STATUSES = ("waiting", "challenge", "admitted", "expired", "used", "rejected", "full")
 
 DEFAULT_REFRESH_SECONDS = 10.0
 _NONCE_RE = re.compile(r"[A-Za-z0-9+/_=-]{8,128}")
@@ -83,9 +83,14 @@ def content_security_policy(nonce: str) -> str:
         raise ValueError("CSP nonce must be 8-128 base64 characters")
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
+        "connect-src 'self'; img-src data:; worker-src 'self'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
     )
+
+
+def pow_worker_source() -> str:
+    """The proof-of-work Web Worker (``templates/pow-worker.js``), served by the routes."""
+    return _builtin_source("pow-worker.js")
 
 
 @cache
@@ -222,6 +227,13 @@ class PageRenderer:
             "refresh_seconds": refresh,
             "return_to": return_to,
         }
+        pow_ = status.get("pow")
+        if isinstance(pow_, Mapping) and state == "challenge":
+            # What the page's worker solves: the challenge as the server issued it.
+            fields["pow"] = {
+                "challenge": str(pow_.get("challenge", "")),
+                "difficulty": count(pow_.get("difficulty")) or 0,
+            }
         page_data = {**fields, "prefix": self._prefix, "lang": language, "messages": t}
         return {
             **fields,

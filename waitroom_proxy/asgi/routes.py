@@ -26,6 +26,7 @@ from starlette.types import ASGIApp
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.edge import client_of
 from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.pow_routes import pow_routes
 from waitroom_proxy.asgi.room_headers import cookie_header
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.errors import StoreError, WaitroomError
@@ -180,6 +181,7 @@ def build_routes(
         Route(prefix + "/jwks.json", jwks, methods=["GET"]),
         Route(prefix + "/healthz", healthz, methods=["GET", "HEAD"]),
         Route(prefix + "/readyz", readyz, methods=["GET", "HEAD"]),
+        *pow_routes(engine, prefix),
     ]
     app = Starlette(routes=routes)
     app.add_route(prefix + "/{rest:path}", not_found)

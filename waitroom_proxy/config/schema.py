@@ -55,6 +55,7 @@ from waitroom_proxy.config.values import (
     secret,
 )
 from waitroom_proxy.domain.policy import Bypass, FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.pow import MAX_DIFFICULTY
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 """Python logging levels (uvicorn's extra "trace" has no ``logging`` level of its own)."""
@@ -216,6 +217,9 @@ class RoomModel(BaseModel):
     """Newcomers beyond this get "queue full" (503)."""
     activity_interval: Seconds = _ROOM.activity_interval
     """Session activity reaches the store at most this often between renewals."""
+    pow_difficulty: Annotated[int, integer(0, MAX_DIFFICULTY), RUNTIME] = _ROOM.pow_difficulty
+    """Proof of work before a ticket is issued, in leading zero bits (21 ≈ 1.3 s in a
+    browser); 0 = off."""
 
 
 PLANNED_ROOM_KEYS = {"schedule": "not supported yet (planned, DESIGN §3)"}

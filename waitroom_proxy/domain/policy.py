@@ -78,6 +78,8 @@ class RoomPolicy:
     max_queue_length: int = 1_000_000
     activity_interval: float = 30.0
     """Session activity is reported to the store at most this often per session."""
+    pow_difficulty: int = 0
+    """Proof of work before a ticket (leading zero bits, ``domain.pow``); 0 = off."""
 
     @property
     def session_grace(self) -> float:

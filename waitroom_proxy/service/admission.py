@@ -13,9 +13,11 @@ import secrets
 
 from waitroom_proxy.domain.lifecycle import may_keep
 from waitroom_proxy.domain.policy import Mode
+from waitroom_proxy.domain.pow import Solved
 from waitroom_proxy.domain.tokens import Session, Ticket, TicketSigner, new_place_id
 from waitroom_proxy.errors import StoreError, TokenError
 from waitroom_proxy.ports import PlaceStatus, QueueView
+from waitroom_proxy.service.challenge import ProofOfWork
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.failopen import FailOpen
 from waitroom_proxy.service.outcome import (
@@ -46,12 +48,19 @@ class Admission:
     """Arrive, heartbeat and claim, for every room of one process."""
 
     def __init__(
-        self, ctx: Context, tickets: TicketSigner, *, sessions: Sessions, fail_open: FailOpen
+        self,
+        ctx: Context,
+        tickets: TicketSigner,
+        *,
+        sessions: Sessions,
+        fail_open: FailOpen,
+        proofs: ProofOfWork,
     ) -> None:
         self.ctx = ctx
         self.tickets = tickets
         self.sessions = sessions
         self.fail_open = fail_open
+        self.proofs = proofs
 
     def read_ticket(self, value: str | None) -> Ticket | None:
         """The ticket a cookie value carries, or None (never raises)."""
@@ -63,15 +72,28 @@ class Admission:
             return None
 
     async def arrive(
-        self, room: RoomRuntime, ticket: Ticket | None, return_to: str, now: float
+        self,
+        room: RoomRuntime,
+        ticket: Ticket | None,
+        return_to: str,
+        now: float,
+        *,
+        proof: Solved | None = None,
     ) -> Outcome:
-        """A visitor without a valid session asks for a protected URL."""
+        """A visitor without a valid session asks for a protected URL.
+
+        ``proof``: a solved proof of work (``service.challenge``), spent already; without one
+        a room that asks for work answers a challenge where a new place would be created.
+        """
         policy = room.policy
         if policy.mode is Mode.REJECT:
             status = status_dict(room, "rejected", None, "", now)
             return Outcome(OutcomeKind.REJECTED, room, status=status)
         if ticket is not None and not self._may_keep(room, ticket, now):
             ticket = None  # another room's, abandoned, or known spent: start afresh
+        needs_work = proof is None and self.proofs.required(room)
+        if ticket is None and needs_work:
+            return self.proofs.challenge(room, return_to, now)
         try:
             if ticket is not None:
                 # The ticket's score keeps the place even if the store lost it; the store
@@ -81,6 +103,8 @@ class Admission:
                 if view.status is PlaceStatus.SPENT:
                     log.debug("room %s: a spent ticket was replayed", room.name)
                     self.sessions.spent.add(room.name, place_id, now)
+                    if needs_work:
+                        return self.proofs.challenge(room, return_to, now)
                     ticket = None
             if ticket is None:
                 place_id = new_place_id()
