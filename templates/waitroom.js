@@ -82,6 +82,9 @@
   function storageKey() { return "waitroom:first:" + (state.room || ""); }
 
   function firstPosition(position) {
+    // The server's (the ticket's position at joining): the no-script page uses the same.
+    var given = count(state.first_position);
+    if (given !== null && given > 0) { return Math.max(given, position || 0); }
     var first = null;
     try {
       var stored = parseInt(window.sessionStorage.getItem(storageKey()) || "", 10);
@@ -157,6 +160,12 @@
     setText("wr-queue", formatCount(count(state.queue_length)));
     var eta = formatEta(state.eta_seconds);
     setText("wr-eta", eta);
+    var notice = $("wr-message");
+    if (notice) {
+      var message = typeof state.message === "string" ? state.message : "";
+      setText("wr-message", message);
+      notice.hidden = !message;
+    }
 
     var bar = $("wr-progress");
     if (bar) {
@@ -212,7 +221,7 @@
 
   function apply(update) {
     var keys = ["status", "room", "position", "ahead", "queue_length", "eta_seconds",
-      "refresh_seconds", "return_to", "pow"];
+      "refresh_seconds", "return_to", "pow", "first_position", "message"];
     for (var i = 0; i < keys.length; i++) {
       if (Object.prototype.hasOwnProperty.call(update, keys[i])) { state[keys[i]] = update[keys[i]]; }
     }

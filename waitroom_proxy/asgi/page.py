@@ -43,6 +43,7 @@ from waitroom_proxy.asgi.messages import (
     title_for,
 )
 from waitroom_proxy.asgi.response import error_text
+from waitroom_proxy.domain.progress import progress_percent
 from waitroom_proxy.domain.rules import is_safe_return_to
 
 __all__ = [
@@ -183,7 +184,8 @@ class PageRenderer:
         Besides the JSON fields, templates get: ``prefix``, ``nonce``, ``lang``, ``t`` (the
         messages of ``lang``), ``title_text`` (the document title for the status),
         ``eta_text``, ``position_text``/``ahead_text``/``queue_text`` (formatted numbers),
-        ``progress`` (0-100, from position and queue length),
+        ``progress`` (0-100: ``domain.progress`` from ``first_position`` and ``position``),
+        ``message`` (the room's notice to waiters, or None),
         ``meta_refresh`` (whole seconds for the no-JS reload), ``return_to_safe``, ``css``,
         ``js`` and ``page_data`` (what the script reads).
         """
@@ -209,14 +211,14 @@ class PageRenderer:
         return_to = status.get("return_to")
         return_to = return_to if isinstance(return_to, str) else ""
         return_to_safe = is_safe_return_to(return_to)
-        if state == "admitted":
-            progress = 100
-        elif position is not None and queue_length:
-            # Without the script there is no first position to measure from: show how much
-            # of the queue is behind the visitor.
-            progress = round(100 * max(0.0, 1 - position / max(queue_length, position)))
-        else:
-            progress = 0
+        # The one formula (domain.progress), from the position at joining that the ticket
+        # carries: the script computes the same from the same fields (waitroom.js).
+        first = count(status.get("first_position")) or None
+        progress = progress_percent(
+            first, position if state == "waiting" else None, admitted=state == "admitted"
+        )
+        message = status.get("message")
+        message = message if isinstance(message, str) and message.strip() else None
         fields = {
             "status": state,
             "room": room,
@@ -226,6 +228,8 @@ class PageRenderer:
             "eta_seconds": eta_seconds,
             "refresh_seconds": refresh,
             "return_to": return_to,
+            "first_position": first,
+            "message": message,
         }
         pow_ = status.get("pow")
         if isinstance(pow_, Mapping) and state == "challenge":

@@ -40,6 +40,7 @@ from waitroom_proxy.config.network import (
     StoreUrl,
     Upstream,
 )
+from waitroom_proxy.config.page_values import Colour, Links, Logo, PageMessage, PageTitle
 from waitroom_proxy.config.values import (
     ARRAY,
     MIN_SECRET_BYTES,
@@ -220,6 +221,20 @@ class RoomModel(BaseModel):
     pow_difficulty: Annotated[int, integer(0, MAX_DIFFICULTY), RUNTIME] = _ROOM.pow_difficulty
     """Proof of work before a ticket is issued, in leading zero bits (21 ≈ 1.3 s in a
     browser); 0 = off."""
+    message: Annotated[PageMessage, RUNTIME] = _ROOM.message
+    """A notice shown to waiters on the page and in the JSON (``message``); "" clears it."""
+    page_title: PageTitle = _ROOM.page_title
+    """The waiting page's title and label (the operator's brand); unset = "Waiting room"."""
+    page_logo: Logo = _ROOM.page_logo
+    """An image file (PNG, JPEG, GIF, WebP, SVG; at most 64 KiB) inlined in the page."""
+    page_accent: Colour = _ROOM.page_accent
+    """The page's accent colour (buttons, progress bar), ``#rrggbb``."""
+    page_background: Colour = _ROOM.page_background
+    """The page's background colour."""
+    page_text: Colour = _ROOM.page_text
+    """The page's text colour."""
+    page_links: Links = _ROOM.page_links
+    """Footer links: an array of ``{label = "...", href = "https://..." or "/path"}``."""
 
 
 PLANNED_ROOM_KEYS = {"schedule": "not supported yet (planned, DESIGN §3)"}

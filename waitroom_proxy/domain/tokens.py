@@ -90,6 +90,9 @@ class Ticket:
     """The p50 ETA (seconds) predicted at joining, -1 if unknown (for the ETA-error metric)."""
     return_to: str = "/"
     """The same-site path first asked for; the admitted visitor is sent back there."""
+    first: int = 0
+    """The position at joining, 0 if unknown: the progress bar measures from it
+    (``domain.progress``), the same with and without the page script."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +125,7 @@ class TicketSigner:
     def dumps(self, ticket: Ticket) -> str:
         payload = [
             ticket.room, ticket.place_id, ticket.score, ticket.last_seen, ticket.joined,
-            ticket.eta_p50, ticket.return_to,
+            ticket.eta_p50, ticket.return_to, ticket.first,
         ]  # fmt: skip
         return str(self._serializer.dumps(payload))
 
@@ -151,11 +154,14 @@ class TicketSigner:
             raise TokenError("ticket: malformed") from exc
         if (
             not isinstance(payload, list)
-            or len(payload) != 7
+            # Seven fields before tickets carried ``first``: those still read (a rolling
+            # upgrade keeps every place), with the first position unknown.
+            or len(payload) not in (7, 8)
             or not isinstance(payload[0], str)
             or not isinstance(payload[1], str)
             or not all(type(v) is int for v in payload[2:6])
             or not isinstance(payload[6], str)
+            or (len(payload) == 8 and (type(payload[7]) is not int or payload[7] < 0))
         ):
             raise TokenError("ticket: malformed payload")
         return Ticket(*payload)

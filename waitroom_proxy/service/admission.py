@@ -215,7 +215,9 @@ class Admission:
             if room.policy.mode is Mode.FIFO and view.score > room.max_score:
                 room.max_score = view.score
             eta = room.eta.estimate(view.ahead)
-            status = status_dict(room, "waiting", view, return_to, now, eta)
+            fresh = ticket is None or ticket.place_id != place_id
+            first = view.position if fresh or ticket is None or not ticket.first else ticket.first
+            status = status_dict(room, "waiting", view, return_to, now, eta, first=first)
             if ticket is None or ticket.place_id != place_id:
                 ticket = Ticket(
                     room.name,
@@ -225,17 +227,25 @@ class Admission:
                     int(now),
                     eta.p50 if eta is not None else -1,
                     return_to,
+                    first,
                 )
                 self.ctx.emit(
                     "position.enqueued",
                     room.name,
                     {"place_id": place_id, "position": view.position},
                 )
-            elif ticket.score == view.score and now - ticket.last_seen < _reseal_after(room):
+            elif (
+                ticket.score == view.score
+                and ticket.first
+                and now - ticket.last_seen < _reseal_after(room)
+            ):
                 # The ticket in the visitor's cookie is still good: no re-signing, no cookie.
                 return Outcome(OutcomeKind.WAIT, room, status=status)
             else:
-                ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+                # (A ticket from before ``first`` existed gets it now, once.)
+                ticket = dataclasses.replace(
+                    ticket, score=view.score, last_seen=int(now), first=first
+                )
             cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
             return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
         # UNKNOWN: the place is gone. SPENT: this ticket was used (another client claimed it,
