@@ -142,7 +142,8 @@
     if (main) { main.setAttribute("data-status", status); }
     // The same table as page.title_for: the tab says what the page says.
     var key = TITLE_KEYS[status] || "page_title";
-    if (t[key]) { document.title = t[key] + (state.room ? " \u00b7 " + state.room : ""); }
+    var suffix = typeof state.title_suffix === "string" ? state.title_suffix : state.room;
+    if (t[key]) { document.title = t[key] + (suffix ? " \u00b7 " + suffix : ""); }
   }
 
   function setReconnecting(on) {

@@ -223,3 +223,39 @@ def pick_language(lang: str, messages: Mapping[str, Mapping[str, str]]) -> str:
         return wanted
     primary = wanted.split("-", 1)[0]
     return primary if primary in messages else "en"
+
+
+_LANGUAGE_RANGE_RE = re.compile(r"^(?:\*|[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*)$")
+_Q_RE = re.compile(r"^[qQ]=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
+MAX_ACCEPT_LANGUAGE = 1024
+"""Characters of an ``Accept-Language`` header read (browsers send a few dozen)."""
+
+
+def negotiate(accept_language: str | None, languages: Mapping[str, object]) -> str:
+    """The page language for an ``Accept-Language`` header (RFC 9110 §12.5.4): the shipped
+    language of the highest weight, a region falling back to its language (``de-AT`` →
+    ``de``); English when nothing matches. A malformed entry is skipped, never an error.
+    """
+    if not accept_language:
+        return "en"
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept_language[:MAX_ACCEPT_LANGUAGE].split(",")[:32]):
+        tag, _, params = item.strip().partition(";")
+        tag = tag.strip()
+        weight = 1.0
+        if params:
+            q = _Q_RE.match(params.strip())
+            if q is None:
+                continue
+            weight = float(q.group(1))
+        if weight <= 0 or not _LANGUAGE_RANGE_RE.match(tag) or tag == "*":
+            continue
+        ranked.append((-weight, index, tag))
+    for _, _, tag in sorted(ranked):
+        wanted = tag.lower().replace("_", "-")
+        if wanted in languages:
+            return wanted
+        primary = wanted.split("-", 1)[0]
+        if primary in languages:
+            return primary
+    return "en"

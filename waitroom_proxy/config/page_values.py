@@ -6,6 +6,7 @@ the other types of ``config.values``; the renderer then trusts them (and still e
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,6 +92,35 @@ def _links(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+_LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,8})*$")
+
+
+def _messages_file(value: Any, info: ValidationInfo) -> str | None:
+    """A TOML file of page strings: one table per language tag, string values."""
+    if value is None:
+        return None
+    path = _existing_file(value, info)
+    try:
+        data = tomllib.loads(Path(path).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        refuse(f"not a readable TOML file {show(value)} ({exc})")
+    for lang, table in data.items():
+        if not _LANG_RE.match(lang):
+            refuse(f'[{lang}] must be a lower-case language tag such as "fr" or "pt-br"')
+        if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+            refuse(f"[{lang}] must be a table of strings (message key = text)")
+    return path
+
+
+def read_messages(path: str | None) -> dict[str, dict[str, str]]:
+    """The languages of a checked ``page_messages`` file ({} without one)."""
+    if path is None:
+        return {}
+    data = tomllib.loads(Path(path).read_text("utf-8"))
+    return {lang: dict(table) for lang, table in data.items()}
+
+
+PageMessages = Annotated[str | None, Check(_messages_file, "a TOML file of page strings")]
 PageMessage = Annotated[
     str | None, Check(_message, f"at most {MAX_MESSAGE} characters", max_length=MAX_MESSAGE)
 ]

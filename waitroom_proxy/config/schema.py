@@ -40,7 +40,14 @@ from waitroom_proxy.config.network import (
     StoreUrl,
     Upstream,
 )
-from waitroom_proxy.config.page_values import Colour, Links, Logo, PageMessage, PageTitle
+from waitroom_proxy.config.page_values import (
+    Colour,
+    Links,
+    Logo,
+    PageMessage,
+    PageMessages,
+    PageTitle,
+)
 from waitroom_proxy.config.values import (
     ARRAY,
     MIN_SECRET_BYTES,
@@ -144,6 +151,10 @@ class Settings:
     client_rate_limit: Rate = 600
     """Enqueue and heartbeat requests allowed per client IP per minute (sliding window in the
     store; 0 = no limit). Generous by default: many visitors can share one NAT address."""
+    page_messages: PageMessages = None
+    """TOML file of the waiting page's strings: one table per language tag (``[fr]``), keys
+    as in ``waitroom_proxy/asgi/messages.py``; adds languages or replaces shipped strings
+    (missing keys fall back to English). Chosen by the visitor's ``Accept-Language``."""
 
 
 class _Runtime:
