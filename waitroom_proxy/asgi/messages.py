@@ -56,6 +56,11 @@ MESSAGES: dict[str, dict[str, str]] = {
             "queue: please turn on JavaScript and reload the page."
         ),
         "challenge_failed": "The check could not finish. Reload the page to try again.",
+        "moved_heading": "This session belongs to another browser",
+        "moved_text": (
+            "This site keeps a visit to the browser and network that were let in. This one "
+            "is different, so it has to join the queue itself."
+        ),
         "used_heading": "This place was already used",
         "used_text": (
             "Another browser or tab went in with this place, or it was given up: each place "
@@ -119,6 +124,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "challenge_failed": (
             "Die Prüfung konnte nicht abgeschlossen werden. Laden Sie die Seite neu."
+        ),
+        "moved_heading": "Diese Sitzung gehört zu einem anderen Browser",
+        "moved_text": (
+            "Diese Website bindet einen Besuch an den Browser und das Netz, die eingelassen "
+            "wurden. Dieser ist ein anderer und muss sich selbst anstellen."
         ),
         "used_heading": "Dieser Platz wurde bereits genutzt",
         "used_text": (

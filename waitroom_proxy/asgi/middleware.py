@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.binding import answer_moved, moved, request_binding
 from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
@@ -168,6 +169,9 @@ class WaitroomMiddleware:
         if session_token is not None:
             session = self._session_for(session_token, room, now)
             if session is not None:
+                if session.binding and moved(scope, room, session):
+                    await answer_moved(scope, send, self.pages, room, request_url(scope), accept)
+                    return
                 self._note_activity(room, session, now)
                 renewed = self._renewal_for(room, session, now)
                 self._count(room.name, "passed")
@@ -194,7 +198,8 @@ class WaitroomMiddleware:
                 return
         admission = gate.admission
         ticket = admission.read_ticket(ticket_value)
-        outcome = await admission.arrive(room, ticket, request_url(scope), now)
+        binding = request_binding(scope, room)
+        outcome = await admission.arrive(room, ticket, request_url(scope), now, binding=binding)
         await self._answer(scope, receive, send, outcome, accept)
 
     # ------------------------------------------------------------------ answers

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.binding import request_binding
 from waitroom_proxy.asgi.edge import client_of
 from waitroom_proxy.asgi.page import pow_worker_source
 from waitroom_proxy.asgi.room_headers import cookie_header
@@ -103,10 +104,15 @@ def pow_routes(engine: Engine, prefix: str) -> list[Route]:
         except PowError as exc:
             return refused(exc.reason, str(exc), room.name, now)
         except StoreError:
-            outcome = admission.fail_open.outcome(room, return_to, now)
+            outcome = admission.fail_open.outcome(
+                room, return_to, now, binding=request_binding(request.scope, room)
+            )
         else:
             ticket = admission.read_ticket(request.cookies.get(TICKET_COOKIE))
-            outcome = await admission.arrive(room, ticket, return_to, now, proof=solved)
+            outcome = await admission.arrive(
+                room, ticket, return_to, now, proof=solved,
+                binding=request_binding(request.scope, room),
+            )  # fmt: skip
         secure = client_of(request.scope).secure
         headers = [cookie_header(n, v, a, secure=secure) for n, v, a in outcome.cookies]
         answer = answer_for(outcome, Caller.POLL)

@@ -62,6 +62,7 @@ from waitroom_proxy.config.values import (
     one_of,
     secret,
 )
+from waitroom_proxy.domain.binding import MODES as BINDING_MODES
 from waitroom_proxy.domain.policy import Bypass, FailMode, Mode, RoomPolicy
 from waitroom_proxy.domain.pow import MAX_DIFFICULTY
 
@@ -246,6 +247,9 @@ class RoomModel(BaseModel):
     """The page's text colour."""
     page_links: Links = _ROOM.page_links
     """Footer links: an array of ``{label = "...", href = "https://..." or "/path"}``."""
+    session_binding: Annotated[str, choice(BINDING_MODES)] = _ROOM.session_binding
+    """Bind a session to the client it was issued to: ``none``, ``ip`` (IPv4 /24, IPv6 /64),
+    ``ua`` (the User-Agent) or ``ip+ua``; a session cookie used elsewhere gets a clear page."""
 
 
 PLANNED_ROOM_KEYS = {"schedule": "not supported yet (planned, DESIGN §3)"}

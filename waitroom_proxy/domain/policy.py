@@ -92,6 +92,8 @@ class RoomPolicy:
     """Colours (``#rrggbb``) of the page's accent, background and text."""
     page_links: tuple[tuple[str, str], ...] = ()
     """(label, href) links in the page's footer (help, terms, the operator's home)."""
+    session_binding: str = "none"
+    """Bind sessions to the client: ``none``, ``ip`` (/24, /64), ``ua`` or ``ip+ua``."""
 
     @property
     def session_grace(self) -> float:

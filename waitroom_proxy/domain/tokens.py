@@ -105,6 +105,8 @@ class Session:
     issued_at: int
     expires_at: int
     started_at: int
+    binding: str = ""
+    """The client property the session is bound to (``domain.binding``; "" = unbound)."""
 
 
 class TicketSigner:
@@ -262,8 +264,10 @@ class SessionSigner:
         ttl: float,
         started_at: int | None = None,
         max_age: float | None = None,
+        binding: str = "",
     ) -> tuple[str, Session]:
-        """Sign a session token valid for ``ttl`` seconds, never beyond ``started_at + max_age``."""
+        """Sign a session token valid for ``ttl`` seconds, never beyond ``started_at + max_age``
+        (``binding``: the ``bnd`` claim, ``domain.binding``)."""
         iat = int(now)
         sst = iat if started_at is None else started_at
         exp = iat + max(1, int(ttl))
@@ -280,13 +284,15 @@ class SessionSigner:
             "jti": jti,
             "sst": sst,
         }
+        if binding:
+            claims["bnd"] = binding
         token = jwt.encode(
             claims,
             self._signing.signing,
             algorithm=self._signing.alg,
             headers={"kid": self._signing.kid, "typ": SESSION_TYP},
         )
-        return token, Session(room, place_id, jti, iat, exp, sst)
+        return token, Session(room, place_id, jti, iat, exp, sst, binding)
 
     def verify(self, token: str, *, now: float, room: str | None = None) -> Session:
         """Verify a session token; raise TokenError if it is not acceptable in any way."""
@@ -335,7 +341,10 @@ class SessionSigner:
         if not (isinstance(aud, str) and isinstance(sub, str) and isinstance(jti, str)):
             raise TokenError("session: bad claims")
         sst = claims.get("sst", claims["iat"])
-        return Session(aud, sub, jti, int(claims["iat"]), exp, int(sst))
+        bnd = claims.get("bnd", "")
+        if not isinstance(bnd, str):
+            raise TokenError("session: bad binding claim")
+        return Session(aud, sub, jti, int(claims["iat"]), exp, int(sst), bnd)
 
 
 def _public_only_key(pem: bytes) -> _Key:

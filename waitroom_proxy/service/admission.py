@@ -79,11 +79,13 @@ class Admission:
         now: float,
         *,
         proof: Solved | None = None,
+        binding: str = "",
     ) -> Outcome:
         """A visitor without a valid session asks for a protected URL.
 
         ``proof``: a solved proof of work (``service.challenge``), spent already; without one
         a room that asks for work answers a challenge where a new place would be created.
+        ``binding``: the client's binding value (``domain.binding``) for a session started here.
         """
         policy = room.policy
         if policy.mode is Mode.REJECT:
@@ -111,10 +113,12 @@ class Admission:
                 score = secrets.randbits(52) if policy.mode is Mode.RANDOM else None
                 view = await self.ctx.store.arrive(room.name, place_id, room.limits, score)
         except StoreError:
-            return self.fail_open.outcome(room, return_to, now, ticket=ticket)
-        return await self._after_view(room, place_id, view, ticket, return_to, now)
+            return self.fail_open.outcome(room, return_to, now, ticket=ticket, binding=binding)
+        return await self._after_view(room, place_id, view, ticket, return_to, now, binding)
 
-    async def heartbeat(self, ticket: Ticket | None, return_to: str, now: float) -> Outcome | None:
+    async def heartbeat(
+        self, ticket: Ticket | None, return_to: str, now: float, *, binding: str = ""
+    ) -> Outcome | None:
         """The waiting page polls. None when the ticket names no known room."""
         if ticket is None:
             return None
@@ -132,7 +136,7 @@ class Admission:
                 view = await self.ctx.store.arrive(room.name, ticket.place_id, queued, ticket.score)
         except StoreError:
             return self.fail_open.outcome(room, return_to, now, heartbeat=True)
-        return await self._after_view(room, ticket.place_id, view, ticket, return_to, now)
+        return await self._after_view(room, ticket.place_id, view, ticket, return_to, now, binding)
 
     async def leave(self, ticket: Ticket | None, session: Session | None) -> bool:
         """Give up a place and end a session (both, when the visitor holds both); frees the
@@ -165,9 +169,15 @@ class Admission:
         )
 
     def _admitted(
-        self, room: RoomRuntime, place_id: str, now: float, return_to: str, ticket: Ticket | None
+        self,
+        room: RoomRuntime,
+        place_id: str,
+        now: float,
+        return_to: str,
+        ticket: Ticket | None,
+        binding: str,
     ) -> Outcome:
-        token, _ = self.sessions.issue(room, place_id, now)
+        token, _ = self.sessions.issue(room, place_id, now, binding)
         if ticket is not None and ticket.joined:
             waited = max(0.0, now - ticket.joined)
             self.ctx.metrics.wait_seconds.labels(room.name).observe(waited)
@@ -192,19 +202,20 @@ class Admission:
         ticket: Ticket | None,
         return_to: str,
         now: float,
+        binding: str = "",
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
             # Only the call that admitted the place answers ACTIVE: a direct admission.
             self.ctx.metrics.admissions.labels(room.name).inc()
             self.ctx.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
-            return self._admitted(room, place_id, now, return_to, ticket)
+            return self._admitted(room, place_id, now, return_to, ticket, binding)
         if view.status is PlaceStatus.PROMOTED:
             try:
                 ok = await self.ctx.store.claim(room.name, place_id, room.limits.session_ttl_ms)
             except StoreError:
-                return self.fail_open.outcome(room, return_to, now)
+                return self.fail_open.outcome(room, return_to, now, binding=binding)
             if ok:
-                return self._admitted(room, place_id, now, return_to, ticket)
+                return self._admitted(room, place_id, now, return_to, ticket, binding)
             # Claimed already (a second tab, a copied cookie): the store's claim is atomic, so
             # exactly one caller got the session; this ticket admits no more.
             view = QueueView(PlaceStatus.SPENT, queue_length=view.queue_length)
