@@ -11,6 +11,9 @@ minutes). ``--quick`` (under 2 minutes) and ``--smoke`` (CI, well under a minute
 report to ``--out`` (default ``bench/results/quick/``). Loopback only; every process it starts
 is stopped by its own PID; nothing is asserted about speed.
 
+Forward-auth rows (nginx in front, DESIGN §4b): ``python -m bench.forward_auth --write``
+(kept across full runs).
+
 Install the locked test and bench extras first: ``scripts/install bench`` (then run it as
 ``.venv/bin/python -m bench``).
 """
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import admitted, report, scale, waiting
+from bench import admitted, forward_auth, report, scale, waiting
 from bench.common import CLIENT_CPU, SERVER_CPU, cpu_count, loadavg, machine, pinned, tool
 
 HERE = Path(__file__).resolve().parent
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         pickle.dump({"args": args, "info": info, "results": results, "scale": scale_cfg}, fh)
     text = render(args, info, results, scale_cfg, plots_dir, full)
     name = "RESULTS.md"
+    text = forward_auth.carry_over(text, out / name)  # python -m bench.forward_auth's rows
     (out / name).write_text(text)
     print(text)
     print(f"\nwrote {out / name}", flush=True)

@@ -50,6 +50,21 @@ class Metrics:
         self.sessions_ended = Counter(
             "waitroom_sessions_ended", "Sessions ended, by reason.", ["room", "reason"], registry=r
         )
+        self.store_losses = Counter(
+            "waitroom_store_losses",
+            "Losses of a room's state in the store this replica detected, once per episode: "
+            "kind marker (the incarnation marker vanished or changed) or sessions (sessions "
+            "or ends lost while the marker stayed).",
+            ["room", "kind"],
+            registry=r,
+        )
+        self.sessions_recounted = Counter(
+            "waitroom_sessions_recounted",
+            "Sessions the store had lost, counted again from their tokens (readded), and ends "
+            "it had lost, applied again (dropped).",
+            ["room", "change"],
+            registry=r,
+        )
         self.wait_seconds = Histogram(
             "waitroom_wait_seconds",
             "Time from joining the queue to admission.",

@@ -132,6 +132,20 @@ class RoomStats:
     """The store's clock when the snapshot was taken."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reasserted:
+    """The answer of ``Store.reassert``: what the store made of the sessions a replica holds."""
+
+    kept: int = 0
+    """Sessions the store knew (each now kept at least its lease)."""
+    readded: int = 0
+    """Sessions the store did not know, counted again: the store had lost them."""
+    refused: int = 0
+    """Sessions the store has revoked (ended): never counted again."""
+    dropped: int = 0
+    """Ended sessions the store still counted (a lost end): their slots freed."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """The admission state of every room, shared by all replicas."""
@@ -189,10 +203,32 @@ class Store(Protocol):
         room's state vanish, and for sessions admitted while the store was down (fail-open)."""
         ...
 
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """Live sessions re-assert themselves; recent ends are applied again.
+
+        ``leases``: (place id, ms) of sessions whose tokens still verify (the caller checked the
+        signature). Each ACTIVE id gets deadline max(current, now + ms). An id the store has
+        revoked is refused. A promoted id is left as it is. Any other id — the store lost it —
+        is ACTIVE again with deadline now + ms, leaves the queue if a replayed ticket put it
+        there, and is tombstoned. No capacity check: these visitors were admitted and pass on
+        their tokens anyway; counting them again pauses admissions until the room is back under
+        capacity. ``ended``: place ids this replica ended (left, completed, revoked): each is
+        removed from queue / promoted / active (an end the store lost) and tombstoned, and
+        revoked until now + ``revoke_for_ms`` (> 0) unless already revoked. Ended ids are
+        applied first, so an id in both lists is refused."""
+        ...
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """Give up the place or end the session, freeing the slot at once, and tombstone the
-        place (whatever it was). An ACTIVE session is also added to *revoked* until now +
-        ``revoke_for_ms``. Returns the status it had (UNKNOWN if none)."""
+        place (whatever it was). An ACTIVE session, or a place the store does not know (it may be
+        a session the store lost, that must not be re-asserted), is also added to *revoked*
+        until now + ``revoke_for_ms``. Returns the status it had (UNKNOWN if none)."""
         ...
 
     async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:
@@ -280,3 +316,96 @@ class EventPublisher(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class DrawPhase(StrEnum):
+    """A scheduled room's phase as the store's clock places it (``domain.schedule.Phase``)."""
+
+    IDLE = "idle"
+    PREQUEUE = "prequeue"
+    OPEN = "open"
+    ENDED = "ended"
+
+
+class PrequeueEntry(StrEnum):
+    """What ``draw_step`` did with the place id it was given."""
+
+    NONE = "none"
+    """No place id given, or the room is not in its pre-queue."""
+    IN = "in"
+    """The place is in the pre-queue (it was already, or it was added now)."""
+    FULL = "full"
+    """The pre-queue holds ``max_queue_length`` places; nothing stored."""
+    UNCOMMITTED = "uncommitted"
+    """No commitment was published yet: nobody may enter before it is (``draw_commit``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrawState:
+    """The answer of ``draw_step``: the phase by the store's clock and the draw's progress."""
+
+    phase: DrawPhase
+    now_ms: int
+    """The store's clock."""
+    commitment: str = ""
+    """The published commitment (hex SHA-256 of the seed), "" before the pre-queue opens."""
+    released: bool = False
+    """The pre-queue was moved into the queue (``draw_release``)."""
+    ended: bool = False
+    """The ``ended`` mark was written (``draw_mark``)."""
+    prequeue_length: int = 0
+    entry: PrequeueEntry = PrequeueEntry.NONE
+
+
+@runtime_checkable
+class DrawStore(Protocol):
+    """The store's side of a scheduled sale (``domain.schedule``, ``domain.draw``).
+
+    The store's own clock decides every phase, so replicas with skewed clocks agree, and each
+    step that must happen once (commit, release, the end) is decided by the store: the call
+    that made it says so, and its replica publishes the event. Each call is atomic. ``bounds``
+    are ``Schedule.store_args()``: (prequeue_at, start_at, end_at) in Unix ms, 0 = absent.
+    """
+
+    async def draw_step(
+        self,
+        room: str,
+        bounds: tuple[int, int, int],
+        place_id: str = "",
+        max_length: int = 1_000_000,
+    ) -> DrawState:
+        """The phase at the store's clock; in the pre-queue, with a committed draw, also
+        enter ``place_id`` (once: a place already in is left as it is)."""
+        ...
+
+    async def draw_commit(self, room: str, seed: str, commitment: str, committed_at: str) -> bool:
+        """Keep the seed and publish its commitment unless one is there; True if this call
+        committed."""
+        ...
+
+    async def draw_entries(self, room: str) -> tuple[list[str], dict[str, str]]:
+        """The pre-queue's place ids in arrival order, and the draw's state map (with the
+        secret seed: for the replica that releases, never for a visitor)."""
+        ...
+
+    async def draw_release(
+        self, room: str, start_ms: int, order: Sequence[str], audit_json: str
+    ) -> int:
+        """Move the pre-queue into the queue in ``order`` (first admitted first), behind
+        nobody and ahead of every later arrival, and keep ``audit_json``; atomic and once.
+        Returns how many were released; -1 released already; -2 the store's clock is before
+        ``start_ms``; -3 the pre-queue is not exactly ``order`` (read it again)."""
+        ...
+
+    async def draw_mark(self, room: str, key: str, value: str) -> bool:
+        """Set a field of the draw's state map unless present; True if this call set it."""
+        ...
+
+    async def draw_audit(self, room: str) -> str | None:
+        """The audit document kept at the release (JSON), None before."""
+        ...
+
+    async def draw_reset(self, room: str) -> int:
+        """Forget the draw; places still in the pre-queue join the queue in arrival order.
+        Returns how many did."""
+        ...

@@ -174,6 +174,7 @@ async def test_scripts_touch_only_declared_keys(redis_server: object) -> None:
         await store.leave(r, "zz", 1)
         await store.arrive(r, "zz", lim, score=1)  # tombstoned: refused
         await store.restore(r, ["s1", "c"], 1_000, 9, ["zz", "d"])
+        await store.reassert(r, [("s1", 1_000), ("s2", 1_000), ("zz", 1_000)], ["c", "q"], 60_000)
         await store.hit("192.0.2.1", 5, 60_000)
         sync.echo("monitor-end")
         assert monitor.done.wait(10), "MONITOR output did not arrive"

@@ -51,6 +51,10 @@ CHECKS: dict[str, str] = {
     "examples/cluster/run.sh --redis-cluster --nats-cluster": "test_cluster_run_sh",
     ".venv/bin/waitroom-proxy check-config examples/waitroom.toml": "test_check_config",
     "cd examples && docker compose up --build": "test_compose_file_parses_and_configures",
+    ".venv/bin/waitroom-proxy serve --capacity 100 --port 8080": "test_forward_auth_by_hand",
+    'nginx -c "$PWD/examples/nginx/nginx.conf"': "test_forward_auth_by_hand",
+    "caddy run --config examples/caddy/Caddyfile --adapter caddyfile":
+        "test_forward_auth_by_hand",
 }  # fmt: skip
 
 VENV_BIN = str(REPO / ".venv" / "bin")

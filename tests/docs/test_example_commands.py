@@ -13,6 +13,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.docs.forward_auth_checks import test_forward_auth_by_hand  # noqa: F401 (a check)
 from tests.docs.helpers import (
     assert_clean_stop,
     clean_env,

@@ -364,7 +364,13 @@ def test_deployment_runs_the_process_contract(helm: str, name: str) -> None:
     }
     env = _env(container)
     assert env["WAITROOM_ADMIN_HOST"]["value"] == "0.0.0.0"
-    assert env["WAITROOM_UPSTREAM"]["value"] == values["upstream"]
+    if values.get("forwardAuth", {}).get("enabled"):
+        assert "WAITROOM_UPSTREAM" not in env, "forward-auth mode: serve without upstream"
+        assert env["WAITROOM_AUTH_CACHE_SECONDS"]["value"] == str(
+            values["forwardAuth"]["cacheSeconds"]
+        )
+    else:
+        assert env["WAITROOM_UPSTREAM"]["value"] == values["upstream"]
     assert env["WAITROOM_LOG_LEVEL"]["value"] == values.get("logLevel", "info")
     assert env["WAITROOM_WORKERS"]["value"] == str(values.get("workers", 1))
     assert container["livenessProbe"]["httpGet"] == {"path": "/_waitroom/healthz", "port": "http"}
@@ -409,6 +415,8 @@ def test_selectors_and_service(helm: str, name: str) -> None:
     pdb = _one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == selector
     for ingress in (d for d in docs if d["kind"] == "Ingress"):
+        if ingress["metadata"]["name"] == f"{FULLNAME}-site":
+            continue  # forward-auth mode: the site's own Service (test_forward_auth_ingress)
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 assert path["backend"]["service"] == {"name": FULLNAME, "port": {"name": "http"}}
@@ -496,11 +504,14 @@ def test_rendered_config_and_env_load_in_the_process(helm: str, name: str, tmp_p
         args[i].removeprefix("--").replace("-", "_"): args[i + 1] for i in range(3, len(args), 2)
     }
     try:
-        settings = load_settings(str(config), env=env, flags=flags, require_upstream=True)
+        forward_auth = _values(name).get("forwardAuth", {}).get("enabled", False)
+        settings = load_settings(
+            str(config), env=env, flags=flags, require_upstream=not forward_auth
+        )
     except ConfigError as exc:
         pytest.fail(f"{VALUES_FILES[name].name} makes a config the process refuses:\n{exc}")
     values = _values(name)
-    assert settings.upstream is not None
+    assert (settings.upstream is None) is forward_auth
     assert (settings.host, settings.port) == ("0.0.0.0", 8080)
     assert (settings.admin_host, settings.admin_port) == ("0.0.0.0", 9090)
     assert settings.workers == values.get("workers", 1)

@@ -87,7 +87,9 @@ async def test_one_master_down_stops_only_its_rooms(
     every call to it times out). Both heal with the master back (restarted empty, or woken)."""
     rooms = cluster.rooms_per_master()
     dead = 2
-    store = RedisStore(cluster.url, timeout=0.5)
+    # Long enough that a healthy shard's reply is not late on a loaded machine (a starved loop
+    # can fire the timer before it reads a reply already there); short for the frozen master.
+    store = RedisStore(cluster.url, timeout=1.0)
     async with proxy_rig(
         tuple(policy(r) for r in rooms), store=store, server={"client_rate_limit": 0}
     ) as rig:
@@ -127,7 +129,16 @@ async def test_one_master_down_stops_only_its_rooms(
                 if cluster.owner_of(r) != dead:
                     left = await sessions[r][0].post("/_waitroom/leave")
                     assert left.json()["status"] == "left"
-            await asyncio.sleep(2.0)
+            # Until each healthy room's first waiter is admitted (a liveness bound only; the
+            # master stays down until then, so what is seen was admitted while it was down).
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and not all(
+                any(s.body_status == "admitted" for s in beats[r].between(t_kill, time.monotonic()))
+                for r in rooms
+                if cluster.owner_of(r) != dead
+            ):
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
             t_restart = time.monotonic()
             await asyncio.to_thread(cluster.heal)
             t_healed = time.monotonic()
@@ -209,7 +220,9 @@ async def test_healthy_shards_lose_no_call_while_a_master_dies_and_returns(
 
     rooms = cluster.rooms_per_master()
     dead = 2
-    store = RedisStore(cluster.url, timeout=0.5)
+    # A timeout long enough that a healthy shard's reply is never late on a loaded machine; the
+    # dead master's calls fail anyway (refused, then CLUSTERDOWN while it rejoins).
+    store = RedisStore(cluster.url, timeout=2.0)
     ok = {r: 0 for r in rooms}
     failed: dict[str, list[str]] = {r: [] for r in rooms}
     stop = asyncio.Event()

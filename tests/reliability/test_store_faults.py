@@ -129,7 +129,7 @@ async def _outage(
             for _ in range(NEWCOMER_LOOPS)
         ]
         waiter_task = asyncio.create_task(_waiter_loop(waiter, w_rec, stop))
-        breaker = rig.gate.breaker_for(rig.room)
+        breaker = rig.gate.store.breaker_for(rig.room)
         try:
             await asyncio.sleep(1.0)
             new_hits_before = rig.origin.hits["/new"]

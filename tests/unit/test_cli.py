@@ -200,16 +200,22 @@ def test_serve_with_config_flag(runner: CliRunner, served: list[Settings]) -> No
     assert len(served[0].rooms) == 2
 
 
-def test_serve_without_rooms_or_upstream(runner: CliRunner, served: list[Settings]) -> None:
+def test_serve_without_rooms(runner: CliRunner, served: list[Settings]) -> None:
     result = runner.invoke(main, ["serve"])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "capacity: no rooms configured: pass --capacity N (or WAITROOM_CAPACITY) "
         "or a config file with [[rooms]]",
-        "upstream: required to serve: pass --upstream URL, set WAITROOM_UPSTREAM or "
-        "[server] upstream in the config file",
     ]
     assert served == []
+
+
+def test_serve_without_upstream_is_forward_auth_mode(
+    runner: CliRunner, served: list[Settings]
+) -> None:
+    result = runner.invoke(main, ["serve", "--capacity", "5", "--port", "9006"])
+    assert result.exit_code == 0, result.output
+    assert served[0].upstream is None and served[0].auth_cache_seconds == 5
 
 
 def test_serve_bad_env_and_flags_are_reported_together(

@@ -382,7 +382,8 @@ def test_every_problem_is_collected(tmp_path: Path) -> None:
         'python -c "import secrets; print(secrets.token_urlsafe(32))")',
         "rooms[1].bypass.colour: unknown key",
         "rooms[2].capacity: must be an integer >= 1, got true",
-        "rooms[2].schedule: not supported yet (planned, DESIGN §3)",
+        "rooms[2].schedule.start_at: expected a time as text, got int: write e.g. "
+        "2025-06-01T10:00:00Z or 2025-06-01T12:00:00+02:00",
         "rooms[2].session_ttl: must be <= session_max (3600), got 7200",
         "rooms[2].abandon_after: must be greater than heartbeat_interval (150), got 120",
         "rooms[2].claim_timeout: must be greater than heartbeat_interval (150), got 30",

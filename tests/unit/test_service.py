@@ -111,13 +111,13 @@ async def test_activity_is_coalesced() -> None:
     s = g.sessions.session_for(out.session_token or "", room, clock())
     assert s is not None
     touched: list[int] = []
-    real_touch = store.touch
+    real_reassert = store.reassert
 
-    async def touch(room_name: str, ids: Any, ttl: int) -> int:
-        touched.append(len(ids))
-        return await real_touch(room_name, ids, ttl)
+    async def reassert(room_name: str, leases: Any, *rest: Any) -> Any:
+        touched.append(len(leases))
+        return await real_reassert(room_name, leases, *rest)
 
-    store.touch = touch  # type: ignore[method-assign]
+    store.reassert = reassert  # type: ignore[method-assign]
     for _ in range(100):
         g.sessions.note_activity(room, s, clock())
     await Controller(g).flush()

@@ -30,9 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from waitroom_proxy.adapters.once_ids import OnceIds, check_once
+from waitroom_proxy.adapters.memory_draw import MemoryDrawMixin, _Draw
+from waitroom_proxy.adapters.memory_reassert import reassert_room
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowTable
-from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
+from waitroom_proxy.ports import (
+    PlaceStatus,
+    QueueView,
+    Reasserted,
+    RoomLimits,
+    RoomStats,
+    TickResult,
+)
 
 __all__ = ["TICK_LIMIT", "MemoryStore"]
 
@@ -74,7 +83,7 @@ class _Room:
     tokens_ts: int = 0
 
 
-class MemoryStore:
+class MemoryStore(MemoryDrawMixin):
     """The admission state of every room, in this process's memory.
 
     Args:
@@ -87,6 +96,7 @@ class MemoryStore:
         self._rooms: dict[str, _Room] = {}
         self._hits = WindowTable()
         self._once = OnceIds()
+        self._draws: dict[str, _Draw] = {}
 
     def __repr__(self) -> str:
         return f"MemoryStore(rooms={len(self._rooms)})"
@@ -284,6 +294,24 @@ class MemoryStore:
             self._spend(state, place_id, now)
         return n
 
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """See ``waitroom_proxy.ports.Store.reassert`` (``memory_reassert``)."""
+        if not leases and not ended:
+            return Reasserted()
+        state, now = self._room(room), self._now()
+        return reassert_room(
+            state, now, leases, ended, revoke_for_ms,
+            set_deadline=lambda pid, deadline: self._set_deadline(state, pid, deadline),
+            remove_waiter=lambda pid: self._remove_waiter(state, pid),
+            spend=lambda pid: self._spend(state, pid, now),
+        )  # fmt: skip
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""
         state = self._room(room)
@@ -293,11 +321,16 @@ class MemoryStore:
             return PlaceStatus.WAITING
         if state.promoted.pop(place_id, None) is not None:
             return PlaceStatus.PROMOTED
+        was = PlaceStatus.UNKNOWN
         if state.active.pop(place_id, None) is not None:
-            if revoke_for_ms > 0:
-                insort(state.revoked, (now, place_id, now + revoke_for_ms))
-            return PlaceStatus.ACTIVE
-        return PlaceStatus.UNKNOWN
+            was = PlaceStatus.ACTIVE
+        # An unknown place may be a session this store lost: revoked too, never re-asserted
+        # (a second leave moves its revocation time, as ZADD does on Redis).
+        if revoke_for_ms > 0:
+            if was is PlaceStatus.UNKNOWN:
+                state.revoked = [r for r in state.revoked if r[1] != place_id]
+            insort(state.revoked, (now, place_id, now + revoke_for_ms))
+        return was
 
     async def tick(self, room: str, limits: RoomLimits, force: int = 0) -> TickResult:
         """See ``waitroom_proxy.ports.Store.tick``."""

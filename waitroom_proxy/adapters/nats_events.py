@@ -51,10 +51,11 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 
 from waitroom_proxy.adapters.log_events import counters_of
 from waitroom_proxy.adapters.nats_connection import Backoff, open_client, servers_of
+from waitroom_proxy.adapters.nats_sender import MSG_ID_HEADER, BufferSender, Refused
 from waitroom_proxy.adapters.nats_streams import (
     DLQ_STREAM,
     DLQ_SUBJECTS,
@@ -63,10 +64,6 @@ from waitroom_proxy.adapters.nats_streams import (
     StreamSetupError,
     ensure_streams,
     stream_configs,
-)
-from waitroom_proxy.domain.events import (
-    encode_cloudevent,
-    subject_for,
 )
 from waitroom_proxy.domain.redact import redact_url
 from waitroom_proxy.ports import Event
@@ -85,16 +82,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MSG_ID_HEADER: Final = "Nats-Msg-Id"
 SETUP_ERROR_LOG_INTERVAL: Final = 60.0
 """Seconds between two error logs about streams JetStream refuses to create."""
 
 
-class _Refused(Exception):
-    """The server refused the head event (not a transient failure)."""
-
-
-class NatsPublisher:
+class NatsPublisher(BufferSender):
     """Publishes events to JetStream from a bounded buffer; see the module docstring.
 
     Args:
@@ -293,7 +285,7 @@ class NatsPublisher:
                 logger.error("events: %s; events wait in the buffer (%d)", exc, len(self._buf))
         if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.js.errors.NotFoundError):
             self._streams_ok = False  # stream missing (new server?): make it again
-        if isinstance(exc, _Refused):
+        if isinstance(exc, Refused):
             self._head_refusals += 1
             if self._head_refusals > self.max_retries and self._buf:
                 self._buf.popleft()
@@ -334,129 +326,3 @@ class NatsPublisher:
                 await asyncio.wait_for(nc.close(), timeout=1.0)
             except (TimeoutError, nats.errors.Error, OSError):
                 logger.debug("events: NATS close did not finish cleanly", exc_info=True)
-
-    async def _pump(self) -> None:
-        """Send the buffer in order with up to ``max_in_flight`` acks pending. Returns after a
-        reconnection (so ``_run`` checks the streams again); raises on any failure (``_run``
-        backs off and calls again)."""
-        nc, js = self._nc, self._js
-        assert nc is not None and js is not None
-        buf = self._buf
-        inflight: deque[asyncio.Future[api.PubAck]] = deque()
-        loop = asyncio.get_running_loop()
-        refill_at = self.max_in_flight // 2
-        try:
-            while True:
-                if not nc.is_connected:
-                    if await self._wait_connected(nc):
-                        if buf:
-                            self.retries += 1  # resuming after an outage
-                        return  # back to _run: check the streams (the server may be new)
-                    continue
-                if self._probe and buf:
-                    await self._send_head_alone(js)
-                    continue
-                # Take every acknowledged event off the head of the buffer, in order.
-                while inflight and inflight[0].done():
-                    inflight[0].result()  # raises on an error ack (the head is then probed)
-                    inflight.popleft()
-                    buf.popleft()
-                    self.published += 1
-                    self._head_refusals = 0
-                    self._backoff.reset()
-                # Refill once the window is half empty: acks then arrive in runs, and the loop
-                # waits once per run instead of once per event.
-                if len(inflight) <= refill_at:
-                    await self._fill(js, inflight)
-                if not inflight:
-                    self._wake.clear()
-                    if not buf:
-                        await self._wake.wait()
-                    continue
-                head = inflight[0]
-                if not head.done():
-                    if self._disconnected is None or self._disconnected.done():
-                        self._disconnected = loop.create_future()
-                    done, _ = await asyncio.wait(
-                        (head, self._disconnected),
-                        timeout=self.ack_timeout,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    if head not in done:
-                        raise TimeoutError("no ack" if not done else "disconnected")
-        finally:
-            for fut in inflight:
-                fut.cancel()
-
-    async def _fill(
-        self, js: JetStreamContext, inflight: deque[asyncio.Future[api.PubAck]]
-    ) -> None:
-        """Send events from the first one not yet sent until the window is full."""
-        buf = self._buf
-        while len(inflight) < self.max_in_flight and len(inflight) < len(buf):
-            event = buf[len(inflight)]
-            payload = self._payload(len(inflight))
-            if payload is None:
-                continue
-            try:
-                fut = await js.publish_async(
-                    subject_for(event), payload, headers={MSG_ID_HEADER: event.id}
-                )
-            except nats.errors.MaxPayloadError:
-                if not inflight:
-                    self._probe = True  # the probe drops it after max_retries
-                    raise
-                return  # let the events before it go first
-            inflight.append(fut)
-
-    def _payload(self, index: int) -> bytes | None:
-        """The wire form of the buffer's event at ``index``; None (and the event dropped, and
-        counted) when its data cannot be encoded as JSON."""
-        try:
-            return encode_cloudevent(self._buf[index], self.source)
-        except (ValueError, TypeError, RecursionError):
-            del self._buf[index]
-            self._drop(1, "data cannot be encoded as JSON")
-            return None
-
-    async def _send_head_alone(self, js: JetStreamContext) -> None:
-        """After a failure, send the oldest event alone and wait for its ack.
-
-        ``publish_async`` reports an error ack only as a missing ack (nats-py raises inside its
-        reply handler instead of failing the future), so a refused event would look like a
-        slow server forever. The request/reply ``publish`` reports it properly: a refusal counts
-        towards ``max_retries`` for that event; 503 (JetStream not ready) and timeouts do not.
-        """
-        event = self._buf[0]
-        payload = self._payload(0)
-        if payload is None:
-            return
-        try:
-            await js.publish(
-                subject_for(event),
-                payload,
-                timeout=self.ack_timeout,
-                headers={MSG_ID_HEADER: event.id},
-            )
-        except nats.errors.MaxPayloadError as exc:
-            raise _Refused(str(exc)) from exc
-        except nats.js.errors.APIError as exc:
-            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
-                raise  # JetStream not ready: transient
-            raise _Refused(str(exc)) from exc
-        self._buf.popleft()
-        self.published += 1
-        self._probe = False
-        self._head_refusals = 0
-        self._backoff.reset()
-
-    async def _wait_connected(self, nc: NatsClient) -> bool:
-        """Wait (up to 1 s) for nats-py to reconnect. True once it has."""
-        if nc.is_closed:
-            raise nats.errors.ConnectionClosedError
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected_evt.wait(), timeout=1.0)
-        return nc.is_connected
-
-
-# -- tail ------------------------------------------------------------------------------------

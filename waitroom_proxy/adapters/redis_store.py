@@ -45,10 +45,18 @@ from waitroom_proxy.adapters.redis_clients import (
     StoreConnection,
     build_client,
 )
+from waitroom_proxy.adapters.redis_draw import DRAW_SCRIPTS, DrawKeys, RedisDrawMixin, draw_keys
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
-from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
+from waitroom_proxy.ports import (
+    PlaceStatus,
+    QueueView,
+    Reasserted,
+    RoomLimits,
+    RoomStats,
+    TickResult,
+)
 
 __all__ = ["KEY_PREFIX", "SCRIPT_NAMES", "TICK_LIMIT", "RedisStore", "RoomKeys", "rate_limit_key"]
 
@@ -79,6 +87,8 @@ SCRIPT_NAMES = (
     "hit",
     "restore",
     "once",
+    "reassert",
+    *DRAW_SCRIPTS,
 )
 
 _STATUS = {
@@ -132,7 +142,7 @@ def _key_ttl(*durations_ms: int) -> int:
     return max((0, *durations_ms)) + KEY_TTL_MARGIN_MS
 
 
-class RedisStore:
+class RedisStore(RedisDrawMixin):
     """The admission state of every room, on a Redis-protocol server, cluster or Sentinel.
 
     Args:
@@ -189,6 +199,18 @@ class RedisStore:
             return await self._scripts[name](keys, args)
         except Exception as exc:
             raise await self._conn.failure(name, exc) from exc
+
+    async def _plain(self, op: str, *args: Any) -> Any:
+        """One plain command (a read), with the store's failure handling."""
+        try:
+            await self._conn.connect()
+            return await getattr(self._client, op)(*args)
+        except Exception as exc:
+            raise await self._conn.failure(op, exc) from exc
+
+    def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
+        k = room_keys(room)
+        return draw_keys(k.queue[: -len("queue")]), k.queue, k.hb, k.counters, k.spent
 
     @staticmethod
     def _view(reply: Sequence[Any]) -> QueueView:
@@ -286,6 +308,34 @@ class RedisStore:
             ),
         )
         return int(reply)
+
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """See ``waitroom_proxy.ports.Store.reassert``."""
+        if not leases and not ended:
+            return Reasserted()
+        k = room_keys(room)
+        flat = [x for pid, ms in leases for x in (pid, max(0, int(ms)))]
+        longest = max((ms for _, ms in leases), default=0)
+        reply = await self._run(
+            "reassert",
+            (k.active, k.promoted, k.queue, k.hb, k.spent, k.revoked, k.revoked_exp),
+            (
+                self._clock_offset_ms,
+                _key_ttl(longest, revoke_for_ms, SPENT_TTL_MS),
+                revoke_for_ms,
+                len(leases),
+                *flat,
+                *ended,
+            ),
+        )
+        kept, readded, refused, dropped = (int(x) for x in reply)
+        return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""

@@ -1,4 +1,4 @@
-"""The admin API, served on its own listener (DESIGN §4, §8).
+"""The admin API, served on its own listener.
 
 ``build_admin(engine, token)`` returns the ASGI app that ``waitroom-proxy serve`` runs on
 ``admin_host:admin_port``. Routes:

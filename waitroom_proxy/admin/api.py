@@ -44,6 +44,7 @@ from waitroom_proxy.admin.models import (
 from waitroom_proxy.admin.openapi import document
 from waitroom_proxy.admin.overrides import Problem
 from waitroom_proxy.admin.rooms import Rooms, StoreDown, UnknownRoom
+from waitroom_proxy.admin.schedule import schedule_router
 from waitroom_proxy.config.problems import error_messages, refuse
 from waitroom_proxy.config.values import Check, integer
 from waitroom_proxy.service import RoomRuntime
@@ -283,6 +284,9 @@ for _path, _op, _summary in (
         openapi_extra={"security": []},
         responses={200: {"description": "HTML page"}},
     )
+
+
+router.routes.extend(schedule_router.routes)  # a scheduled sale (admin.schedule)
 
 
 # HEAD wherever GET is answered, as Starlette's own routes do (FastAPI's do not); left out of

@@ -24,8 +24,10 @@ from waitroom_proxy.asgi.binding import answer_moved, moved, request_binding
 from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
+from waitroom_proxy.asgi.forward_auth import ForwardAuth
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
+from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
@@ -84,6 +86,8 @@ class WaitroomMiddleware:
         pages: the rendered pages (default: built from the engine's settings).
         upstream_probe: what ``/readyz`` calls to check the origin (default: the wrapped
             ``UpstreamProxy``'s, none for a host app).
+        forward_auth: the handler of ``{prefix}/auth`` and ``{prefix}/wait`` (forward-auth
+            mode, :mod:`.forward_auth`), which runs the edge again on the request described.
 
     The engine starts on the ASGI lifespan startup of the host app (the host keeps its own
     lifespan handling), or on the first request when the server sends no lifespan events.
@@ -97,6 +101,7 @@ class WaitroomMiddleware:
         engine: Engine | None = None,
         pages: Pages | None = None,
         upstream_probe: Callable[[], Awaitable[None]] | None = None,
+        forward_auth: ForwardAuth | None = None,
     ) -> None:
         if engine is None:
             raise TypeError(
@@ -124,6 +129,10 @@ class WaitroomMiddleware:
         self._count = self.metrics.request
         self._private = secret_headers(gate.rooms.values())
         self._started = False
+        self._auth = forward_auth
+        self._auth_paths = (self.prefix + "/auth", self.prefix + "/wait")
+        if forward_auth is not None:
+            forward_auth.follow_up = self
 
     # ------------------------------------------------------------------ ASGI entry
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -136,6 +145,9 @@ class WaitroomMiddleware:
             return
         if not self._started:
             await self._start()
+        if self._auth is not None and scope["path"] in self._auth_paths and kind == "http":
+            await self._auth(scope, receive, send)
+            return
         try:
             scope = prepare(scope, self._trusted_proxies)
         except Refusal as refusal:
@@ -229,13 +241,16 @@ class WaitroomMiddleware:
             await _respond(send, answer.status, b"application/json", body, headers)
             return
         nonce = secrets.token_urlsafe(12)
-        language = single_header(scope["headers"], b"accept-language")
-        html = self.pages.waiting(
-            room.name,
-            outcome.status,
-            nonce=nonce,
-            accept_language=language.decode("latin-1") if language else None,
-        )
+        if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
+            html = phase_page(outcome.status, nonce=nonce)
+        else:
+            language = single_header(scope["headers"], b"accept-language")
+            html = self.pages.waiting(
+                room.name,
+                outcome.status,
+                nonce=nonce,
+                accept_language=language.decode("latin-1") if language else None,
+            )
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
         await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
 

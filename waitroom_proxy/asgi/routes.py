@@ -142,6 +142,23 @@ def build_routes(
             return resp
         return _json({"status": "left" if left else "unknown"}, 200, cookies)
 
+    async def audit(request: Request) -> Response:
+        # Public: what anyone needs to check a scheduled sale's draw (domain.draw).
+        name = request.query_params.get("room") or (
+            next(iter(gate.rooms)) if len(gate.rooms) == 1 else ""
+        )
+        room = gate.rooms.get(name)
+        if room is None:
+            return _json({"error": "unknown room: pass ?room=NAME", "room": name or None}, 404)
+        try:
+            document = await gate.lifecycle.audit(room)
+        except StoreError:
+            return _json({"error": "store unavailable", "room": room.name}, 503,
+                         [(b"retry-after", b"5")])  # fmt: skip
+        if document is None:
+            return _json({"error": "this room has no draw", "room": room.name}, 404)
+        return _json(document)
+
     async def jwks(request: Request) -> Response:
         return JSONResponse(
             sessions.signer.jwks(), headers={"cache-control": "public, max-age=300"}
@@ -181,6 +198,7 @@ def build_routes(
         Route(prefix + "/heartbeat", status, methods=["POST"]),
         Route(prefix + "/leave", leave, methods=["POST"]),
         Route(prefix + "/jwks.json", jwks, methods=["GET"]),
+        Route(prefix + "/audit", audit, methods=["GET"]),
         Route(prefix + "/healthz", healthz, methods=["GET", "HEAD"]),
         Route(prefix + "/readyz", readyz, methods=["GET", "HEAD"]),
         *pow_routes(engine, prefix),

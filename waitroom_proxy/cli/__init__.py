@@ -220,12 +220,13 @@ def _flag(key: str, metavar: str, help: str, *, short: str | None = None) -> Cal
 @_flag("log_level", "LEVEL", ", ".join(LOG_LEVELS[:-1]) + f" or {LOG_LEVELS[-1]}.")
 @click.pass_context
 def serve(ctx: click.Context, /, config: str | None, **params: Any) -> None:
-    """Run the proxy in front of --upstream.
+    """Run the proxy in front of --upstream (or, without it, forward-auth mode for a load
+    balancer: GET /_waitroom/auth).
 
     Quick start: waitroom-proxy serve --upstream http://127.0.0.1:8000 --capacity 100
     """
     flags = _given(ctx, params)
-    settings = _load(ctx, config, flags, require_upstream=True)
+    settings = _load(ctx, config, flags)
     # With --workers N, uvicorn's worker processes rebuild the settings from the environment
     # (server.run.worker_app): hand them the flags through it so every worker sees the same
     # configuration as this check did. Flags outrank env, so this changes nothing here.

@@ -1,4 +1,4 @@
-"""``waitroom-proxy events tail``: print the event stream as it is published (DESIGN §7).
+"""``waitroom-proxy events tail``: print the event stream as it is published.
 
 The command's own code, kept out of the publisher adapter: it reads the ``WAITROOM`` stream
 with an ephemeral consumer and shares only the stream's name and subjects with the publisher.

@@ -1,5 +1,5 @@
 """Process settings: TOML file + ``WAITROOM_*`` environment + CLI flags, checked against one
-schema (DESIGN §3).
+schema.
 
 Precedence, highest first: CLI flags, environment, the TOML file, defaults.
 

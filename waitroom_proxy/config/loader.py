@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from waitroom_proxy.config.problems import Problems, show, unknown_key
+from waitroom_proxy.config.schedule_value import schedule_problems
 from waitroom_proxy.config.schema import (
     BYPASS_KEYS,
     PLANNED_ROOM_KEYS,
@@ -214,7 +215,7 @@ def _room_from_table(
         problems.add(where, f"must be a table ([[rooms]]), got {show(table)}")
         return None
     values, failed = _check_table(
-        where, table, RoomModel, base, problems, planned=PLANNED_ROOM_KEYS, nested=_bypass_table
+        where, table, RoomModel, base, problems, planned=PLANNED_ROOM_KEYS, nested=_room_sub_table
     )
     for key in REQUIRED_ROOM_KEYS:
         if key not in table:
@@ -224,6 +225,14 @@ def _room_from_table(
     for key, message in room_rules(passed):
         problems.add(f"{where}.{key}", message)
     return values, not failed
+
+
+def _room_sub_table(path: str, raw: Any, base: Path, problems: Problems) -> Any:
+    """A room's sub-table: ``schedule`` (one problem per line) or ``bypass``."""
+    if path.endswith(".schedule"):
+        schedule = schedule_problems(path, raw, problems)
+        return _MISSING if schedule is None else schedule
+    return _bypass_table(path, raw, base, problems)
 
 
 def _bypass_table(path: str, raw: Any, base: Path, problems: Problems) -> Any:
@@ -258,7 +267,8 @@ def _check_table(
             problems.lines.append(unknown_key(path, key, keys))
             failed = True
         else:
-            sub = nested is not None and isinstance(schema.model_fields[key].default, BaseModel)
+            default = schema.model_fields[key].default
+            sub = nested is not None and (isinstance(default, BaseModel) or key == "schedule")
             checked = (
                 nested(path, raw, base, problems)
                 if sub and nested is not None

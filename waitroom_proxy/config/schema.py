@@ -48,6 +48,7 @@ from waitroom_proxy.config.page_values import (
     PageMessages,
     PageTitle,
 )
+from waitroom_proxy.config.schedule_value import ScheduleValue
 from waitroom_proxy.config.values import (
     ARRAY,
     MIN_SECRET_BYTES,
@@ -127,6 +128,10 @@ class Settings:
     workers: Count = 1
     trusted_proxies: Cidrs = ()
     """CIDRs whose ``X-Forwarded-*`` headers are believed."""
+    auth_cache_seconds: Annotated[int, integer(0, 3600)] = 5
+    """Forward-auth mode: seconds a load balancer may cache a ``{prefix}/auth`` pass per
+    session cookie (``Cache-Control: private, max-age``; 0 = no caching). A revoked session
+    stops passing within this time."""
     upstream_ca_file: CaFile = None
     """PEM file of the CA certificates that an ``https://`` upstream's certificate must chain
     to (an internal CA), instead of the system's trust store."""
@@ -250,9 +255,11 @@ class RoomModel(BaseModel):
     session_binding: Annotated[str, choice(BINDING_MODES)] = _ROOM.session_binding
     """Bind a session to the client it was issued to: ``none``, ``ip`` (IPv4 /24, IPv6 /64),
     ``ua`` (the User-Agent) or ``ip+ua``; a session cookie used elsewhere gets a clear page."""
+    schedule: ScheduleValue = _ROOM.schedule
+    """A scheduled sale: prequeue_at, start_at, end_at (RFC 3339), shuffle_at_start."""
 
 
-PLANNED_ROOM_KEYS = {"schedule": "not supported yet (planned, DESIGN §3)"}
+PLANNED_ROOM_KEYS: dict[str, str] = {}
 """Room keys that are known but refused until their feature ships."""
 
 SERVER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))[1:]

@@ -1,6 +1,6 @@
 """Waiting-time estimate from how fast slots free up. Pure; takes ``now``.
 
-**What was wrong (issue 15).** Version 0.1 took the admission rate over the last five minutes of
+**What was wrong.** Version 0.1 took the admission rate over the last five minutes of
 wall time and told a waiter with ``ahead`` people in front ``(ahead + 1) / rate``. At low traffic
 those five minutes are mostly time when *nobody waited*: the few admissions were limited by
 arrivals, not by free slots, so the rate came out several times too low and the wait several

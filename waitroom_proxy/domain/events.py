@@ -36,6 +36,11 @@ SESSION_REVOKED: Final = "session.revoked"
 QUEUE_PAUSED: Final = "queue.paused"
 QUEUE_RESUMED: Final = "queue.resumed"
 QUEUE_CONFIG_CHANGED: Final = "queue.config_changed"
+QUEUE_PREQUEUE_OPENED: Final = "queue.prequeue_opened"
+"""A scheduled room's pre-queue opened; ``data.commitment`` is the draw's commitment."""
+QUEUE_SHUFFLED: Final = "queue.shuffled"
+"""The pre-queue was released into the queue at ``start_at`` (drawn, or in arrival order)."""
+QUEUE_ENDED: Final = "queue.ended"
 
 # System events (subject ``waitroom.system.<verb>``; ``room`` is None).
 SYSTEM_REPLICA_STARTED: Final = "system.replica_started"
@@ -56,6 +61,9 @@ ROOM_EVENT_TYPES: Final[tuple[str, ...]] = (
     QUEUE_PAUSED,
     QUEUE_RESUMED,
     QUEUE_CONFIG_CHANGED,
+    QUEUE_PREQUEUE_OPENED,
+    QUEUE_SHUFFLED,
+    QUEUE_ENDED,
 )
 SYSTEM_EVENT_TYPES: Final[tuple[str, ...]] = (
     SYSTEM_REPLICA_STARTED,

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from waitroom_proxy.domain.schedule import Schedule
+
 ROOM_NAME_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
@@ -94,6 +96,9 @@ class RoomPolicy:
     """(label, href) links in the page's footer (help, terms, the operator's home)."""
     session_binding: str = "none"
     """Bind sessions to the client: ``none``, ``ip`` (/24, /64), ``ua`` or ``ip+ua``."""
+    schedule: Schedule | None = None
+    """A scheduled sale (``domain.schedule``): idle, pre-queue, open, ended; None = always
+    open."""
 
     @property
     def session_grace(self) -> float:

@@ -1,4 +1,4 @@
-"""Proof-of-work before a ticket is issued (issue 15, scalper defence). Pure; takes ``now``.
+"""Proof-of-work before a ticket is issued (scalper defence). Pure; takes ``now``.
 
 **Why.** A bot farm that opens thousands of connections gets thousands of places; a real visitor
 opens one. A proof of work makes every ticket cost CPU time: about a second for a visitor's

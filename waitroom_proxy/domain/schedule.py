@@ -280,6 +280,12 @@ def parse_schedule(raw: object, *, prefix: str = "schedule") -> Schedule:
         shuffle = False
     if problems:
         raise ScheduleError(problems)
+    # The ordering rules under this key path (the dataclass's own check names "schedule").
+    problems = check_schedule(
+        times["prequeue_at"], times["start_at"], times["end_at"], shuffle, prefix=prefix
+    )
+    if problems:
+        raise ScheduleError(problems)
     return Schedule(
         start_at=times["start_at"],
         end_at=times["end_at"],

@@ -10,12 +10,12 @@ from starlette.types import ASGIApp
 from waitroom_proxy.admin import build_admin
 from waitroom_proxy.asgi import middleware as _middleware
 from waitroom_proxy.asgi.chain import RequestContext
+from waitroom_proxy.asgi.forward_auth import LOOPBACK, ForwardAuth, ReturnToBalancer
 from waitroom_proxy.asgi.hardening import HardeningGuard
 from waitroom_proxy.asgi.page import proxy_error_page
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.bootstrap import build_engine
 from waitroom_proxy.config import Settings
-from waitroom_proxy.errors import ConfigError
 from waitroom_proxy.service import Engine
 
 
@@ -37,17 +37,20 @@ class WaitroomMiddleware(_middleware.WaitroomMiddleware):
 
 
 def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: Any) -> Any:
-    """The standalone proxy: the gatekeeper in front of the upstream origin.
+    """The standalone proxy: the gatekeeper in front of the upstream origin or, without
+    ``upstream``, in forward-auth mode (DESIGN §4b: ``{prefix}/auth`` for a load balancer that
+    proxies admitted traffic itself, :mod:`waitroom_proxy.asgi.forward_auth`).
 
     The returned app has an ``engine`` attribute (the admin listener and tests use it).
-
-    Raises:
-        ConfigError: ``upstream`` is not set.
     """
-    if not settings.upstream:
-        raise ConfigError(["server.upstream: required to serve (--upstream or WAITROOM_UPSTREAM)"])
     engine = build_engine(settings, **engine_kwargs)
     pages = _middleware.pages_for(engine)
+    if not settings.upstream:
+        gate = _middleware.WaitroomMiddleware(
+            ReturnToBalancer(), engine=engine, pages=pages, forward_auth=ForwardAuth(engine, pages)
+        )
+        # The load balancer is the client here: on this host, it is trusted (DESIGN §4b).
+        return _outer(gate, settings, engine, access_log, (*settings.trusted_proxies, *LOOPBACK))
     proxy = UpstreamProxy(
         settings.upstream,
         connect_timeout=settings.upstream_connect_timeout,
@@ -57,11 +60,17 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
         ca_file=settings.upstream_ca_file,
     )
     gate = _middleware.WaitroomMiddleware(proxy, engine=engine, pages=pages)
+    return _outer(gate, settings, engine, access_log, settings.trusted_proxies)
+
+
+def _outer(
+    gate: ASGIApp, settings: Settings, engine: Engine, access_log: bool, trusted: tuple[str, ...]
+) -> Any:
     app = HardeningGuard(
         RequestContext(gate, access_log_enabled=access_log),
         max_body_bytes=settings.max_body_bytes,
         body_timeout=settings.body_timeout,
-        trusted_proxies=settings.trusted_proxies,
+        trusted_proxies=trusted,
     )
     app.engine = engine  # type: ignore[attr-defined]
     return app

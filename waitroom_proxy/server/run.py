@@ -77,6 +77,12 @@ def run(settings: Settings) -> None:
     configure_logging(settings.log_level)
     sockets = bind_all(settings)
     log.info("proxy listening on http://%s/", format_address(settings.host, settings.port))
+    if not settings.upstream:
+        log.info(
+            "forward-auth mode (no upstream): a load balancer asks GET %s/auth and proxies "
+            "admitted requests itself",
+            settings.prefix.rstrip("/"),
+        )
     if len(sockets) > 1 and settings.admin_port is not None:
         where = format_address(settings.admin_host, settings.admin_port)
         log.info("admin listener on http://%s/ (metrics, admin API, dashboard)", where)

@@ -20,6 +20,7 @@ from waitroom_proxy.ports import PlaceStatus, QueueView
 from waitroom_proxy.service.challenge import ProofOfWork
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.failopen import FailOpen
+from waitroom_proxy.service.lifecycle import Lifecycle
 from waitroom_proxy.service.outcome import (
     SESSION_COOKIE,
     TICKET_COOKIE,
@@ -55,12 +56,14 @@ class Admission:
         sessions: Sessions,
         fail_open: FailOpen,
         proofs: ProofOfWork,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.ctx = ctx
         self.tickets = tickets
         self.sessions = sessions
         self.fail_open = fail_open
         self.proofs = proofs
+        self.lifecycle = lifecycle or Lifecycle(ctx, tickets)
 
     def read_ticket(self, value: str | None) -> Ticket | None:
         """The ticket a cookie value carries, or None (never raises)."""
@@ -91,6 +94,9 @@ class Admission:
         if policy.mode is Mode.REJECT:
             status = status_dict(room, "rejected", None, "", now)
             return Outcome(OutcomeKind.REJECTED, room, status=status)
+        scheduled = await self.lifecycle.gate(room, ticket, return_to, now)
+        if scheduled is not None:
+            return scheduled  # idle, pre-queue or ended: the store's clock says so
         if ticket is not None and not self._may_keep(room, ticket, now):
             ticket = None  # another room's, abandoned, or known spent: start afresh
         needs_work = proof is None and self.proofs.required(room)
@@ -125,6 +131,9 @@ class Admission:
         room = self.ctx.rooms.get(ticket.room)
         if room is None:
             return None
+        scheduled = await self.lifecycle.gate(room, ticket, return_to, now)
+        if scheduled is not None:
+            return scheduled
         try:
             view = await self.ctx.store.heartbeat(room.name, ticket.place_id)
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
@@ -141,20 +150,20 @@ class Admission:
     async def leave(self, ticket: Ticket | None, session: Session | None) -> bool:
         """Give up a place and end a session (both, when the visitor holds both); frees the
         slots at once. True if the store heard of anything."""
-        targets: list[tuple[RoomRuntime, str]] = []
+        targets: list[tuple[RoomRuntime, str, bool]] = []
         if session is not None and session.room in self.ctx.rooms:
-            targets.append((self.ctx.rooms[session.room], session.place_id))
+            targets.append((self.ctx.rooms[session.room], session.place_id, True))
         same = (
             session is not None
             and (ticket is not None)
             and ((ticket.room, ticket.place_id) == (session.room, session.place_id))
         )
         if ticket is not None and ticket.room in self.ctx.rooms and not same:
-            targets.append((self.ctx.rooms[ticket.room], ticket.place_id))
+            targets.append((self.ctx.rooms[ticket.room], ticket.place_id, False))
         left = False
-        for room, place_id in targets:
+        for room, place_id, of_session in targets:
             try:
-                await self.sessions.end(room, place_id, "left")
+                await self.sessions.end(room, place_id, "left", session=of_session)
             except StoreError:
                 continue
             left = True

@@ -101,8 +101,10 @@ class Controller:
         if room.fail_open_ids:
             # Before any promotion: sessions admitted while the store was down count first.
             await gate.fail_open.count_admitted(room)
+        await gate.census.run(room)  # sessions the store lost are counted before promotions
         name = room.name
-        result = await store.tick(name, room.limits, force)
+        limits = await gate.lifecycle.tick(room)  # a scheduled sale's once-only steps
+        result = await store.tick(name, limits, force)
         self._report(room, result)
         stats = await store.stats(name)
         m = gate.metrics
@@ -151,3 +153,4 @@ class Controller:
         ids, now_ms = await gate.store.revoked_since(name, since)
         self._revoked_since[name] = now_ms - 2_000
         gate.sessions.revoke_known(ids, gate.clock() + room.policy.session_max)
+        gate.sessions.note_ended(name, ids)

@@ -10,7 +10,9 @@ HTTP. Each part has one job:
 - ``fail_open`` (:class:`~.failopen.FailOpen`): the room's ``fail_mode`` while the store is down;
 - ``sync`` (:class:`~.sync.RoomSync`): runtime overrides, incarnation, replica marks;
 - ``limit`` (:class:`~.limiter.ClientLimit`): the per-client rate limit;
-- ``proofs`` (:class:`~.challenge.ProofOfWork`): proof of work before a ticket.
+- ``proofs`` (:class:`~.challenge.ProofOfWork`): proof of work before a ticket;
+- ``census`` (:class:`~.census.SessionCensus`): live sessions re-assert themselves after a loss.
+- ``lifecycle`` (:class:`~.lifecycle.Lifecycle`): a scheduled sale's phases and its draw.
 
 The ASGI layer (``waitroom_proxy.asgi``) turns their ``Outcome`` into responses; the
 controller (:mod:`.controller`) runs the background work; operators go through
@@ -31,10 +33,12 @@ from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
 from waitroom_proxy.service.admission import Admission
 from waitroom_proxy.service.challenge import ProofOfWork
+from waitroom_proxy.service.census import SessionCensus
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.emit import Emitter
 from waitroom_proxy.service.failopen import FailOpen
 from waitroom_proxy.service.guarded import GuardedStore
+from waitroom_proxy.service.lifecycle import Lifecycle
 from waitroom_proxy.service.limiter import ClientLimit
 from waitroom_proxy.service.room import RoomRuntime
 from waitroom_proxy.service.sessions import Sessions
@@ -79,10 +83,17 @@ class Gatekeeper:
         # random one serves a gatekeeper built alone (tests, one process).
         signer = proofs if proofs is not None else PowSigner([secrets.token_hex(32)])
         self.proofs = ProofOfWork(ctx, signer)
+        self.lifecycle = Lifecycle(ctx, tickets)
         self.admission = Admission(
-            ctx, tickets, sessions=self.sessions, fail_open=self.fail_open, proofs=self.proofs
+            ctx,
+            tickets,
+            sessions=self.sessions,
+            fail_open=self.fail_open,
+            proofs=self.proofs,
+            lifecycle=self.lifecycle,
         )
         self.limit = ClientLimit(self.store, client_rate_limit)
+        self.census = SessionCensus(ctx, sessions=self.sessions, sync=self.sync)
 
     def __repr__(self) -> str:
         return f"Gatekeeper(rooms={list(self.rooms)!r}, store={self.store!r})"

@@ -15,7 +15,16 @@ from typing import Any
 
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.metrics import Metrics
-from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, Store, TickResult
+from waitroom_proxy.ports import (
+    DrawState,
+    PlaceStatus,
+    QueueView,
+    Reasserted,
+    RoomLimits,
+    RoomStats,
+    Store,
+    TickResult,
+)
 from waitroom_proxy.service.emit import Emitter
 
 log = logging.getLogger(__name__)
@@ -232,6 +241,18 @@ class GuardedStore:
             )
         )  # fmt: skip
 
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        answer: Reasserted = await self._call(
+            "reassert", room, self._store.reassert, room, leases, ended, revoke_for_ms
+        )
+        return answer
+
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         was: PlaceStatus = await self._call(
             "leave", room, self._store.leave, room, place_id, revoke_for_ms
@@ -260,6 +281,10 @@ class GuardedStore:
     async def init_meta(self, room: str, key: str, value: str) -> str:
         return str(await self._call("meta", room, self._store.init_meta, room, key, value))
 
+    def draws(self, room: str) -> DrawCalls:
+        """The scheduled-sale calls of ``room`` (``ports.DrawStore``), through its breaker."""
+        return DrawCalls(self, self._store, room)
+
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """The per-client rate limit, through its own breaker (``HIT_BREAKER``)."""
         return int(await self._call("hit", HIT_BREAKER, self._store.hit, client, limit, window_ms))
@@ -277,3 +302,47 @@ class GuardedStore:
 
     async def close(self) -> None:
         await self._store.close()
+
+
+class DrawCalls:
+    """``ports.DrawStore`` for one room through the room's breaker (``GuardedStore.draws``).
+
+    Raises ``StoreError`` when the adapter has no draw support either: a scheduled room then
+    applies its ``fail_mode`` rules as for a store that is down."""
+
+    def __init__(self, guarded: GuardedStore, store: Store, room: str) -> None:
+        self._guarded = guarded
+        self._store: Any = store
+        self._room = room
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        method = getattr(self._store, op, None)
+        if method is None:
+            raise StoreError(f"{type(self._store).__name__} cannot run a scheduled sale")
+        return await self._guarded._call(op, self._room, method, self._room, *args)
+
+    async def step(
+        self, bounds: tuple[int, int, int], place_id: str = "", max_length: int = 1_000_000
+    ) -> DrawState:
+        state: DrawState = await self._call("draw_step", bounds, place_id, max_length)
+        return state
+
+    async def commit(self, seed: str, commitment: str, committed_at: str) -> bool:
+        return bool(await self._call("draw_commit", seed, commitment, committed_at))
+
+    async def entries(self) -> tuple[list[str], dict[str, str]]:
+        ids, state = await self._call("draw_entries")
+        return ids, state
+
+    async def release(self, start_ms: int, order: Sequence[str], audit_json: str) -> int:
+        return int(await self._call("draw_release", start_ms, order, audit_json))
+
+    async def mark(self, key: str, value: str) -> bool:
+        return bool(await self._call("draw_mark", key, value))
+
+    async def audit(self) -> str | None:
+        value = await self._call("draw_audit")
+        return None if value is None else str(value)
+
+    async def reset(self) -> int:
+        return int(await self._call("draw_reset"))

@@ -11,10 +11,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from waitroom_proxy.domain.schedule import Schedule
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import PlaceStatus, RoomStats, TickResult
 from waitroom_proxy.service.controller import Controller
 from waitroom_proxy.service.gatekeeper import Gatekeeper
+from waitroom_proxy.service.lifecycle import CANCELLED, effective_schedule
 from waitroom_proxy.service.room import RoomRuntime, decode_overrides
 
 
@@ -111,3 +113,29 @@ class RoomOperations:
         """End a session (or give up a place) now: here at once, on other replicas within a
         tick. Returns the status the place had."""
         return await self._gate.sessions.end(room, place_id, "admin")
+
+    # ----------------------------------------------------------------- a scheduled sale
+    def schedule(self, room: RoomRuntime) -> Schedule | None:
+        """The schedule the room follows now (the operator's, else the configured one)."""
+        return effective_schedule(room)
+
+    def store_now(self, room: RoomRuntime) -> float:
+        """This replica's estimate of the store's clock (what decides the phases)."""
+        return self._gate.lifecycle.store_now(room, self._gate.clock())
+
+    async def set_schedule(self, room: RoomRuntime, schedule: Schedule | None) -> int:
+        """Make every replica follow ``schedule`` (None: cancel, the room is open as without
+        one). A draw already released (an earlier sale) or a cancelled one is forgotten, and
+        its pre-queue joins the queue in arrival order. Returns how many places did."""
+        moved = 0
+        lifecycle = self._gate.lifecycle
+        draws = self._gate.store.draws(room.name)
+        state = await draws.entries()
+        if schedule is None or "released" in state[1]:
+            moved = await draws.reset()
+        value = CANCELLED if schedule is None else json.dumps(schedule.as_dict(), sort_keys=True)
+        await self._write(room, {"schedule": value})
+        lifecycle.forget(room)
+        changes = {"schedule": None if schedule is None else schedule.as_dict()}
+        self._gate.emit("queue.config_changed", room.name, {"changes": changes, "moved": moved})
+        return moved

@@ -54,6 +54,8 @@ class RoomRuntime:
     """Store failures this replica saw for the room (who keeps a place across an outage)."""
     fail_open_ids: list[str] = field(default_factory=list)
     """Sessions admitted while the store was down, to be counted when it is back."""
+    schedule_meta: str | None = None
+    """The operator's schedule from the store's room meta (``service.lifecycle``), if any."""
 
     def __post_init__(self) -> None:
         self.limits = limits_for(self.policy, paused=self.paused)

@@ -41,6 +41,16 @@ class RoomSync:
         self.replicas_hint = max(1, replicas_hint)
         """Live replicas of the rooms as last counted (fail-open takes 1/this of the rate)."""
         self._mark_written: dict[str, float] = {}
+        self._meta: dict[str, dict[str, str]] = {}
+
+    def meta_of(self, room: str) -> dict[str, str]:
+        """The room's meta map as the last ``refresh`` read it (``{}`` before the first)."""
+        return self._meta.get(room, {})
+
+    async def recover(self, room: RoomRuntime, now: float) -> None:
+        """The store lost part of the room's state while its marker stayed (``service.census``
+        saw it): recover as from a vanished state, holding admissions for every replica."""
+        await self._after_store_loss(room, now, first=True)
 
     def replicas(self) -> int:
         return self.replicas_hint
@@ -52,6 +62,7 @@ class RoomSync:
             StoreError: the store did not answer; the room keeps what it had.
         """
         meta = await self.ctx.store.get_meta(room.name)
+        self._meta[room.name] = meta
         now = self.ctx.clock()
         marker = meta.get("incarnation")
         if marker is None or marker != room.incarnation:
@@ -69,6 +80,7 @@ class RoomSync:
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
         held = now < room.held_until
         await self._count_replicas(room, meta, now)
+        room.schedule_meta = meta.get("schedule")
         paused = meta.get("paused") == "1"
         room.apply(paused, decode_overrides(meta.get("overrides")), held)
         self.ctx.metrics.paused.labels(room.name).set(1 if paused else 0)

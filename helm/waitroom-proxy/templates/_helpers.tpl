@@ -107,7 +107,24 @@ Called from the Deployment so every install path goes through it.
 {{- fail "rooms: at least one room is required (or set `config` to a complete waitroom.toml)" }}
 {{- end }}
 {{- end }}
-{{- if not .Values.upstream }}
+{{- if .Values.forwardAuth.enabled }}
+{{- if .Values.upstream }}
+{{- fail "forwardAuth.enabled: leave upstream empty (ingress-nginx proxies the site itself)" }}
+{{- end }}
+{{- if not (and .Values.ingress.enabled .Values.forwardAuth.siteService.name) }}
+{{- fail "forwardAuth.enabled needs ingress.enabled and forwardAuth.siteService.name (the Service of your site)" }}
+{{- end }}
+{{- if not .Values.trustedProxies }}
+{{- fail "forwardAuth.enabled needs trustedProxies: the ingress controller pods' CIDR (auth requests from anyone else get 403)" }}
+{{- end }}
+{{- if gt (int .Values.forwardAuth.cacheSeconds) 0 }}
+{{- range .Values.rooms }}
+{{- if and .bypass (or .bypass.methods .bypass.cidrs) }}
+{{- fail (printf "forwardAuth.cacheSeconds must be 0: room %s bypasses by method or address, which the ingress-nginx auth cache key does not hold" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- else if not .Values.upstream }}
 {{- fail "upstream is required: set upstream to the origin base URL, e.g. --set upstream=http://shop.default.svc:8080" }}
 {{- end }}
 {{- if not .Values.auth.existingSecret }}

@@ -10,7 +10,8 @@
 -- KEYS[7] spent       zset  place id -> time it left the queue (ms): tombstones
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
--- ARGV[3] revoke_for_ms (an active session is revoked until now + this; <= 0: not recorded)
+-- ARGV[3] revoke_for_ms (an active or unknown place is revoked until now + this; <= 0: not
+--         recorded)
 -- ARGV[4] key TTL (ms)
 -- returns the status the place had: 0 unknown, 1 waiting, 2 promoted, 3 active
 
@@ -28,13 +29,15 @@ elseif redis.call('ZREM', promoted, id) == 1 then
   was = 2
 elseif redis.call('ZREM', active, id) == 1 then
   was = 3
-  local revoke_for = tonumber(ARGV[3])
-  if revoke_for > 0 then
-    redis.call('ZADD', revoked, now, id)
-    redis.call('ZADD', revoked_exp, now + revoke_for, id)
-    redis.call('PEXPIRE', revoked, key_ttl)
-    redis.call('PEXPIRE', revoked_exp, key_ttl)
-  end
+end
+-- An ended session is revoked; so is a place the store does not know: it may be a session the
+-- store lost, which must not be re-asserted (reassert.lua) after its end.
+local revoke_for = tonumber(ARGV[3])
+if (was == 3 or was == 0) and revoke_for > 0 then
+  redis.call('ZADD', revoked, now, id)
+  redis.call('ZADD', revoked_exp, now + revoke_for, id)
+  redis.call('PEXPIRE', revoked, key_ttl)
+  redis.call('PEXPIRE', revoked_exp, key_ttl)
 end
 redis.call('ZREM', heartbeats, id)
 -- The first time the place left the queue counts (a later leave does not move the tombstone).

@@ -1,0 +1,66 @@
+"""``MemoryStore.reassert``: live sessions re-assert themselves, recent ends are applied again.
+
+Kept apart from ``memory_store`` (which holds the room state) so that module stays small; the
+rules are those of ``lua/reassert.lua`` (``waitroom_proxy.ports.Store.reassert``), and the
+contract suite checks both the same way.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Callable, MutableMapping, Sequence
+from typing import Protocol
+
+from waitroom_proxy.ports import Reasserted
+
+
+class RoomState(Protocol):
+    """What of ``memory_store._Room`` this module reads and writes."""
+
+    @property
+    def active(self) -> MutableMapping[str, int]: ...
+    @property
+    def promoted(self) -> MutableMapping[str, int]: ...
+    @property
+    def revoked(self) -> list[tuple[int, str, int]]: ...
+
+
+def reassert_room(
+    state: RoomState,
+    now: int,
+    leases: Sequence[tuple[str, int]],
+    ended: Sequence[str],
+    revoke_for_ms: int,
+    *,
+    set_deadline: Callable[[str, int], None],
+    remove_waiter: Callable[[str], bool],
+    spend: Callable[[str], None],
+) -> Reasserted:
+    """Apply one ``reassert`` call to a room (atomic: nothing here awaits)."""
+    revoked = {place_id for _, place_id, _ in state.revoked}
+    dropped = 0
+    for place_id in ended:
+        if state.active.pop(place_id, None) is not None:
+            dropped += 1
+        state.promoted.pop(place_id, None)
+        remove_waiter(place_id)
+        spend(place_id)
+        if revoke_for_ms > 0 and place_id not in revoked:
+            insort(state.revoked, (now, place_id, now + revoke_for_ms))
+            revoked.add(place_id)
+    kept = readded = refused = 0
+    for place_id, lease_ms in leases:
+        deadline = now + max(0, int(lease_ms))
+        current = state.active.get(place_id)
+        if current is not None:
+            kept += 1
+            if current < deadline:
+                set_deadline(place_id, deadline)
+        elif place_id in revoked:
+            refused += 1
+        elif place_id not in state.promoted:
+            remove_waiter(place_id)  # a replayed ticket of it slipped into the queue
+            set_deadline(place_id, deadline)
+            spend(place_id)
+            readded += 1
+    return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
