@@ -82,6 +82,9 @@
   function storageKey() { return "waitroom:first:" + (state.room || ""); }
 
   function firstPosition(position) {
+    // The server's (the ticket's position at joining): the no-script page uses the same.
+    var given = count(state.first_position);
+    if (given !== null && given > 0) { return Math.max(given, position || 0); }
     var first = null;
     try {
       var stored = parseInt(window.sessionStorage.getItem(storageKey()) || "", 10);
@@ -122,11 +125,13 @@
 
   var TITLE_KEYS = {
     waiting: "page_title", admitted: "admitted_heading", expired: "expired_heading",
-    rejected: "rejected_heading", full: "full_heading", left: "left_heading"
+    used: "used_heading", challenge: "challenge_heading", rejected: "rejected_heading", full: "full_heading",
+    left: "left_heading"
   };
 
   function show(status) {
-    var sections = ["waiting", "admitted", "expired", "rejected", "full", "left"];
+    var sections = ["waiting", "challenge", "admitted", "expired", "used", "rejected", "full",
+      "left"];
     for (var i = 0; i < sections.length; i++) {
       var el = $("wr-" + sections[i]);
       if (el) { el.hidden = sections[i] !== status; }
@@ -137,7 +142,8 @@
     if (main) { main.setAttribute("data-status", status); }
     // The same table as page.title_for: the tab says what the page says.
     var key = TITLE_KEYS[status] || "page_title";
-    if (t[key]) { document.title = t[key] + (state.room ? " \u00b7 " + state.room : ""); }
+    var suffix = typeof state.title_suffix === "string" ? state.title_suffix : state.room;
+    if (t[key]) { document.title = t[key] + (suffix ? " \u00b7 " + suffix : ""); }
   }
 
   function setReconnecting(on) {
@@ -155,6 +161,12 @@
     setText("wr-queue", formatCount(count(state.queue_length)));
     var eta = formatEta(state.eta_seconds);
     setText("wr-eta", eta);
+    var notice = $("wr-message");
+    if (notice) {
+      var message = typeof state.message === "string" ? state.message : "";
+      setText("wr-message", message);
+      notice.hidden = !message;
+    }
 
     var bar = $("wr-progress");
     if (bar) {
@@ -176,7 +188,10 @@
     } else if (status === "expired") {
       show("expired");
       announce(t.expired_heading + ". " + t.expired_text);
-    } else if (status === "rejected" || status === "full") {
+    } else if (status === "challenge") {
+      show("challenge");
+      announce(t.challenge_heading + ". " + t.challenge_text);
+    } else if (status === "rejected" || status === "full" || status === "used") {
       show(status);
       announce(t[status + "_heading"] + ". " + t[status + "_text"]);
     }
@@ -207,7 +222,7 @@
 
   function apply(update) {
     var keys = ["status", "room", "position", "ahead", "queue_length", "eta_seconds",
-      "refresh_seconds", "return_to"];
+      "refresh_seconds", "return_to", "pow", "first_position", "message"];
     for (var i = 0; i < keys.length; i++) {
       if (Object.prototype.hasOwnProperty.call(update, keys[i])) { state[keys[i]] = update[keys[i]]; }
     }
@@ -221,11 +236,74 @@
       if (target) { window.location.replace(target); } else { window.location.reload(); }
     } else if (state.status === "waiting") {
       schedule(refreshMs());
+    } else if (state.status === "challenge") {
+      solveChallenge();
     } else {
-      // expired, rejected, full: nothing more to wait for on this page.
+      // expired, used, rejected, full: nothing more to wait for on this page.
       stop();
       forgetFirstPosition();
     }
+  }
+
+  /* Proof of work (waitroom_proxy/domain/pow.py): the room asks for a solved challenge
+   * before it gives a place. The worker is our own script ({prefix}/pow-worker.js, CSP
+   * worker-src 'self'); the solution goes to POST {prefix}/pow, which answers as the
+   * heartbeat does. A refused solution comes with a fresh challenge: a few more tries. */
+  var solver = null;
+  var powTries = 0;
+  var MAX_POW_TRIES = 3;
+
+  function powFailed() {
+    if (solver !== null) { solver.terminate(); solver = null; }
+    var el = $("wr-challenge-failed");
+    if (el) { el.hidden = false; }
+    announce(t.challenge_failed);
+  }
+
+  function submitSolution(challenge, counter) {
+    fetch(prefix + "/pow", {
+      method: "POST",
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json", "Content-Type": "application/json" },
+      body: JSON.stringify({ challenge: challenge, counter: counter, return_to: state.return_to || "/" })
+    }).then(function (response) { return response.json(); }).then(function (body) {
+      if (!body || typeof body.status !== "string") { powFailed(); return; }
+      if (body.status === "refused") {
+        if (body.pow && typeof body.pow === "object") { state.pow = body.pow; solveChallenge(); } else { powFailed(); }
+        return;
+      }
+      if (body.status === "rate_limited") { powFailed(); return; }
+      apply(body);
+    }, powFailed);
+  }
+
+  function solveChallenge() {
+    var pow = state.pow;
+    var nojs = $("wr-challenge-nojs");
+    if (nojs) { nojs.hidden = true; } // shown to a page without script (and by browsers
+    // that do not render <noscript> with scripting switched off)
+    powTries += 1;
+    if (powTries > MAX_POW_TRIES || !pow || typeof pow.challenge !== "string" ||
+        typeof Worker !== "function") {
+      powFailed();
+      return;
+    }
+    if (solver !== null) { solver.terminate(); }
+    try { solver = new Worker(prefix + "/pow-worker.js"); } catch (e) { solver = null; powFailed(); return; }
+    var mine = solver;
+    mine.onmessage = function (event) {
+      var msg = event.data || {};
+      if (msg.type === "solved") {
+        mine.terminate();
+        if (solver === mine) { solver = null; }
+        submitSolution(pow.challenge, String(msg.counter));
+      } else if (msg.type === "error") {
+        powFailed();
+      }
+    };
+    mine.onerror = function () { powFailed(); };
+    mine.postMessage({ challenge: pow.challenge, difficulty: pow.difficulty });
   }
 
   function failed() {
@@ -316,6 +394,8 @@
     schedule(refreshMs());
   } else if (state.status === "admitted") {
     apply({});
+  } else if (state.status === "challenge") {
+    solveChallenge();
   } else {
     stop();
   }

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from waitroom_proxy.config import Settings, config_warnings
+from waitroom_proxy.domain.pow import PowSigner
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
@@ -94,5 +95,6 @@ def build_engine(
         clock=clock,
         replica_id=replica_id,
         client_rate_limit=settings.client_rate_limit,
+        proofs=PowSigner(all_secrets),
     )
     return Engine(settings, gate, controller_interval=controller_interval)

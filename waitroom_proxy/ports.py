@@ -298,6 +298,11 @@ class Store(Protocol):
         the last ``window_ms``, record nothing and return the ms to wait."""
         ...
 
+    async def once(self, room: str, key: str, ttl_ms: int) -> bool:
+        """Record the one-time id ``key`` of ``room`` for ``ttl_ms``; True only for the call
+        that recorded it (a solved proof-of-work challenge buys one ticket). Atomic."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreError unless the store answers."""
         ...

@@ -424,7 +424,11 @@ async def test_expired_offers_rejoin_and_stops_polling(
 
 @pytest.mark.parametrize(
     ("state", "heading"),
-    [("rejected", "Sold out"), ("full", "The waiting room is full")],
+    [
+        ("rejected", "Sold out"),
+        ("full", "The waiting room is full"),
+        ("used", "This place was already used"),
+    ],
 )
 async def test_rejected_and_full_show_their_message(
     page: Page, room: ScriptedRoom, server: BackgroundServer, state: str, heading: str
@@ -444,6 +448,7 @@ async def test_rejected_and_full_show_their_message(
         ("rejected", "Sold out · sale"),
         ("full", "The waiting room is full · sale"),
         ("expired", "Your place has expired · sale"),
+        ("used", "This place was already used · sale"),
     ],
 )
 async def test_pages_served_in_a_final_state_are_titled_after_it(
@@ -470,7 +475,9 @@ async def test_leave_the_queue(page: Page, room: ScriptedRoom, server: Backgroun
 async def test_without_javascript_meta_refresh_reloads_and_shows_position(
     browser: Browser, room: ScriptedRoom, server: BackgroundServer
 ) -> None:
-    room.initial = status(position=42, ahead=41, queue_length=1200, refresh_seconds=1)
+    room.initial = status(
+        position=42, ahead=41, queue_length=1200, refresh_seconds=1, first_position=180
+    )
     ctx = await browser.new_context(java_script_enabled=False)
     try:
         page = await ctx.new_page()
@@ -480,8 +487,9 @@ async def test_without_javascript_meta_refresh_reloads_and_shows_position(
         assert await refresh.get_attribute("content") == "1"
         await expect(page.locator("#wr-position")).to_have_text("42")
         await expect(page.locator("#wr-queue")).to_have_text("1,200")
-        # The static bar shows the share of the queue behind the visitor.
-        assert await page.locator("#wr-progress").get_attribute("value") == "96"
+        # The static bar: the one formula, from the position at joining the status carries.
+        bar = await page.locator("#wr-progress").get_attribute("value")
+        assert bar == str(progress_percent(180, 42)) == "76"
         # The leave form needs the script: it stays hidden.
         await expect(page.locator("#wr-leave")).to_be_hidden()
         await wait_until(lambda: room.page_loads >= 2, timeout=5)
@@ -538,5 +546,31 @@ async def test_screenshot(
         assert out.stat().st_size > 10_000
         if os.environ.get("WAITROOM_UPDATE_SCREENSHOT") == "1":
             (REPO / "docs" / "waiting-page.png").write_bytes(out.read_bytes())
+    finally:
+        await ctx.close()
+
+
+async def test_bar_and_message_agree_with_and_without_script(
+    browser: Browser, page: Page, room: ScriptedRoom, server: BackgroundServer
+) -> None:
+    """The script and the script-free page draw the same bar from the server's
+    ``first_position`` (one formula, ``domain.progress``), and show the live message."""
+    room.initial = room.answer = status(position=4, ahead=3, first_position=9, message="Hi <b>")
+    expected = str(progress_percent(9, 4))
+    await page.goto(f"{server.base}/page")
+    await expect(page.locator("#wr-progress")).to_have_attribute("value", expected)
+    await expect(page.locator("#wr-message")).to_have_text("Hi <b>")
+    room.answer = status(position=2, ahead=1, first_position=9, message=None)
+    await expect(page.locator("#wr-position")).to_have_text("2")
+    await expect(page.locator("#wr-progress")).to_have_attribute(
+        "value", str(progress_percent(9, 2))
+    )
+    await expect(page.locator("#wr-message")).to_be_hidden()
+    ctx = await browser.new_context(java_script_enabled=False)
+    try:
+        static = await ctx.new_page()
+        await static.goto(f"{server.base}/page")
+        await expect(static.locator("#wr-progress")).to_have_attribute("value", expected)
+        await expect(static.locator("#wr-message")).to_have_text("Hi <b>")
     finally:
         await ctx.close()

@@ -629,7 +629,7 @@ async def test_openapi_bounds_are_the_bounds_the_patch_keeps(make_env: Any) -> N
                 low = schema["minimum"]
                 assert await field_problems({name: low}, name) == [], (name, low)
                 assert await field_problems({name: low - 1}, name), (name, low - 1)
-        assert bounded == 8  # capacity, admit_rate, max_queue_length and five durations
+        assert bounded == 9  # capacity, admit_rate, max_queue_length, pow_difficulty, 5 durations
 
 
 def _st() -> str:

@@ -86,7 +86,7 @@ async def test_ticket_replayed_after_its_session_ended_is_a_newcomer(store: Any)
             page_position=replayed.get("position"),
             later_waiter_position=behind["position"],
         )
-        assert beat.json()["status"] == "expired"
+        assert beat.json()["status"] == "used"
         assert beat.json().get("position", 0) == 0
         assert behind["position"] == 1, "a replay overtook a later waiter"
         assert replayed["status"] == "waiting" and replayed["position"] == 2, replayed
@@ -116,7 +116,7 @@ async def test_ticket_replayed_while_its_session_is_active_mints_nothing(
                 page = await thief.get("/sale", headers=JSON)
             minted += len(session_cookies(beat)) + len(session_cookies(page))
             passed += page.json() == {"origin": True}
-            assert beat.json()["status"] == "expired"
+            assert beat.json()["status"] == "used"
             assert page.json()["status"] == "waiting"
         stats = await store.stats(ROOM)
         report(
@@ -265,7 +265,7 @@ async def test_replays_across_a_store_restart_and_two_replicas(redis_server: Any
             report("replays after a store restart", **{k: ",".join(v) for k, v in answers.items()},
                    waiter_position=head.get("position"))  # fmt: skip
             for name, got in answers.items():
-                assert all(g.startswith("expired/") and "same place" not in g for g in got), (
+                assert all(g.startswith("used/") and "same place" not in g for g in got), (
                     name,
                     got,
                 )

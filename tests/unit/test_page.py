@@ -229,6 +229,7 @@ def test_ahead_defaults_to_position_minus_one(renderer: PageRenderer) -> None:
         ("waiting", "wr-waiting"),
         ("admitted", "wr-admitted"),
         ("expired", "wr-expired"),
+        ("used", "wr-used"),
         ("rejected", "wr-rejected"),
         ("full", "wr-full"),
     ],
@@ -242,10 +243,13 @@ def test_one_section_per_status(renderer: PageRenderer, state: str, visible: str
 @pytest.mark.parametrize(
     ("raw", "progress"),
     [
-        ({"position": 42, "queue_length": 1200}, 96),
-        ({"position": 1, "queue_length": 1}, 0),
-        ({"position": 50, "queue_length": 10}, 0),
-        ({"position": 42}, 0),
+        ({"position": 42, "first_position": 100, "queue_length": 1200}, 58),
+        # Joining at the front: half a bar, never an empty one (0.1 showed 0 %).
+        ({"position": 1, "queue_length": 1}, 50),
+        ({"position": 1, "first_position": 1, "queue_length": 1}, 50),
+        ({"position": 50, "first_position": 10, "queue_length": 60}, 1),
+        ({"position": 42}, 2),
+        ({"status": "expired", "position": 3, "first_position": 9}, 0),
         ({"status": "admitted"}, 100),
     ],
 )
@@ -371,6 +375,7 @@ def test_content_security_policy() -> None:
         "style-src": f"'nonce-{NONCE}'",
         "connect-src": "'self'",
         "img-src": "data:",
+        "worker-src": "'self'",  # the proof-of-work worker, served under the prefix
         "base-uri": "'none'",
         "form-action": "'self'",
         "frame-ancestors": "'none'",

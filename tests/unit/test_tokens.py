@@ -196,3 +196,16 @@ def test_cache_expiry_and_revocation() -> None:
         t, x = s.issue("r", f"p{i}", now=NOW, ttl=10)
         cache.put(t, x)
     assert len(cache) <= 4
+
+
+def test_ticket_carries_its_first_position_and_old_tickets_still_read() -> None:
+    signer = TicketSigner([SECRET])
+    t = Ticket("sale", "pid", 1, int(NOW), int(NOW), -1, "/", first=17)
+    assert signer.loads(signer.dumps(t)).first == 17
+    # A ticket signed before ``first`` existed (seven fields) keeps its place: first unknown.
+    legacy = signer._serializer.dumps(["sale", "pid", 1, int(NOW), int(NOW), -1, "/"])
+    assert signer.loads(str(legacy)) == Ticket("sale", "pid", 1, int(NOW), int(NOW), -1, "/")
+    for bad in (-1, "3", 1.5, True):
+        forged = signer._serializer.dumps(["sale", "pid", 1, 1, 1, -1, "/", 0, 0, 0, "", bad])
+        with pytest.raises(TokenError, match="malformed"):
+            signer.loads(str(forged))

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from waitroom_proxy.adapters.memory_draw import MemoryDrawMixin, _Draw
 from waitroom_proxy.adapters.memory_reassert import reassert_room
+from waitroom_proxy.adapters.once_ids import OnceIds, check_once
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowTable
 from waitroom_proxy.ports import (
@@ -97,6 +98,7 @@ class MemoryStore(MemoryDrawMixin):
         self._clock = clock
         self._rooms: dict[str, _Room] = {}
         self._hits = WindowTable()
+        self._once = OnceIds()
         self._draws: dict[str, _Draw] = {}
 
     def __repr__(self) -> str:
@@ -465,6 +467,13 @@ class MemoryStore(MemoryDrawMixin):
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``."""
         return self._hits.hit(client, self._now(), limit, window_ms)
+
+    async def once(self, room: str, key: str, ttl_ms: int) -> bool:
+        """See ``waitroom_proxy.ports.Store.once``."""
+        if not ROOM_NAME_RE.match(room):
+            raise ValueError(f"invalid room name: {room!r}")
+        check_once(key, ttl_ms)
+        return self._once.take(room, key, self._now(), ttl_ms)
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""

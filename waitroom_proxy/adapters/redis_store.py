@@ -45,6 +45,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from waitroom_proxy.adapters.lua_source import load_script_source
+from waitroom_proxy.adapters.once_ids import check_once
 from waitroom_proxy.adapters.redis_clients import (
     Script,
     StoreClient,
@@ -105,6 +106,7 @@ SCRIPT_NAMES = (
     "init_meta",
     "hit",
     "restore",
+    "once",
     "reassert",
     *DRAW_SCRIPTS,
 )
@@ -472,6 +474,12 @@ class RedisStore(RedisDrawMixin):
         """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""
         key = rate_limit_key(client)
         return int(await self._run("hit", (key,), (self._clock_offset_ms, limit, window_ms)))
+
+    async def once(self, room: str, key: str, ttl_ms: int) -> bool:
+        """See ``waitroom_proxy.ports.Store.once``. Key ``wr:{room}:once:<key>``."""
+        check_once(key, ttl_ms)
+        marker = room_keys(room).queue.removesuffix("queue") + "once:" + key
+        return bool(await self._run("once", (marker,), (ttl_ms,)))
 
     async def ping(self) -> None:
         """See ``waitroom_proxy.ports.Store.ping``: the store must accept a write

@@ -44,6 +44,7 @@ _METRIC = {
     OutcomeKind.FAIL_OPEN: "failed_open",
     OutcomeKind.WAIT: "queued",
     OutcomeKind.EXPIRED: "queued",
+    OutcomeKind.CHALLENGE: "queued",
     OutcomeKind.ERROR: "failed_closed",
     OutcomeKind.FULL: "rejected",
     OutcomeKind.REJECTED: "rejected",

@@ -46,6 +46,26 @@ MESSAGES: dict[str, dict[str, str]] = {
             "This page was inactive for too long, so your place in the queue was released."
         ),
         "rejoin": "Rejoin the queue",
+        "challenge_heading": "Checking your browser",
+        "challenge_text": (
+            "Your browser is doing a short calculation before it joins the queue, which keeps "
+            "bots from taking places. It takes a few seconds: keep this page open."
+        ),
+        "challenge_noscript": (
+            "This waiting room asks your browser for a short calculation before it joins the "
+            "queue: please turn on JavaScript and reload the page."
+        ),
+        "challenge_failed": "The check could not finish. Reload the page to try again.",
+        "moved_heading": "This session belongs to another browser",
+        "moved_text": (
+            "This site keeps a visit to the browser and network that were let in. This one "
+            "is different, so it has to join the queue itself."
+        ),
+        "used_heading": "This place was already used",
+        "used_text": (
+            "Another browser or tab went in with this place, or it was given up: each place "
+            "lets one visitor in, once. If that was not you, join the queue again."
+        ),
         "rejected_heading": "Sold out",
         "rejected_text": "Sorry, this event is no longer accepting visitors.",
         "full_heading": "The waiting room is full",
@@ -93,6 +113,29 @@ MESSAGES: dict[str, dict[str, str]] = {
             "freigegeben."
         ),
         "rejoin": "Erneut anstellen",
+        "challenge_heading": "Ihr Browser wird geprüft",
+        "challenge_text": (
+            "Ihr Browser führt eine kurze Berechnung aus, bevor er sich anstellt; so nehmen "
+            "Bots keine Plätze weg. Das dauert einige Sekunden: Lassen Sie die Seite geöffnet."
+        ),
+        "challenge_noscript": (
+            "Dieser Warteraum verlangt vor dem Anstellen eine kurze Berechnung Ihres Browsers: "
+            "Bitte aktivieren Sie JavaScript und laden Sie die Seite neu."
+        ),
+        "challenge_failed": (
+            "Die Prüfung konnte nicht abgeschlossen werden. Laden Sie die Seite neu."
+        ),
+        "moved_heading": "Diese Sitzung gehört zu einem anderen Browser",
+        "moved_text": (
+            "Diese Website bindet einen Besuch an den Browser und das Netz, die eingelassen "
+            "wurden. Dieser ist ein anderer und muss sich selbst anstellen."
+        ),
+        "used_heading": "Dieser Platz wurde bereits genutzt",
+        "used_text": (
+            "Ein anderer Browser oder Tab ist mit diesem Platz eingetreten, oder er wurde "
+            "aufgegeben: Jeder Platz lässt eine Person einmal ein. Waren Sie das nicht, stellen "
+            "Sie sich erneut an."
+        ),
         "rejected_heading": "Ausverkauft",
         "rejected_text": "Leider werden keine weiteren Besucher mehr eingelassen.",
         "full_heading": "Der Warteraum ist voll",
@@ -117,6 +160,8 @@ _TITLE_KEYS = {
     "waiting": "page_title",
     "admitted": "admitted_heading",
     "expired": "expired_heading",
+    "used": "used_heading",
+    "challenge": "challenge_heading",
     "rejected": "rejected_heading",
     "full": "full_heading",
     "left": "left_heading",
@@ -188,3 +233,39 @@ def pick_language(lang: str, messages: Mapping[str, Mapping[str, str]]) -> str:
         return wanted
     primary = wanted.split("-", 1)[0]
     return primary if primary in messages else "en"
+
+
+_LANGUAGE_RANGE_RE = re.compile(r"^(?:\*|[A-Za-z]{1,8}(?:[-_][A-Za-z0-9]{1,8})*)$")
+_Q_RE = re.compile(r"^[qQ]=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$")
+MAX_ACCEPT_LANGUAGE = 1024
+"""Characters of an ``Accept-Language`` header read (browsers send a few dozen)."""
+
+
+def negotiate(accept_language: str | None, languages: Mapping[str, object]) -> str:
+    """The page language for an ``Accept-Language`` header (RFC 9110 §12.5.4): the shipped
+    language of the highest weight, a region falling back to its language (``de-AT`` →
+    ``de``); English when nothing matches. A malformed entry is skipped, never an error.
+    """
+    if not accept_language:
+        return "en"
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept_language[:MAX_ACCEPT_LANGUAGE].split(",")[:32]):
+        tag, _, params = item.strip().partition(";")
+        tag = tag.strip()
+        weight = 1.0
+        if params:
+            q = _Q_RE.match(params.strip())
+            if q is None:
+                continue
+            weight = float(q.group(1))
+        if weight <= 0 or not _LANGUAGE_RANGE_RE.match(tag) or tag == "*":
+            continue
+        ranked.append((-weight, index, tag))
+    for _, _, tag in sorted(ranked):
+        wanted = tag.lower().replace("_", "-")
+        if wanted in languages:
+            return wanted
+        primary = wanted.split("-", 1)[0]
+        if primary in languages:
+            return primary
+    return "en"

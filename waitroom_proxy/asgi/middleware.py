@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.binding import answer_moved, moved, request_binding
+from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
 from waitroom_proxy.asgi.forward_auth import ForwardAuth
@@ -37,6 +39,7 @@ from waitroom_proxy.asgi.room_headers import (
 )
 from waitroom_proxy.asgi.routes import build_routes
 from waitroom_proxy.asgi.wsguard import run_session_bound
+from waitroom_proxy.config.page_values import read_messages
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.domain.tokens import Session
@@ -68,7 +71,9 @@ def pages_for(engine: Engine) -> Pages:
     """The pages of an engine's rooms (operator templates where the settings name them)."""
     settings = engine.settings
     templates = {room.name: room.template for room in settings.rooms if room.template}
-    return Pages(settings.prefix, templates)
+    brands = {room.name: Brand.of(room) for room in settings.rooms}
+    messages = read_messages(settings.page_messages)
+    return Pages(settings.prefix, templates, brands=brands, messages=messages)
 
 
 class WaitroomMiddleware:
@@ -176,6 +181,9 @@ class WaitroomMiddleware:
         if session_token is not None:
             session = self._session_for(session_token, room, now)
             if session is not None:
+                if session.binding and moved(scope, room, session):
+                    await answer_moved(scope, send, self.pages, room, request_url(scope), accept)
+                    return
                 self._note_activity(room, session, now)
                 renewed = self._renewal_for(room, session, now)
                 self._count(room.name, "passed")
@@ -202,7 +210,8 @@ class WaitroomMiddleware:
                 return
         admission = gate.admission
         ticket = admission.read_ticket(ticket_value)
-        outcome = await admission.arrive(room, ticket, request_url(scope), now)
+        binding = request_binding(scope, room)
+        outcome = await admission.arrive(room, ticket, request_url(scope), now, binding=binding)
         await self._answer(scope, receive, send, outcome, accept)
 
     # ------------------------------------------------------------------ answers
@@ -235,7 +244,13 @@ class WaitroomMiddleware:
         if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
             html = phase_page(outcome.status, nonce=nonce)
         else:
-            html = self.pages.for_room(room.name).waiting_page(outcome.status, nonce=nonce)
+            language = single_header(scope["headers"], b"accept-language")
+            html = self.pages.waiting(
+                room.name,
+                outcome.status,
+                nonce=nonce,
+                accept_language=language.decode("latin-1") if language else None,
+            )
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
         await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
 

@@ -13,6 +13,7 @@ in :meth:`PageRenderer.context`.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import secrets
@@ -33,16 +34,19 @@ from jinja2 import (
 )
 from markupsafe import Markup
 
+from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.messages import (
     MESSAGES,
     count,
     format_count,
     format_eta,
+    negotiate,
     number,
     pick_language,
     title_for,
 )
 from waitroom_proxy.asgi.response import error_text
+from waitroom_proxy.domain.progress import progress_percent
 from waitroom_proxy.domain.rules import is_safe_return_to
 
 __all__ = [
@@ -60,7 +64,9 @@ __all__ = [
     "title_for",
 ]
 
-STATUSES = ("waiting", "admitted", "expired", "rejected", "full")
+log = logging.getLogger(__name__)
+
+STATUSES = ("waiting", "challenge", "admitted", "expired", "used", "rejected", "full")
 
 DEFAULT_REFRESH_SECONDS = 10.0
 _NONCE_RE = re.compile(r"[A-Za-z0-9+/_=-]{8,128}")
@@ -83,9 +89,14 @@ def content_security_policy(nonce: str) -> str:
         raise ValueError("CSP nonce must be 8-128 base64 characters")
     return (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'self'; "
-        "frame-ancestors 'none'"
+        "connect-src 'self'; img-src data:; worker-src 'self'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
     )
+
+
+def pow_worker_source() -> str:
+    """The proof-of-work Web Worker (``templates/pow-worker.js``), served by the routes."""
+    return _builtin_source("pow-worker.js")
 
 
 @cache
@@ -148,11 +159,16 @@ class PageRenderer:
             lstrip_blocks=True,
             auto_reload=False,
         )
+        for lang, table in (messages or {}).items():
+            unknown = sorted(set(table) - set(MESSAGES["en"]))
+            if unknown:
+                log.warning("page messages [%s]: unknown keys ignored: %s", lang, unknown)
         self._messages: dict[str, dict[str, str]] = {}
         for lang in {*MESSAGES, *(messages or {})}:
             merged = dict(MESSAGES["en"])
             merged.update(MESSAGES.get(lang, {}))
-            merged.update((messages or {}).get(lang, {}))
+            extra = (messages or {}).get(lang, {})
+            merged.update({k: v for k, v in extra.items() if k in MESSAGES["en"]})
             self._messages[lang] = merged
         waiting_name = (
             f"{_OPERATOR}/{Path(template_path).name}"
@@ -172,16 +188,32 @@ class PageRenderer:
         """The languages the page can be rendered in."""
         return tuple(sorted(self._messages))
 
-    def context(self, status: Mapping[str, Any], *, nonce: str, lang: str = "en") -> dict[str, Any]:
+    @property
+    def messages(self) -> Mapping[str, Mapping[str, str]]:
+        """The strings of every language (English filled in where one lacks a key)."""
+        return self._messages
+
+    def context(
+        self,
+        status: Mapping[str, Any],
+        *,
+        nonce: str,
+        lang: str = "en",
+        brand: Brand | None = None,
+    ) -> dict[str, Any]:
         """The template context for ``status`` (a JSON status; missing fields get defaults).
 
         Besides the JSON fields, templates get: ``prefix``, ``nonce``, ``lang``, ``t`` (the
         messages of ``lang``), ``title_text`` (the document title for the status),
         ``eta_text``, ``position_text``/``ahead_text``/``queue_text`` (formatted numbers),
-        ``progress`` (0-100, from position and queue length),
+        ``progress`` (0-100: ``domain.progress`` from ``first_position`` and ``position``),
+        ``message`` (the room's notice to waiters, or None),
         ``meta_refresh`` (whole seconds for the no-JS reload), ``return_to_safe``, ``css``,
-        ``js`` and ``page_data`` (what the script reads).
+        ``js``, ``page_data`` (what the script reads), ``brand`` (the operator's title, logo,
+        colours and links: :class:`~waitroom_proxy.asgi.brand.Brand`) and ``title_suffix``
+        (the brand's title, else the room name).
         """
+        brand = brand if brand is not None else Brand()
         language = pick_language(lang, self._messages)
         t = self._messages[language]
         state = status.get("status")
@@ -204,14 +236,14 @@ class PageRenderer:
         return_to = status.get("return_to")
         return_to = return_to if isinstance(return_to, str) else ""
         return_to_safe = is_safe_return_to(return_to)
-        if state == "admitted":
-            progress = 100
-        elif position is not None and queue_length:
-            # Without the script there is no first position to measure from: show how much
-            # of the queue is behind the visitor.
-            progress = round(100 * max(0.0, 1 - position / max(queue_length, position)))
-        else:
-            progress = 0
+        # The one formula (domain.progress), from the position at joining that the ticket
+        # carries: the script computes the same from the same fields (waitroom.js).
+        first = count(status.get("first_position")) or None
+        progress = progress_percent(
+            first, position if state == "waiting" else None, admitted=state == "admitted"
+        )
+        message = status.get("message")
+        message = message if isinstance(message, str) and message.strip() else None
         fields = {
             "status": state,
             "room": room,
@@ -221,8 +253,19 @@ class PageRenderer:
             "eta_seconds": eta_seconds,
             "refresh_seconds": refresh,
             "return_to": return_to,
+            "first_position": first,
+            "message": message,
         }
-        page_data = {**fields, "prefix": self._prefix, "lang": language, "messages": t}
+        pow_ = status.get("pow")
+        if isinstance(pow_, Mapping) and state == "challenge":
+            # What the page's worker solves: the challenge as the server issued it.
+            fields["pow"] = {
+                "challenge": str(pow_.get("challenge", "")),
+                "difficulty": count(pow_.get("difficulty")) or 0,
+            }
+        title_suffix = brand.title or room
+        page_data = {**fields, "prefix": self._prefix, "lang": language, "messages": t,
+                     "title_suffix": title_suffix}  # fmt: skip
         return {
             **fields,
             "prefix": self._prefix,
@@ -240,17 +283,27 @@ class PageRenderer:
             "css": self._css,
             "js": self._js,
             "page_data": page_data,
+            "brand": brand,
+            "title_suffix": title_suffix,
         }
 
-    def waiting_page(self, status: Mapping[str, Any], *, nonce: str, lang: str = "en") -> str:
+    def waiting_page(
+        self,
+        status: Mapping[str, Any],
+        *,
+        nonce: str,
+        lang: str = "en",
+        brand: Brand | None = None,
+    ) -> str:
         """The waiting page for ``status`` (the JSON status contract), as HTML.
 
         Args:
             status: the same mapping ``GET {prefix}/status`` returns; missing fields are fine.
             nonce: the CSP nonce of this response (see :func:`content_security_policy`).
             lang: a language tag; ``de-AT`` falls back to ``de``, unknown ones to English.
+            brand: the room's brand (none: the built-in look).
         """
-        return self._waiting.render(self.context(status, nonce=nonce, lang=lang))
+        return self._waiting.render(self.context(status, nonce=nonce, lang=lang, brand=brand))
 
     def error_page(
         self,
@@ -317,22 +370,44 @@ def proxy_error_page(renderer: PageRenderer) -> Callable[[int, str], bytes]:
 
 
 class Pages:
-    """One renderer per operator template, the built-in one for the rest.
+    """One renderer per operator template, the built-in one for the rest, and each room's
+    brand.
 
     Args:
         prefix: the reserved route prefix.
         templates: room name → operator template path (rooms without one are left out).
+        brands: room name → its brand (rooms without one get the built-in look).
+        messages: extra languages or replaced strings (``PageRenderer``'s ``messages``).
     """
 
-    def __init__(self, prefix: str, templates: Mapping[str, str] | None = None) -> None:
-        self.default = PageRenderer(prefix=prefix)
+    def __init__(
+        self,
+        prefix: str,
+        templates: Mapping[str, str] | None = None,
+        *,
+        brands: Mapping[str, Brand] | None = None,
+        messages: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.default = PageRenderer(prefix=prefix, messages=messages)
         self._by_room = {
-            name: PageRenderer(prefix=prefix, template_path=path)
+            name: PageRenderer(prefix=prefix, template_path=path, messages=messages)
             for name, path in (templates or {}).items()
         }
+        self._brands = dict(brands or {})
 
     def __repr__(self) -> str:
         return f"Pages({self.default!r}, rooms={sorted(self._by_room)!r})"
 
     def for_room(self, name: str) -> PageRenderer:
         return self._by_room.get(name, self.default)
+
+    def brand_for(self, name: str) -> Brand | None:
+        return self._brands.get(name)
+
+    def waiting(
+        self, room: str, status: Mapping[str, Any], *, nonce: str, accept_language: str | None
+    ) -> str:
+        """The waiting page of ``room`` in the visitor's language (``Accept-Language``)."""
+        renderer = self.for_room(room)
+        lang = negotiate(accept_language, renderer.messages)
+        return renderer.waiting_page(status, nonce=nonce, lang=lang, brand=self.brand_for(room))

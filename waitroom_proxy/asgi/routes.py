@@ -24,8 +24,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.binding import request_binding
 from waitroom_proxy.asgi.edge import client_of
 from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.pow_routes import pow_routes
 from waitroom_proxy.asgi.room_headers import cookie_header
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.errors import StoreError, WaitroomError
@@ -97,7 +99,8 @@ def build_routes(
         room = gate.rooms.get(ticket.room)
         if room is not None and admitted_in(session_token, (room,), now) is not None:
             return _json(status_dict(room, "admitted", None, ticket.return_to, now))
-        outcome = await admission.heartbeat(ticket, ticket.return_to, now)
+        binding = request_binding(request.scope, room) if room is not None else ""
+        outcome = await admission.heartbeat(ticket, ticket.return_to, now, binding=binding)
         if outcome is None:
             return _json({"status": "expired", "room": ticket.room}, cookies=[
                 cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
@@ -199,6 +202,7 @@ def build_routes(
         Route(prefix + "/audit", audit, methods=["GET"]),
         Route(prefix + "/healthz", healthz, methods=["GET", "HEAD"]),
         Route(prefix + "/readyz", readyz, methods=["GET", "HEAD"]),
+        *pow_routes(engine, prefix),
     ]
     app = Starlette(routes=routes)
     app.add_route(prefix + "/{rest:path}", not_found)

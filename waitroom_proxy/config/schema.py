@@ -40,6 +40,14 @@ from waitroom_proxy.config.network import (
     StoreUrl,
     Upstream,
 )
+from waitroom_proxy.config.page_values import (
+    Colour,
+    Links,
+    Logo,
+    PageMessage,
+    PageMessages,
+    PageTitle,
+)
 from waitroom_proxy.config.schedule_value import ScheduleValue
 from waitroom_proxy.config.values import (
     ARRAY,
@@ -55,7 +63,9 @@ from waitroom_proxy.config.values import (
     one_of,
     secret,
 )
+from waitroom_proxy.domain.binding import MODES as BINDING_MODES
 from waitroom_proxy.domain.policy import Bypass, FailMode, Mode, RoomPolicy
+from waitroom_proxy.domain.pow import MAX_DIFFICULTY
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 """Python logging levels (uvicorn's extra "trace" has no ``logging`` level of its own)."""
@@ -147,6 +157,10 @@ class Settings:
     client_rate_limit: Rate = 600
     """Enqueue and heartbeat requests allowed per client IP per minute (sliding window in the
     store; 0 = no limit). Generous by default: many visitors can share one NAT address."""
+    page_messages: PageMessages = None
+    """TOML file of the waiting page's strings: one table per language tag (``[fr]``), keys
+    as in ``waitroom_proxy/asgi/messages.py``; adds languages or replaces shipped strings
+    (missing keys fall back to English). Chosen by the visitor's ``Accept-Language``."""
 
 
 class _Runtime:
@@ -221,6 +235,26 @@ class RoomModel(BaseModel):
     """Newcomers beyond this get "queue full" (503)."""
     activity_interval: Seconds = _ROOM.activity_interval
     """Session activity reaches the store at most this often between renewals."""
+    pow_difficulty: Annotated[int, integer(0, MAX_DIFFICULTY), RUNTIME] = _ROOM.pow_difficulty
+    """Proof of work before a ticket is issued, in leading zero bits (21 ≈ 1.3 s in a
+    browser); 0 = off."""
+    message: Annotated[PageMessage, RUNTIME] = _ROOM.message
+    """A notice shown to waiters on the page and in the JSON (``message``); "" clears it."""
+    page_title: PageTitle = _ROOM.page_title
+    """The waiting page's title and label (the operator's brand); unset = "Waiting room"."""
+    page_logo: Logo = _ROOM.page_logo
+    """An image file (PNG, JPEG, GIF, WebP, SVG; at most 64 KiB) inlined in the page."""
+    page_accent: Colour = _ROOM.page_accent
+    """The page's accent colour (buttons, progress bar), ``#rrggbb``."""
+    page_background: Colour = _ROOM.page_background
+    """The page's background colour."""
+    page_text: Colour = _ROOM.page_text
+    """The page's text colour."""
+    page_links: Links = _ROOM.page_links
+    """Footer links: an array of ``{label = "...", href = "https://..." or "/path"}``."""
+    session_binding: Annotated[str, choice(BINDING_MODES)] = _ROOM.session_binding
+    """Bind a session to the client it was issued to: ``none``, ``ip`` (IPv4 /24, IPv6 /64),
+    ``ua`` (the User-Agent) or ``ip+ua``; a session cookie used elsewhere gets a clear page."""
     schedule: ScheduleValue = _ROOM.schedule
     """A scheduled sale: prequeue_at, start_at, end_at (RFC 3339), shuffle_at_start."""
 

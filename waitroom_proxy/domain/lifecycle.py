@@ -29,7 +29,7 @@ PROMOTED                     no claim within ``claim_timeout``      gone (no-sho
 PROMOTED or ACTIVE           leave / revoke / complete              gone, tombstone stays; the
                                                                     session is revoked
 ACTIVE                       idle ``session_ttl``, ``session_max``  gone, tombstone stays
-ACTIVE, or tombstone         the ticket replayed to the heartbeat   nothing changes; "expired",
+ACTIVE, or tombstone         the ticket replayed to the heartbeat   nothing changes; "used",
                                                                     ticket deleted
 ACTIVE, or tombstone         the ticket replayed to a protected URL a newcomer: a new place at
                                                                     the back

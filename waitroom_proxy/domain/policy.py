@@ -80,6 +80,22 @@ class RoomPolicy:
     max_queue_length: int = 1_000_000
     activity_interval: float = 30.0
     """Session activity is reported to the store at most this often per session."""
+    pow_difficulty: int = 0
+    """Proof of work before a ticket (leading zero bits, ``domain.pow``); 0 = off."""
+    message: str | None = None
+    """A notice to waiters on the page and in the JSON (set live from the admin API)."""
+    page_title: str | None = None
+    """The page's title and heading label instead of "Waiting room" (the operator's brand)."""
+    page_logo: str | None = None
+    """An image file inlined in the page (a ``data:`` URI: the page still loads nothing)."""
+    page_accent: str | None = None
+    page_background: str | None = None
+    page_text: str | None = None
+    """Colours (``#rrggbb``) of the page's accent, background and text."""
+    page_links: tuple[tuple[str, str], ...] = ()
+    """(label, href) links in the page's footer (help, terms, the operator's home)."""
+    session_binding: str = "none"
+    """Bind sessions to the client: ``none``, ``ip`` (/24, /64), ``ua`` or ``ip+ua``."""
     schedule: Schedule | None = None
     """A scheduled sale (``domain.schedule``): idle, pre-queue, open, ended; None = always
     open."""

@@ -102,6 +102,9 @@ class Ticket:
     """The store's clock (Unix seconds) at the last touch."""
     epoch: str = ""
     """``pacing.epoch_of`` the room's incarnation marker at the last touch."""
+    first: int = 0
+    """The position at joining, 0 if unknown: the progress bar measures from it
+    (``domain.progress``), the same with and without the page script."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,8 @@ class Session:
     issued_at: int
     expires_at: int
     started_at: int
+    binding: str = ""
+    """The client property the session is bound to (``domain.binding``; "" = unbound)."""
 
 
 class TicketSigner:
@@ -135,7 +140,7 @@ class TicketSigner:
         payload = [
             ticket.room, ticket.place_id, ticket.score, ticket.last_seen, ticket.joined,
             ticket.eta_p50, ticket.return_to, ticket.position, ticket.promoted, ticket.touched,
-            ticket.epoch,
+            ticket.epoch, ticket.first,
         ]  # fmt: skip
         return str(self._serializer.dumps(payload))
 
@@ -164,16 +169,20 @@ class TicketSigner:
             raise TokenError("ticket: malformed") from exc
         if (
             not isinstance(payload, list)
-            or len(payload) not in (7, 11)
+            # 7 fields: a 0.1 ticket (still read: a rolling upgrade keeps every place); 12: with
+            # the last touch (``domain.pacing``) and the position at joining (``first``).
+            or len(payload) not in (7, 12)
             or not isinstance(payload[0], str)
             or not isinstance(payload[1], str)
             or not all(type(v) is int for v in payload[2:6])
             or not isinstance(payload[6], str)
         ):
             raise TokenError("ticket: malformed payload")
-        if len(payload) == 11 and (
+        if len(payload) == 12 and (
             not all(type(v) is int and v >= 0 for v in payload[7:10])
             or not isinstance(payload[10], str)
+            or type(payload[11]) is not int
+            or payload[11] < 0
         ):
             raise TokenError("ticket: malformed payload")
         return Ticket(*payload)
@@ -274,8 +283,10 @@ class SessionSigner:
         ttl: float,
         started_at: int | None = None,
         max_age: float | None = None,
+        binding: str = "",
     ) -> tuple[str, Session]:
-        """Sign a session token valid for ``ttl`` seconds, never beyond ``started_at + max_age``."""
+        """Sign a session token valid for ``ttl`` seconds, never beyond ``started_at + max_age``
+        (``binding``: the ``bnd`` claim, ``domain.binding``)."""
         iat = int(now)
         sst = iat if started_at is None else started_at
         exp = iat + max(1, int(ttl))
@@ -292,13 +303,15 @@ class SessionSigner:
             "jti": jti,
             "sst": sst,
         }
+        if binding:
+            claims["bnd"] = binding
         token = jwt.encode(
             claims,
             self._signing.signing,
             algorithm=self._signing.alg,
             headers={"kid": self._signing.kid, "typ": SESSION_TYP},
         )
-        return token, Session(room, place_id, jti, iat, exp, sst)
+        return token, Session(room, place_id, jti, iat, exp, sst, binding)
 
     def verify(self, token: str, *, now: float, room: str | None = None) -> Session:
         """Verify a session token; raise TokenError if it is not acceptable in any way."""
@@ -347,7 +360,10 @@ class SessionSigner:
         if not (isinstance(aud, str) and isinstance(sub, str) and isinstance(jti, str)):
             raise TokenError("session: bad claims")
         sst = claims.get("sst", claims["iat"])
-        return Session(aud, sub, jti, int(claims["iat"]), exp, int(sst))
+        bnd = claims.get("bnd", "")
+        if not isinstance(bnd, str):
+            raise TokenError("session: bad binding claim")
+        return Session(aud, sub, jti, int(claims["iat"]), exp, int(sst), bnd)
 
 
 def _public_only_key(pem: bytes) -> _Key:

@@ -14,9 +14,11 @@ import secrets
 from waitroom_proxy.domain import pacing
 from waitroom_proxy.domain.lifecycle import may_keep
 from waitroom_proxy.domain.policy import Mode
+from waitroom_proxy.domain.pow import Solved
 from waitroom_proxy.domain.tokens import Session, Ticket, TicketSigner, new_place_id
 from waitroom_proxy.errors import StoreError, TokenError
 from waitroom_proxy.ports import PlaceStatus, QueueView
+from waitroom_proxy.service.challenge import ProofOfWork
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.failopen import FailOpen
 from waitroom_proxy.service.lifecycle import Lifecycle
@@ -54,12 +56,14 @@ class Admission:
         *,
         sessions: Sessions,
         fail_open: FailOpen,
+        proofs: ProofOfWork,
         lifecycle: Lifecycle | None = None,
     ) -> None:
         self.ctx = ctx
         self.tickets = tickets
         self.sessions = sessions
         self.fail_open = fail_open
+        self.proofs = proofs
         self.lifecycle = lifecycle or Lifecycle(ctx, tickets)
 
     def read_ticket(self, value: str | None) -> Ticket | None:
@@ -72,9 +76,21 @@ class Admission:
             return None
 
     async def arrive(
-        self, room: RoomRuntime, ticket: Ticket | None, return_to: str, now: float
+        self,
+        room: RoomRuntime,
+        ticket: Ticket | None,
+        return_to: str,
+        now: float,
+        *,
+        proof: Solved | None = None,
+        binding: str = "",
     ) -> Outcome:
-        """A visitor without a valid session asks for a protected URL."""
+        """A visitor without a valid session asks for a protected URL.
+
+        ``proof``: a solved proof of work (``service.challenge``), spent already; without one
+        a room that asks for work answers a challenge where a new place would be created.
+        ``binding``: the client's binding value (``domain.binding``) for a session started here.
+        """
         policy = room.policy
         if policy.mode is Mode.REJECT:
             status = status_dict(room, "rejected", None, "", now)
@@ -84,6 +100,9 @@ class Admission:
             return scheduled  # idle, pre-queue or ended: the store's clock says so
         if ticket is not None and not self._may_keep(room, ticket, now):
             ticket = None  # another room's, abandoned, or known spent: start afresh
+        needs_work = proof is None and self.proofs.required(room)
+        if ticket is None and needs_work:
+            return self.proofs.challenge(room, return_to, now)
         try:
             if ticket is not None:
                 # The ticket's score keeps the place even if the store lost it; the store
@@ -93,16 +112,20 @@ class Admission:
                 if view.status is PlaceStatus.SPENT:
                     log.debug("room %s: a spent ticket was replayed", room.name)
                     self.sessions.spent.add(room.name, place_id, now)
+                    if needs_work:
+                        return self.proofs.challenge(room, return_to, now)
                     ticket = None
             if ticket is None:
                 place_id = new_place_id()
                 score = secrets.randbits(52) if policy.mode is Mode.RANDOM else None
                 view = await self.ctx.store.arrive(room.name, place_id, room.limits, score)
         except StoreError:
-            return self.fail_open.outcome(room, return_to, now, ticket=ticket)
-        return await self._after_view(room, place_id, view, ticket, return_to, now)
+            return self.fail_open.outcome(room, return_to, now, ticket=ticket, binding=binding)
+        return await self._after_view(room, place_id, view, ticket, return_to, now, binding)
 
-    async def heartbeat(self, ticket: Ticket | None, return_to: str, now: float) -> Outcome | None:
+    async def heartbeat(
+        self, ticket: Ticket | None, return_to: str, now: float, *, binding: str = ""
+    ) -> Outcome | None:
         """The waiting page polls. None when the ticket names no known room."""
         if ticket is None:
             return None
@@ -121,7 +144,9 @@ class Admission:
             paced = pacing.answer(room.policy, ticket, known, now)
             if paced is not None:
                 eta = room.eta.estimate(paced.ahead)
-                status = status_dict(room, "waiting", paced, return_to, now, eta)
+                status = status_dict(
+                    room, "waiting", paced, return_to, now, eta, first=ticket.first
+                )
                 return Outcome(OutcomeKind.WAIT, room, status=status)
         abandon_ms = room.limits.abandon_after_ms
         try:
@@ -135,7 +160,7 @@ class Admission:
                 view = await self.ctx.store.arrive(room.name, ticket.place_id, queued, ticket.score)
         except StoreError:
             return self.fail_open.outcome(room, return_to, now, heartbeat=True)
-        return await self._after_view(room, ticket.place_id, view, ticket, return_to, now)
+        return await self._after_view(room, ticket.place_id, view, ticket, return_to, now, binding)
 
     async def leave(self, ticket: Ticket | None, session: Session | None) -> bool:
         """Give up a place and end a session (both, when the visitor holds both); frees the
@@ -168,9 +193,15 @@ class Admission:
         )
 
     def _admitted(
-        self, room: RoomRuntime, place_id: str, now: float, return_to: str, ticket: Ticket | None
+        self,
+        room: RoomRuntime,
+        place_id: str,
+        now: float,
+        return_to: str,
+        ticket: Ticket | None,
+        binding: str,
     ) -> Outcome:
-        token, _ = self.sessions.issue(room, place_id, now)
+        token, _ = self.sessions.issue(room, place_id, now, binding)
         if ticket is not None and ticket.joined:
             waited = max(0.0, now - ticket.joined)
             self.ctx.metrics.wait_seconds.labels(room.name).observe(waited)
@@ -195,20 +226,22 @@ class Admission:
         ticket: Ticket | None,
         return_to: str,
         now: float,
+        binding: str = "",
     ) -> Outcome:
         if view.status is PlaceStatus.ACTIVE:
             # Only the call that admitted the place answers ACTIVE: a direct admission.
             self.ctx.metrics.admissions.labels(room.name).inc()
             self.ctx.emit("position.admitted", room.name, {"place_id": place_id, "direct": True})
-            return self._admitted(room, place_id, now, return_to, ticket)
+            return self._admitted(room, place_id, now, return_to, ticket, binding)
         if view.status is PlaceStatus.PROMOTED:
             try:
                 ok = await self.ctx.store.claim(room.name, place_id, room.limits.session_ttl_ms)
             except StoreError:
-                return self.fail_open.outcome(room, return_to, now)
+                return self.fail_open.outcome(room, return_to, now, binding=binding)
             if ok:
-                return self._admitted(room, place_id, now, return_to, ticket)
-            # Claimed already (a second tab, a replay): this ticket admits no more.
+                return self._admitted(room, place_id, now, return_to, ticket, binding)
+            # Claimed already (a second tab, a copied cookie): the store's claim is atomic, so
+            # exactly one caller got the session; this ticket admits no more.
             view = QueueView(PlaceStatus.SPENT, queue_length=view.queue_length)
         if view.status is PlaceStatus.FULL:
             status = status_dict(room, "full", view, return_to, now)
@@ -217,7 +250,9 @@ class Admission:
             if room.policy.mode is Mode.FIFO and view.score > room.max_score:
                 room.max_score = view.score
             eta = room.eta.estimate(view.ahead)
-            status = status_dict(room, "waiting", view, return_to, now, eta)
+            fresh = ticket is None or ticket.place_id != place_id
+            first = view.position if fresh or ticket is None or not ticket.first else ticket.first
+            status = status_dict(room, "waiting", view, return_to, now, eta, first=first)
             epoch = pacing.epoch_of(room.incarnation)
             if ticket is None or ticket.place_id != place_id:
                 ticket = Ticket(
@@ -228,6 +263,7 @@ class Admission:
                     int(now),
                     eta.p50 if eta is not None else -1,
                     return_to,
+                    first=first,
                 )
                 ticket = pacing.record_touch(ticket, view, epoch)  # for the polls that skip it
                 self.ctx.emit(
@@ -239,20 +275,28 @@ class Admission:
                 ticket.score == view.score
                 and ticket.epoch == epoch
                 and ticket.position > 0
+                and ticket.first
                 and now - ticket.last_seen < _reseal_after(room)
             ):
                 # The ticket in the visitor's cookie is still good: no re-signing, no cookie
                 # (its older touch only makes the next one come sooner).
                 return Outcome(OutcomeKind.WAIT, room, status=status)
             else:
-                ticket = dataclasses.replace(ticket, score=view.score, last_seen=int(now))
+                # (A ticket from before ``first`` existed gets it now, once.)
+                ticket = dataclasses.replace(
+                    ticket, score=view.score, last_seen=int(now), first=first
+                )
                 ticket = pacing.record_touch(ticket, view, epoch)
             cookie = (TICKET_COOKIE, self.tickets.dumps(ticket), TICKET_MAX_AGE)
             return Outcome(OutcomeKind.WAIT, room, status=status, cookies=[cookie])
-        # UNKNOWN or SPENT: the place is gone, or this ticket was used.
+        # UNKNOWN: the place is gone. SPENT: this ticket was used (another client claimed it,
+        # or the place was given up): say so, rather than "inactive too long", so a visitor
+        # whose cookie was copied sees why, and a bot sharing one ticket learns it gets one
+        # session for one place.
+        state = "used" if view.status is PlaceStatus.SPENT else "expired"
         return Outcome(
             OutcomeKind.EXPIRED,
             room,
-            status=status_dict(room, "expired", None, return_to, now),
+            status=status_dict(room, state, None, return_to, now),
             cookies=[(TICKET_COOKIE, "", 0)],
         )

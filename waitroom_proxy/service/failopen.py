@@ -45,6 +45,7 @@ class FailOpen:
         *,
         heartbeat: bool = False,
         ticket: Ticket | None = None,
+        binding: str = "",
     ) -> Outcome:
         """The store is down: apply the room's fail_mode.
 
@@ -58,7 +59,7 @@ class FailOpen:
         policy = room.policy
         if policy.fail_mode is FailMode.OPEN and not heartbeat and self._allow(room, now):
             place_id = ticket.place_id if ticket is not None else new_place_id()
-            token, _ = self.sessions.issue(room, place_id, now)
+            token, _ = self.sessions.issue(room, place_id, now, binding)
             if len(room.fail_open_ids) < FAIL_OPEN_IDS_MAX:
                 room.fail_open_ids.append(place_id)
             max_age = int(policy.session_max)

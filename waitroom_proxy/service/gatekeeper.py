@@ -10,6 +10,7 @@ HTTP. Each part has one job:
 - ``fail_open`` (:class:`~.failopen.FailOpen`): the room's ``fail_mode`` while the store is down;
 - ``sync`` (:class:`~.sync.RoomSync`): runtime overrides, incarnation, replica marks;
 - ``limit`` (:class:`~.limiter.ClientLimit`): the per-client rate limit;
+- ``proofs`` (:class:`~.challenge.ProofOfWork`): proof of work before a ticket;
 - ``census`` (:class:`~.census.SessionCensus`): live sessions re-assert themselves after a loss.
 - ``lifecycle`` (:class:`~.lifecycle.Lifecycle`): a scheduled sale's phases and its draw.
 
@@ -26,11 +27,13 @@ from collections.abc import Callable
 
 from waitroom_proxy.domain.matching import RoomMatcher
 from waitroom_proxy.domain.policy import RoomPolicy
+from waitroom_proxy.domain.pow import PowSigner
 from waitroom_proxy.domain.tokens import SessionSigner, TicketSigner
 from waitroom_proxy.metrics import Metrics
 from waitroom_proxy.ports import EventPublisher, Store
 from waitroom_proxy.service.admission import Admission
 from waitroom_proxy.service.census import SessionCensus
+from waitroom_proxy.service.challenge import ProofOfWork
 from waitroom_proxy.service.context import Context
 from waitroom_proxy.service.emit import Emitter
 from waitroom_proxy.service.failopen import FailOpen
@@ -58,6 +61,7 @@ class Gatekeeper:
         replica_id: str | None = None,
         replicas_hint: int = 1,
         client_rate_limit: int = 0,
+        proofs: PowSigner | None = None,
     ) -> None:
         self.clock = clock
         self.metrics = metrics
@@ -75,12 +79,17 @@ class Gatekeeper:
             ctx, sessions=self.sessions, replica_id=self.replica_id, replicas_hint=replicas_hint
         )
         self.fail_open = FailOpen(ctx, sessions=self.sessions, replicas=self.sync.replicas)
+        # Replicas must share the challenge key (bootstrap passes the process's secrets); a
+        # random one serves a gatekeeper built alone (tests, one process).
+        signer = proofs if proofs is not None else PowSigner([secrets.token_hex(32)])
+        self.proofs = ProofOfWork(ctx, signer)
         self.lifecycle = Lifecycle(ctx, tickets)
         self.admission = Admission(
             ctx,
             tickets,
             sessions=self.sessions,
             fail_open=self.fail_open,
+            proofs=self.proofs,
             lifecycle=self.lifecycle,
         )
         self.limit = ClientLimit(self.store, client_rate_limit, clock)

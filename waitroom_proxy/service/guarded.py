@@ -293,6 +293,9 @@ class GuardedStore:
         """The per-client rate limit, through its own breaker (``HIT_BREAKER``)."""
         return int(await self._call("hit", HIT_BREAKER, self._store.hit, client, limit, window_ms))
 
+    async def once(self, room: str, key: str, ttl_ms: int) -> bool:
+        return bool(await self._call("once", room, self._store.once, room, key, ttl_ms))
+
     async def ping(self) -> None:
         """Through the breaker of calls made for no room."""
         await self._call("ping", None, self._store.ping)

@@ -35,6 +35,8 @@ class OutcomeKind(StrEnum):
     """The queue is full."""
     EXPIRED = "expired"
     """The place is lost (or the ticket was used)."""
+    CHALLENGE = "challenge"
+    """A newcomer must solve a proof of work before it gets a place (``service.challenge``)."""
     FAIL_OPEN = "fail_open"
     """The store is down and the room lets the request through (a session all the same)."""
     ERROR = "error"

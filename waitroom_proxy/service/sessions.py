@@ -108,6 +108,7 @@ class Sessions:
             ttl=policy.session_ttl,
             started_at=session.started_at,
             max_age=policy.session_max,
+            binding=session.binding,
         )
         self.cache.put(token, s)
         self._note_alive(s)
@@ -136,12 +137,15 @@ class Sessions:
         )
 
     # ----------------------------------------------------------------- start, extend, end
-    def issue(self, room: RoomRuntime, place_id: str, now: float) -> tuple[str, Session]:
-        """Start the session of a place that just became ACTIVE (or a fail-open admission)."""
+    def issue(
+        self, room: RoomRuntime, place_id: str, now: float, binding: str = ""
+    ) -> tuple[str, Session]:
+        """Start the session of a place that just became ACTIVE (or a fail-open admission),
+        bound to ``binding`` (``domain.binding``) when the room binds sessions."""
         policy = room.policy
         ttl = policy.session_ttl if policy.session_renewal else policy.session_max
         token, s = self.signer.issue(
-            room.name, place_id, now=now, ttl=ttl, max_age=policy.session_max
+            room.name, place_id, now=now, ttl=ttl, max_age=policy.session_max, binding=binding
         )
         self.cache.put(token, s)
         self._note_alive(s)
@@ -156,7 +160,7 @@ class Sessions:
         now = self.ctx.clock()
         token, s = self.signer.issue(
             room.name, session.place_id, now=now, ttl=seconds, started_at=int(now),
-            max_age=seconds,
+            max_age=seconds, binding=session.binding,
         )  # fmt: skip
         self.cache.put(token, s)
         self._note_alive(s)

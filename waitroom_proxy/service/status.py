@@ -9,6 +9,7 @@ from typing import Any
 
 from waitroom_proxy.domain.eta import Eta
 from waitroom_proxy.domain.policy import Mode
+from waitroom_proxy.domain.progress import progress_percent
 from waitroom_proxy.domain.rules import refresh_seconds
 from waitroom_proxy.ports import QueueView
 from waitroom_proxy.service.room import RoomRuntime
@@ -26,8 +27,14 @@ def status_dict(
     return_to: str,
     now: float,
     eta: Eta | None = None,
+    *,
+    first: int = 0,
 ) -> dict[str, Any]:
-    """The JSON status of ``room`` for a place in ``status`` (``waiting``, ``admitted``, ...)."""
+    """The JSON status of ``room`` for a place in ``status`` (``waiting``, ``admitted``, ...).
+
+    ``first``: the position at joining (the ticket's), from which ``progress`` is measured
+    (``domain.progress``: the one formula of both pages and of API clients).
+    """
     position = view.position if view is not None else 0
     ahead = view.ahead if view is not None else 0
     qlen = view.queue_length if view is not None else 0
@@ -43,6 +50,11 @@ def status_dict(
         "eta_seconds": eta.as_dict() if eta is not None else None,
         "refresh_seconds": refresh,
         "return_to": return_to,
+        "progress": progress_percent(
+            first or None, position if waiting else None, admitted=status == "admitted"
+        ),
+        "first_position": max(first, position) if waiting else 0,
+        "message": room.policy.message,
         "cfWaitingRoom": {
             "inWaitingRoom": waiting,
             "waitTimeKnown": eta is not None,
