@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from bisect import insort
 from collections.abc import Callable, MutableMapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from waitroom_proxy.ports import Reasserted
+
+if TYPE_CHECKING:
+    from waitroom_proxy.adapters.memory_store import _Room
 
 
 class RoomState(Protocol):
@@ -64,3 +67,68 @@ def reassert_room(
             spend(place_id)
             readded += 1
     return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
+
+
+class MemoryRecoveryMixin:
+    """``restore`` and ``reassert`` of ``MemoryStore``: the state a replica writes back after a
+    loss, and live sessions re-asserting themselves."""
+
+    def _now(self) -> int:
+        raise NotImplementedError
+
+    def _room(self, room: str) -> _Room:
+        raise NotImplementedError
+
+    @staticmethod
+    def _remove_waiter(state: _Room, place_id: str) -> bool:
+        raise NotImplementedError
+
+    @staticmethod
+    def _set_deadline(state: _Room, place_id: str, deadline: int) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _spend(state: _Room, place_id: str, now: int) -> None:
+        raise NotImplementedError
+
+    async def restore(
+        self,
+        room: str,
+        place_ids: Sequence[str],
+        session_ttl_ms: int,
+        min_seq: int = 0,
+        spent_ids: Sequence[str] = (),
+    ) -> int:
+        """See ``waitroom_proxy.ports.Store.restore``."""
+        state = self._room(room)
+        state.seq = max(state.seq, min_seq)
+        now = self._now()
+        n = 0
+        sessions = len(place_ids)
+        for i, place_id in enumerate([*place_ids, *spent_ids]):
+            if place_id in state.promoted:
+                continue
+            self._remove_waiter(state, place_id)  # a replayed ticket that slipped in
+            if i < sessions and place_id not in state.active:
+                self._set_deadline(state, place_id, now + session_ttl_ms)
+                n += 1
+            self._spend(state, place_id, now)
+        return n
+
+    async def reassert(
+        self,
+        room: str,
+        leases: Sequence[tuple[str, int]],
+        ended: Sequence[str] = (),
+        revoke_for_ms: int = 0,
+    ) -> Reasserted:
+        """See ``waitroom_proxy.ports.Store.reassert`` (``memory_reassert``)."""
+        if not leases and not ended:
+            return Reasserted()
+        state, now = self._room(room), self._now()
+        return reassert_room(
+            state, now, leases, ended, revoke_for_ms,
+            set_deadline=lambda pid, deadline: self._set_deadline(state, pid, deadline),
+            remove_waiter=lambda pid: self._remove_waiter(state, pid),
+            spend=lambda pid: self._spend(state, pid, now),
+        )  # fmt: skip

@@ -31,14 +31,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from waitroom_proxy.adapters.memory_draw import MemoryDrawMixin, _Draw
-from waitroom_proxy.adapters.memory_reassert import reassert_room
-from waitroom_proxy.adapters.once_ids import OnceIds, check_once
+from waitroom_proxy.adapters.memory_meta import MemoryMetaMixin
+from waitroom_proxy.adapters.memory_reassert import MemoryRecoveryMixin
+from waitroom_proxy.adapters.once_ids import OnceIds
 from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowTable
 from waitroom_proxy.ports import (
     PlaceStatus,
     QueueView,
-    Reasserted,
     RoomLimits,
     RoomStats,
     TickResult,
@@ -86,7 +86,7 @@ class _Room:
     tokens_ts: int = 0
 
 
-class MemoryStore(MemoryDrawMixin):
+class MemoryStore(MemoryRecoveryMixin, MemoryMetaMixin, MemoryDrawMixin):
     """The admission state of every room, in this process's memory.
 
     Args:
@@ -112,7 +112,7 @@ class MemoryStore(MemoryDrawMixin):
     def _room(self, room: str) -> _Room:
         state = self._rooms.get(room)
         if state is None:
-            if not ROOM_NAME_RE.match(room):  # the same refusal as the Redis store's keys
+            if not ROOM_NAME_RE.fullmatch(room):  # the same refusal as the Redis store's keys
                 raise ValueError(f"invalid room name: {room!r}")
             state = self._rooms[room] = _Room()
         return state
@@ -284,48 +284,6 @@ class MemoryStore(MemoryDrawMixin):
                 self._set_deadline(state, place_id, deadline)
         return n
 
-    async def restore(
-        self,
-        room: str,
-        place_ids: Sequence[str],
-        session_ttl_ms: int,
-        min_seq: int = 0,
-        spent_ids: Sequence[str] = (),
-    ) -> int:
-        """See ``waitroom_proxy.ports.Store.restore``."""
-        state = self._room(room)
-        state.seq = max(state.seq, min_seq)
-        now = self._now()
-        n = 0
-        sessions = len(place_ids)
-        for i, place_id in enumerate([*place_ids, *spent_ids]):
-            if place_id in state.promoted:
-                continue
-            self._remove_waiter(state, place_id)  # a replayed ticket that slipped in
-            if i < sessions and place_id not in state.active:
-                self._set_deadline(state, place_id, now + session_ttl_ms)
-                n += 1
-            self._spend(state, place_id, now)
-        return n
-
-    async def reassert(
-        self,
-        room: str,
-        leases: Sequence[tuple[str, int]],
-        ended: Sequence[str] = (),
-        revoke_for_ms: int = 0,
-    ) -> Reasserted:
-        """See ``waitroom_proxy.ports.Store.reassert`` (``memory_reassert``)."""
-        if not leases and not ended:
-            return Reasserted()
-        state, now = self._room(room), self._now()
-        return reassert_room(
-            state, now, leases, ended, revoke_for_ms,
-            set_deadline=lambda pid, deadline: self._set_deadline(state, pid, deadline),
-            remove_waiter=lambda pid: self._remove_waiter(state, pid),
-            spend=lambda pid: self._spend(state, pid, now),
-        )  # fmt: skip
-
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""
         state = self._room(room)
@@ -443,37 +401,6 @@ class MemoryStore(MemoryDrawMixin):
             return [], now
         i = bisect_left(state.revoked, (since_ms,))
         return [place_id for _, place_id, _ in state.revoked[i:]], now
-
-    async def get_meta(self, room: str) -> dict[str, str]:
-        """See ``waitroom_proxy.ports.Store.get_meta``."""
-        state = self._rooms.get(room)
-        return dict(state.meta) if state is not None else {}
-
-    async def set_meta(self, room: str, values: dict[str, str]) -> None:
-        """See ``waitroom_proxy.ports.Store.set_meta``."""
-        meta = self._room(room).meta
-        for key, value in values.items():
-            if value == "":
-                meta.pop(key, None)
-            else:
-                meta[key] = value
-
-    async def init_meta(self, room: str, key: str, value: str) -> str:
-        """See ``waitroom_proxy.ports.Store.init_meta``."""
-        if not value:
-            raise ValueError("init_meta needs a non-empty value")
-        return self._room(room).meta.setdefault(key, value)
-
-    async def hit(self, client: str, limit: int, window_ms: int) -> int:
-        """See ``waitroom_proxy.ports.Store.hit``."""
-        return self._hits.hit(client, self._now(), limit, window_ms)
-
-    async def once(self, room: str, key: str, ttl_ms: int) -> bool:
-        """See ``waitroom_proxy.ports.Store.once``."""
-        if not ROOM_NAME_RE.match(room):
-            raise ValueError(f"invalid room name: {room!r}")
-        check_once(key, ttl_ms)
-        return self._once.take(room, key, self._now(), ttl_ms)
 
     async def ping(self) -> None:
         """Always answers: the store is this process."""

@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from waitroom_proxy.adapters.lua_source import load_script_source
 from waitroom_proxy.adapters.once_ids import check_once
@@ -53,13 +52,24 @@ from waitroom_proxy.adapters.redis_clients import (
     build_client,
 )
 from waitroom_proxy.adapters.redis_draw import DRAW_SCRIPTS, DrawKeys, RedisDrawMixin, draw_keys
-from waitroom_proxy.domain.policy import ROOM_NAME_RE
+from waitroom_proxy.adapters.redis_keys import (
+    KEY_PREFIX,
+    MAX_SCORE,
+    SPENT_TTL_MS,
+    SWEEP_LIMIT,
+    TICK_LIMIT,
+    RoomKeys,
+    key_ttl,
+    rate_limit_key,
+    room_keys,
+    text,
+)
+from waitroom_proxy.adapters.redis_recovery import RedisRecoveryMixin
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
 from waitroom_proxy.ports import (
     PlaceStatus,
     QueueView,
-    Reasserted,
     RoomLimits,
     RoomStats,
     TickResult,
@@ -73,25 +83,10 @@ __all__ = [
     "RedisStore",
     "RoomKeys",
     "rate_limit_key",
+    "room_keys",
 ]
 
 log = logging.getLogger(__name__)
-
-KEY_PREFIX = "wr"
-TICK_LIMIT = 1000
-"""Most ids one tick removes from each set, and most waiters it promotes (bounds script time)."""
-SWEEP_LIMIT = 5000
-"""Most waiters whose last touch one tick reads (about 2 ms of script time at a million
-waiters). The sweep reads the whole queue once per ``abandon_after`` of store time, shared by
-every replica's ticks: 2M waiters at 120 s are ~17k reads a second, ~8k per tick of one
-replica ticking twice a second; past this limit a full sweep takes longer."""
-KEY_TTL_MARGIN_MS = 86_400_000
-"""Keys live this long past the longest duration of the call that last wrote them."""
-MAX_SCORE = 2**53
-"""Sorted-set scores are doubles: integer scores beyond this lose precision."""
-SPENT_TTL_MS = 3_900_000
-"""Key TTL floor for calls that write tombstones without the room's limits (leave, restore):
-the default ``spent_for_ms``; the next tick sets the room's own."""
 
 SCRIPT_NAMES = (
     "arrive",
@@ -121,51 +116,7 @@ _STATUS = {
 }
 
 
-class RoomKeys(NamedTuple):
-    """The keys of one room."""
-
-    queue: str
-    seen: str
-    promoted: str
-    active: str
-    counters: str
-    revoked: str
-    revoked_exp: str
-    meta: str
-    spent: str
-    hb: str
-    """Version 0.1's heartbeat set (see the module docstring): read and refreshed, never
-    created."""
-
-
-@lru_cache(maxsize=4096)
-def room_keys(room: str) -> RoomKeys:
-    """The keys of ``room``, all with the room's hash tag.
-
-    Raises:
-        ValueError: ``room`` is not a valid room name (it could break the hash tag).
-    """
-    if not ROOM_NAME_RE.match(room):
-        raise ValueError(f"invalid room name: {room!r}")
-    base = f"{KEY_PREFIX}:{{{room}}}:"
-    return RoomKeys(*(base + piece for piece in RoomKeys._fields))
-
-
-def rate_limit_key(client: str) -> str:
-    """The per-client rate-limit key: its own hash tag, so clients spread over the slots of a
-    cluster instead of loading the shard of one room."""
-    return f"{KEY_PREFIX}:{{rl:{client}}}"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _key_ttl(*durations_ms: int) -> int:
-    return max((0, *durations_ms)) + KEY_TTL_MARGIN_MS
-
-
-class RedisStore(RedisDrawMixin):
+class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
     """The admission state of every room, on a Redis-protocol server, cluster or Sentinel.
 
     Args:
@@ -272,7 +223,7 @@ class RedisStore(RedisDrawMixin):
                 int(limits.direct_admit),
                 int(limits.count_only),
                 "" if score is None else score,
-                _key_ttl(
+                key_ttl(
                     limits.abandon_after_ms,
                     limits.session_ttl_ms,
                     limits.claim_timeout_ms,
@@ -300,7 +251,7 @@ class RedisStore(RedisDrawMixin):
         reply = await self._run(
             "claim",
             (k.promoted, k.active),
-            (self._clock_offset_ms, place_id, session_ttl_ms, _key_ttl(session_ttl_ms)),
+            (self._clock_offset_ms, place_id, session_ttl_ms, key_ttl(session_ttl_ms)),
         )
         return int(reply) == 1
 
@@ -312,62 +263,9 @@ class RedisStore(RedisDrawMixin):
         reply = await self._run(
             "touch",
             (k.active,),
-            (self._clock_offset_ms, session_ttl_ms, _key_ttl(session_ttl_ms), *place_ids),
+            (self._clock_offset_ms, session_ttl_ms, key_ttl(session_ttl_ms), *place_ids),
         )
         return int(reply)
-
-    async def restore(
-        self,
-        room: str,
-        place_ids: Sequence[str],
-        session_ttl_ms: int,
-        min_seq: int = 0,
-        spent_ids: Sequence[str] = (),
-    ) -> int:
-        """See ``waitroom_proxy.ports.Store.restore``."""
-        k = room_keys(room)
-        reply = await self._run(
-            "restore",
-            (k.active, k.queue, k.promoted, k.counters, k.seen, k.spent, k.hb),
-            (
-                self._clock_offset_ms,
-                session_ttl_ms,
-                _key_ttl(session_ttl_ms, SPENT_TTL_MS),
-                min(max(0, min_seq), MAX_SCORE),
-                len(place_ids),
-                *place_ids,
-                *spent_ids,
-            ),
-        )
-        return int(reply)
-
-    async def reassert(
-        self,
-        room: str,
-        leases: Sequence[tuple[str, int]],
-        ended: Sequence[str] = (),
-        revoke_for_ms: int = 0,
-    ) -> Reasserted:
-        """See ``waitroom_proxy.ports.Store.reassert``."""
-        if not leases and not ended:
-            return Reasserted()
-        k = room_keys(room)
-        flat = [x for pid, ms in leases for x in (pid, max(0, int(ms)))]
-        longest = max((ms for _, ms in leases), default=0)
-        reply = await self._run(
-            "reassert",
-            (k.active, k.promoted, k.queue, k.seen, k.spent, k.revoked, k.revoked_exp),
-            (
-                self._clock_offset_ms,
-                _key_ttl(longest, revoke_for_ms, SPENT_TTL_MS),
-                revoke_for_ms,
-                len(leases),
-                *flat,
-                *ended,
-            ),
-        )
-        kept, readded, refused, dropped = (int(x) for x in reply)
-        return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
 
     async def leave(self, room: str, place_id: str, revoke_for_ms: int) -> PlaceStatus:
         """See ``waitroom_proxy.ports.Store.leave``."""
@@ -375,7 +273,7 @@ class RedisStore(RedisDrawMixin):
         reply = await self._run(
             "leave",
             (k.queue, k.seen, k.promoted, k.active, k.revoked, k.revoked_exp, k.spent, k.hb),
-            (self._clock_offset_ms, place_id, revoke_for_ms, _key_ttl(revoke_for_ms, SPENT_TTL_MS)),
+            (self._clock_offset_ms, place_id, revoke_for_ms, key_ttl(revoke_for_ms, SPENT_TTL_MS)),
         )
         return _STATUS.get(int(reply), PlaceStatus.UNKNOWN)
 
@@ -405,7 +303,7 @@ class RedisStore(RedisDrawMixin):
                 int(limits.promote),
                 max(0, force),
                 TICK_LIMIT,
-                _key_ttl(
+                key_ttl(
                     limits.abandon_after_ms,
                     limits.session_ttl_ms,
                     limits.claim_timeout_ms,
@@ -415,7 +313,7 @@ class RedisStore(RedisDrawMixin):
                 SWEEP_LIMIT,
             ),
         )
-        promoted, expired, no_shows, abandoned = ([_text(x) for x in part] for part in reply)
+        promoted, expired, no_shows, abandoned = ([text(x) for x in part] for part in reply)
         return TickResult(
             promoted=promoted, expired_sessions=expired, no_shows=no_shows, abandoned=abandoned
         )
@@ -441,7 +339,7 @@ class RedisStore(RedisDrawMixin):
         """See ``waitroom_proxy.ports.Store.revoked_since``."""
         k = room_keys(room)
         now, ids = await self._run("revoked_since", (k.revoked,), (self._clock_offset_ms, since_ms))
-        return [_text(x) for x in ids], int(now)
+        return [text(x) for x in ids], int(now)
 
     async def get_meta(self, room: str) -> dict[str, str]:
         """See ``waitroom_proxy.ports.Store.get_meta``."""
@@ -451,14 +349,14 @@ class RedisStore(RedisDrawMixin):
             raw = await self._client.hgetall(k.meta)
         except Exception as exc:
             raise await self._conn.failure("get_meta", exc) from exc
-        return {_text(key): _text(value) for key, value in raw.items()}
+        return {text(key): text(value) for key, value in raw.items()}
 
     async def set_meta(self, room: str, values: dict[str, str]) -> None:
         """See ``waitroom_proxy.ports.Store.set_meta``."""
         if not values:
             return
         k = room_keys(room)
-        args: list[Any] = [_key_ttl()]
+        args: list[Any] = [key_ttl()]
         for key, value in values.items():
             args += [key, value]
         await self._run("set_meta", (k.meta,), args)
@@ -468,7 +366,7 @@ class RedisStore(RedisDrawMixin):
         if not value:
             raise ValueError("init_meta needs a non-empty value")
         k = room_keys(room)
-        return _text(await self._run("init_meta", (k.meta,), (_key_ttl(), key, value)))
+        return text(await self._run("init_meta", (k.meta,), (key_ttl(), key, value)))
 
     async def hit(self, client: str, limit: int, window_ms: int) -> int:
         """See ``waitroom_proxy.ports.Store.hit``. Key ``wr:{rl:<client>}``: its own slot."""

@@ -106,7 +106,7 @@ def new_event(
     if type.startswith("system."):
         if room is not None:
             raise ValueError(f"{type} is a system event: room must be None, got {room!r}")
-    elif room is None or not ROOM_NAME_RE.match(room):
+    elif room is None or not ROOM_NAME_RE.fullmatch(room):
         raise ValueError(f"{type} needs a room name matching [a-z0-9_-]{{1,64}}, got {room!r}")
     return Event(
         type=type,

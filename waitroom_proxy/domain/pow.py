@@ -167,7 +167,7 @@ class PowSigner:
         self, room: str, difficulty: int, now: float, nonce: bytes | None = None
     ) -> Challenge:
         """A fresh challenge for ``room`` (``nonce`` only for tests)."""
-        if not ROOM_NAME_RE.match(room):
+        if not ROOM_NAME_RE.fullmatch(room):
             raise ValueError(f"invalid room name {room!r}")
         if not 0 <= difficulty <= MAX_DIFFICULTY:
             raise ValueError(f"difficulty must be 0..{MAX_DIFFICULTY} leading zero bits")
@@ -206,7 +206,7 @@ class PowSigner:
             raise PowError("malformed", "the proof-of-work challenge is malformed")
         _, c_room, c_diff, c_issued, nid, mac = parts
         if not (
-            ROOM_NAME_RE.match(c_room)
+            ROOM_NAME_RE.fullmatch(c_room)
             and _INT.match(c_diff)
             and _INT.match(c_issued)
             and _B64_22.match(nid)
