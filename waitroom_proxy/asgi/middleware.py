@@ -26,6 +26,8 @@ from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_comma
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
 from waitroom_proxy.asgi.forward_auth import ForwardAuth
 from waitroom_proxy.asgi.headers import TrustedProxies
+from waitroom_proxy.asgi.host_app import VERIFIED as _VERIFIED
+from waitroom_proxy.asgi.host_app import host_app_scope, host_app_send
 from waitroom_proxy.asgi.page import Pages, content_security_policy
 from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
 from waitroom_proxy.asgi.proxy import UpstreamProxy
@@ -35,7 +37,6 @@ from waitroom_proxy.asgi.room_headers import (
     read_cookies,
     secret_headers,
     single_header,
-    strip_room_cookies,
 )
 from waitroom_proxy.asgi.routes import build_routes
 from waitroom_proxy.asgi.wsguard import run_session_bound
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 
 # ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``; importable from here.
 __all__ = ["WaitroomMiddleware", "cookie_header", "read_cookies", "request_url", "wants_json"]
-
-_VERIFIED = b"waitroom-verified"
 
 
 def wants_json(accept: bytes) -> bool:
@@ -333,39 +332,8 @@ class WaitroomMiddleware:
             )
             return
         # A host app: rewrite the scope's headers and watch the response start.
-        private = self._private
-        headers: list[tuple[bytes, bytes]] = []
-        origin_cookies: list[tuple[bytes, bytes]] = []
-        for item in scope["headers"]:  # one pass; the origin's cookies go last, as before
-            name = item[0]
-            if name == b"cookie":
-                kept = strip_room_cookies(item[1])
-                if kept:
-                    origin_cookies.append((b"cookie", kept))
-            elif name != _VERIFIED and name not in private:
-                headers.append(item)
-        if origin_cookies:
-            headers += origin_cookies
-        if verified:
-            headers.append((_VERIFIED, verified))
-        inner = dict(scope)
-        inner["headers"] = headers
-
-        async def send_wrapper(message: Message) -> None:
-            kind = message["type"]
-            if kind == "http.response.start" or kind == "websocket.http.response.start":
-                message = dict(message)
-                message["headers"] = on_response(
-                    message["status"], list(message.get("headers", []))
-                )
-            elif kind == "websocket.accept" and message.get("headers"):
-                # A handshake answer carries no command to act on, but none may reach the
-                # visitor either.
-                message = dict(message)
-                message["headers"] = take_commands(list(message["headers"]))[0]
-            await send(message)
-
-        await self.app(inner, receive, send_wrapper)
+        inner = host_app_scope(scope, self._private, verified)
+        await self.app(inner, receive, host_app_send(send, on_response))
 
     def _origin_command(
         self,
