@@ -268,3 +268,26 @@ async def test_wait_route_is_the_follow_up_of_a_redirecting_lb() -> None:
                       "rd=/x/%2e%2e/%2e%2e/y"):  # fmt: skip
             r = await client.get("/_waitroom/wait?" + query, headers=host)
             assert r.status_code == 400, query
+
+
+async def test_a_bound_session_passes_only_from_its_client_and_is_never_cached() -> None:
+    """``session_binding``: the session started at the follow-up is bound to the client the LB
+    describes; /auth passes it from there (uncached: the LB's cache key is the cookie alone) and
+    refuses it from another network or browser."""
+    async with forward_auth(settings_for(session_binding="ip+ua")) as (client, _):
+        mine = {"x-forwarded-for": "198.51.100.7", "user-agent": "Browser/1"}
+        r = await client.get(AUTH, headers=described("/sale", **mine))
+        assert r.status_code == 401
+        follow = await client.get("/sale", headers={"host": "shop.test", **mine})
+        assert follow.status_code == 307
+        cookie = session_cookie(follow)
+        ok = await client.get(AUTH, headers=described("/sale", cookie, **mine))
+        assert ok.status_code == 200
+        assert ok.headers["cache-control"] == "no-store"
+        elsewhere = {"x-forwarded-for": "203.0.113.9", "user-agent": "Browser/1"}
+        other_net = await client.get(AUTH, headers=described("/sale", cookie, **elsewhere))
+        assert other_net.status_code == 401
+        other_ua = {"x-forwarded-for": "198.51.100.7", "user-agent": "Bot/2"}
+        assert (
+            await client.get(AUTH, headers=described("/sale", cookie, **other_ua))
+        ).status_code == 401

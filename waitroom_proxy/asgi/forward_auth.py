@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.binding import moved, request_binding
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
@@ -222,6 +223,12 @@ class ForwardAuth:
         if session_token is not None:
             sessions = gate.sessions
             session = sessions.session_for(session_token, room, now)
+            if session is not None and session.binding and moved(scope, room, session):
+                # Bound to another client (``session_binding``): no pass; the LB's follow-up
+                # request gets the middleware's page that says so, and the cookie is removed.
+                self._count(room.name, "rejected")
+                await _empty(send, 401)
+                return
             if session is not None:
                 sessions.note_activity(room, session, now)
                 renewed = sessions.renewal_for(room, session, now)
@@ -235,7 +242,10 @@ class ForwardAuth:
                 # Two session cookies: the LB's cache key holds the first (nginx
                 # ``$cookie_waitroom_session``), the gate read the last: never cached.
                 single = _session_cookies(cookies) == 1
-                ttl = min(self.cache_seconds, left) if single and not renewed else 0
+                # A bound session is never cached: the LB's cache key is the cookie alone, so a
+                # copied cookie would pass from anywhere for as long as the answer is cached.
+                cacheable = single and not renewed and not session.binding
+                ttl = min(self.cache_seconds, left) if cacheable else 0
                 if room.policy.session_renewal:
                     # Not past the renewal point either: a pass served from the LB's cache
                     # would keep the renewed cookie from the visitor until the token expired.
@@ -278,7 +288,8 @@ class ForwardAuth:
                 return
         ticket = gate.admission.read_ticket(ticket_value)
         path = target_url(scope)
-        outcome = await gate.admission.arrive(room, ticket, path, now)
+        binding = request_binding(scope, room)
+        outcome = await gate.admission.arrive(room, ticket, path, now, binding=binding)
         answer = answer_for(outcome, Caller.AUTH)
         if answer.metric is not None:
             self._count(room.name, answer.metric)
