@@ -7,6 +7,7 @@
 - ``tests.fixtures.nats_server``: a real nats-server with JetStream, or ``WAITROOM_TEST_NATS_URL``.
 - ``tests.fixtures.nats_cluster``: a real 3-node NATS JetStream cluster.
 - ``tests.fixtures.browser``: headless Chromium driven by Playwright.
+- ``tests.fixtures.replica_stores``: one store per replica (memory; Redis with two connections).
 
 With ``CI=true`` a missing server fails the run; it is never a skip.
 """
@@ -20,4 +21,5 @@ pytest_plugins = [
     "tests.fixtures.nats_server",
     "tests.fixtures.nats_cluster",
     "tests.fixtures.browser",
+    "tests.fixtures.replica_stores",
 ]

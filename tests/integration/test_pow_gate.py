@@ -17,8 +17,6 @@ import httpx
 import pytest
 
 from tests.reliability.rig import JSON, admitted_client, client, proxy_rig
-from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.domain.policy import RoomPolicy
 from waitroom_proxy.domain.pow import solve
 
@@ -26,19 +24,9 @@ ROOM = "powroom"
 BITS = 10  # cheap for tests; the protocol is the same at 21
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def stores(request: pytest.FixtureRequest) -> AsyncIterator[list[Any]]:
-    if request.param == "memory":
-        yield [MemoryStore()]
-        return
-    server = request.getfixturevalue("redis_server")
-    server.flush()
-    made = [RedisStore(server.url, timeout=2.0) for _ in range(2)]
-    try:
-        yield made
-    finally:
-        for s in made:
-            await s.close()
+@pytest.fixture
+def stores(replica_stores: list[Any]) -> list[Any]:
+    return replica_stores
 
 
 def solved(status: dict[str, Any]) -> dict[str, Any]:

@@ -12,36 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.reliability.rig import JSON, admitted_client, client, proxy_rig, report
-from waitroom_proxy.adapters.memory_store import MemoryStore
-from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.domain.policy import RoomPolicy
 
 ROOM = "oneplace"
 CLONES = 24
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def stores(request: pytest.FixtureRequest) -> AsyncIterator[list[Any]]:
-    """One store per replica: the memory store serves one replica; Redis serves two, each with
-    its own connection (two proxies racing on one store)."""
-    if request.param == "memory":
-        yield [MemoryStore()]
-        return
-    server = request.getfixturevalue("redis_server")
-    server.flush()
-    made = [RedisStore(server.url, timeout=2.0) for _ in range(2)]
-    try:
-        yield made
-    finally:
-        for s in made:
-            await s.close()
+@pytest.fixture
+def stores(replica_stores: list[Any]) -> list[Any]:
+    return replica_stores
 
 
 def session_cookies(r: httpx.Response) -> list[str]:
