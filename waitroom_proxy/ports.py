@@ -91,6 +91,12 @@ class RoomLimits:
     records the session so the active count is right."""
     spent_for_ms: int = 3_900_000
     """How long a tombstone is kept (``domain.lifecycle.spent_for``)."""
+    marker: str = ""
+    """``arrive`` admits directly only while the room's incarnation marker in the store (the
+    meta map's ``incarnation``) is this one: a store that lost the room's state (marker gone
+    or replaced) looks empty, and admitting into its free-looking slots would exceed capacity
+    once the lost sessions re-assert. ``""``: no check (a replica that has not read the
+    marker yet: it starts with what the store holds; tools and store tests)."""
 
     @property
     def burst(self) -> int:

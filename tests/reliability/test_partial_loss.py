@@ -267,3 +267,66 @@ async def test_ended_and_forged_sessions_never_come_back(redis_server: Any, loss
         raw.close()
         await store.close()
         redis_server.flush()
+
+
+@pytest.mark.parametrize("loss", ["flushall", "redis-restart", "del-room"])
+async def test_newcomers_right_after_a_loss_wait(redis_server: Any, loss: str) -> None:
+    """The store lost the room with its marker and nobody has seen it yet (no controller pass
+    since): the room looks empty, but a newcomer must not be admitted into a lost session's
+    slot (``RoomLimits.marker``). Each waits; once the sessions are counted again and leave,
+    the newcomers get in."""
+    redis_server.flush()
+    store = RedisStore(redis_server.url, timeout=0.5)
+    raw = redis_server.client()
+    visitors = Visitors()
+    try:
+        # Passes 3 s apart: the newcomers arrive before the next one sees the loss.
+        async with proxy_rig(
+            POLICY, store=store, server={"client_rate_limit": 0}, controller_interval=3.0
+        ) as rig:
+            sessions = [await admitted_client(rig.url) for _ in range(CAPACITY)]
+            tasks = [asyncio.create_task(visitors.use(f"old{i}", c))
+                     for i, c in enumerate(sessions)]  # fmt: skip
+            t_loss = time.monotonic()
+            if loss == "flushall":
+                raw.flushall()
+            elif loss == "redis-restart":
+                redis_server.kill()
+                redis_server.start()
+            else:
+                raw.delete(*room_keys(POLICY.name))
+            newcomers = [client(rig.url) for _ in range(CAPACITY)]
+            for c in newcomers:
+                r = await c.get("/n", headers=JSON)
+                assert r.status_code == 200, r.text[:200]
+                assert r.json().get("status") == "waiting", "a newcomer took a lost slot"
+
+            async def recounted() -> bool:
+                return (await store.stats(POLICY.name)).active >= CAPACITY
+
+            await wait_for(recounted, 15, "the live sessions counted again")
+            await asyncio.sleep(1.0)
+            stats = await store.stats(POLICY.name)
+            assert (stats.active, stats.promoted) == (CAPACITY, 0), stats
+            visitors.stop.set()
+            await asyncio.gather(*tasks)
+            assert visitors.peak(t_loss) <= CAPACITY
+            for c in sessions:
+                await c.post("/_waitroom/leave")
+            admitted: set[int] = set()
+
+            async def all_in() -> bool:
+                for i, c in enumerate(newcomers):
+                    if i not in admitted:
+                        r = await c.post("/_waitroom/heartbeat")
+                        if r.status_code == 200 and r.json().get("status") == "admitted":
+                            admitted.add(i)
+                return len(admitted) == CAPACITY
+
+            await wait_for(all_in, 30, "the newcomers admitted after the old sessions left")
+            for c in [*sessions, *newcomers]:
+                await c.aclose()
+    finally:
+        raw.close()
+        await store.close()
+        redis_server.flush()

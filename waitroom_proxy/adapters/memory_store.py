@@ -207,6 +207,7 @@ class MemoryStore(MemoryRecoveryMixin, MemoryMetaMixin, MemoryDrawMixin):
             limits.direct_admit
             and qlen == 0
             and len(state.active) + len(state.promoted) < limits.capacity
+            and _marked(state.meta, limits.marker)
         ):
             if limits.admit_rate <= 0:
                 return self._admit(state, place_id, limits.session_ttl_ms, now)
@@ -407,3 +408,10 @@ class MemoryStore(MemoryRecoveryMixin, MemoryMetaMixin, MemoryDrawMixin):
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _marked(meta: dict[str, str], want: str) -> bool:
+    """Whether the room's marker allows a direct admission (``RoomLimits.marker``)."""
+    if not want:
+        return True
+    return meta.get("incarnation") == want

@@ -212,7 +212,7 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         k = room_keys(room)
         reply = await self._run(
             "arrive",
-            (k.queue, k.seen, k.promoted, k.active, k.counters, k.spent, k.hb),
+            (k.queue, k.seen, k.promoted, k.active, k.counters, k.spent, k.hb, k.meta),
             (
                 self._clock_offset_ms,
                 place_id,
@@ -229,6 +229,7 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
                     limits.claim_timeout_ms,
                     limits.spent_for_ms,
                 ),
+                limits.marker,
             ),
         )
         return self._view(reply)

@@ -1,4 +1,5 @@
-"""Every visible string of the waiting page and the error page, per language.
+"""Every visible string of the waiting page, the phase pages of a scheduled room and the error
+page, per language.
 
 A language needs every key of English (missing ones fall back to it); ``{n}``, ``{low}``,
 ``{high}`` are placeholders that the renderer and the page script fill the same way.
@@ -80,6 +81,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error_retry": "Try again",
         "back_to_site": "Back to the site",
         "thousands_separator": ",",
+        "idle_title": "The sale has not started",
+        "idle_lead": "Tickets are given from:",
+        "prequeue_title": "You are in the pre-queue",
+        "prequeue_lead": (
+            "Keep this page open. When the sale starts, everyone in the pre-queue gets a place "
+            "in a random order, drawn fairly; then you will see your position. It starts at:"
+        ),
+        "ended_title": "The sale has ended",
+        "ended_lead": "This sale is over; nobody new can enter.",
+        "countdown_hours": "Starts in {h} h {m} min",
+        "countdown_minutes": "Starts in {m} min {s} s",
+        "countdown_seconds": "Starts in {s} s",
+        "commitment_label": "Draw commitment (SHA-256 of the seed):",
     },
     "de": {
         "page_title": "Sie sind in der Warteschlange",
@@ -152,6 +166,20 @@ MESSAGES: dict[str, dict[str, str]] = {
         "error_retry": "Erneut versuchen",
         "back_to_site": "Zurück zur Website",
         "thousands_separator": ".",
+        "idle_title": "Der Verkauf hat noch nicht begonnen",
+        "idle_lead": "Tickets gibt es ab:",
+        "prequeue_title": "Sie sind in der Vorwarteschlange",
+        "prequeue_lead": (
+            "Lassen Sie diese Seite geöffnet. Zum Verkaufsstart erhält jeder in der "
+            "Vorwarteschlange einen Platz in zufälliger, fair gezogener Reihenfolge; dann sehen "
+            "Sie Ihre Position. Beginn:"
+        ),
+        "ended_title": "Der Verkauf ist beendet",
+        "ended_lead": "Dieser Verkauf ist vorbei; niemand kann mehr eintreten.",
+        "countdown_hours": "Beginnt in {h} Std. {m} Min.",
+        "countdown_minutes": "Beginnt in {m} Min. {s} Sek.",
+        "countdown_seconds": "Beginnt in {s} Sek.",
+        "commitment_label": "Verpflichtung der Ziehung (SHA-256 des Seeds):",
     },
 }
 
@@ -165,6 +193,9 @@ _TITLE_KEYS = {
     "rejected": "rejected_heading",
     "full": "full_heading",
     "left": "left_heading",
+    "idle": "idle_title",
+    "prequeue": "prequeue_title",
+    "ended": "ended_title",
 }
 
 
@@ -177,6 +208,18 @@ def title_for(status: str, messages: Mapping[str, str]) -> str:
 
 def _fill(template: str, **values: object) -> str:
     return _PLACEHOLDER_RE.sub(lambda m: str(values.get(m.group(1), m.group(0))), template)
+
+
+def countdown_text(seconds: int, messages: Mapping[str, str]) -> str:
+    """``Starts in 2 h 05 min``, ``… 4 min 10 s``, ``… 9 s``: a countdown worded for the page.
+    The phase page's script applies the same rules every second (``templates/phase.html``)."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return _fill(messages["countdown_hours"], h=hours, m=f"{minutes:02d}")
+    if minutes:
+        return _fill(messages["countdown_minutes"], m=minutes, s=f"{secs:02d}")
+    return _fill(messages["countdown_seconds"], s=secs)
 
 
 def format_eta(eta_seconds: object, messages: Mapping[str, str]) -> str:

@@ -29,7 +29,7 @@ from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.host_app import VERIFIED as _VERIFIED
 from waitroom_proxy.asgi.host_app import host_app_scope, host_app_send
 from waitroom_proxy.asgi.page import Pages, content_security_policy
-from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page
+from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page_of
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
@@ -240,15 +240,14 @@ class WaitroomMiddleware:
             await _respond(send, answer.status, b"application/json", body, headers)
             return
         nonce = secrets.token_urlsafe(12)
+        language = single_header(scope["headers"], b"accept-language")
+        accept_language = language.decode("latin-1") if language else None
         if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
-            html = phase_page(outcome.status, nonce=nonce)
+            html = phase_page_of(self.pages, room.name, outcome.status, nonce=nonce,
+                                 accept_language=accept_language)  # fmt: skip
         else:
-            language = single_header(scope["headers"], b"accept-language")
             html = self.pages.waiting(
-                room.name,
-                outcome.status,
-                nonce=nonce,
-                accept_language=language.decode("latin-1") if language else None,
+                room.name, outcome.status, nonce=nonce, accept_language=accept_language
             )
         headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
         await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)

@@ -110,8 +110,8 @@ def safe_return_to(value: str | None, default: str = "/") -> str:
     return value if value and is_safe_return_to(value) else default
 
 
-def limits_for(policy: RoomPolicy, *, paused: bool = False) -> RoomLimits:
-    """What the store needs to know of a room's policy."""
+def limits_for(policy: RoomPolicy, *, paused: bool = False, marker: str = "") -> RoomLimits:
+    """What the store needs to know of a room's policy (``marker``: see ``RoomLimits``)."""
     queue_only = paused or policy.mode in (Mode.QUEUE_ALL, Mode.REJECT)
     if policy.session_renewal:
         ttl = policy.session_ttl + policy.session_grace
@@ -128,6 +128,7 @@ def limits_for(policy: RoomPolicy, *, paused: bool = False) -> RoomLimits:
         promote=not queue_only,
         count_only=policy.mode is Mode.PASSTHROUGH and not paused,
         spent_for_ms=int(spent_for(policy) * 1000),
+        marker=marker,
     )
 
 

@@ -61,7 +61,17 @@ class RoomRuntime:
     """The operator's schedule from the store's room meta (``service.lifecycle``), if any."""
 
     def __post_init__(self) -> None:
-        self.limits = limits_for(self.policy, paused=self.paused)
+        self.limits = limits_for(self.policy, paused=self.paused, marker=self._marker())
+
+    def _marker(self) -> str:
+        """The marker direct admissions require (``RoomLimits.marker``)."""
+        return self.incarnation or ""
+
+    def mark(self, incarnation: str) -> None:
+        """The store's marker of the room's state, as read (or written) by ``RoomSync``."""
+        self.incarnation = incarnation
+        if self.limits.marker != incarnation:
+            self.limits = dataclasses.replace(self.limits, marker=incarnation)
 
     @classmethod
     def of(cls, policy: RoomPolicy) -> RoomRuntime:
@@ -93,12 +103,12 @@ class RoomRuntime:
             if "fail_mode" in values:
                 values["fail_mode"] = FailMode(values["fail_mode"])
             policy = dataclasses.replace(self.base, **values)
-            limits = limits_for(policy, paused=paused or held)
+            limits = limits_for(policy, paused=paused or held, marker=self._marker())
         except (ValueError, TypeError, OverflowError) as exc:
             # The admin API validates overrides; this guards against a store edited by hand.
             log.error("room %s: ignoring invalid runtime overrides: %s", self.base.name, exc)
             policy = self.base
-            limits = limits_for(policy, paused=paused or held)
+            limits = limits_for(policy, paused=paused or held, marker=self._marker())
         self.policy = policy
         self.paused = paused
         self.overrides = dict(overrides)

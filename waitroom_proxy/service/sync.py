@@ -75,7 +75,7 @@ class RoomSync:
                 marker = await self.ctx.store.init_meta(
                     room.name, "incarnation", secrets.token_hex(8)
                 )
-            room.incarnation = marker
+            room.mark(marker)
         with contextlib.suppress(ValueError):
             room.held_until = max(room.held_until, float(meta.get("hold_until") or 0))
         held = now < room.held_until

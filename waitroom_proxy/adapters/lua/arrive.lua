@@ -9,6 +9,7 @@
 -- KEYS[6] spent      zset  place id -> time it left the queue (ms): tombstones
 -- KEYS[7] hb         zset  version 0.1's heartbeat set, only kept fresh (XX) for 0.1 replicas
 --                          still running during an upgrade; never created here
+-- KEYS[8] meta       hash  the room's meta map: its 'incarnation' marker (read only)
 -- ARGV[1] test-only clock offset (ms) added to TIME; production always passes 0
 -- ARGV[2] place id
 -- ARGV[3] capacity
@@ -19,6 +20,9 @@
 -- ARGV[8] count_only (1 or 0)
 -- ARGV[9] score ("" = next arrival sequence)
 -- ARGV[10] key TTL (ms), refreshed on every key this call writes
+-- ARGV[11] marker: admit directly only while meta's 'incarnation' is this one ('' no check):
+--          a room whose state the store lost looks empty, and its lost sessions re-assert
+--          at the replicas' next controller pass (ports.RoomLimits.marker)
 -- returns {status, position, queue_length, score, promoted_total, now_ms} (integers; the last
 --   three 0 unless waiting)
 --   status: 1 waiting, 2 promoted, 3 active (admitted by this call), 4 full,
@@ -26,7 +30,7 @@
 -- prelude: bucket
 
 local queue, seen, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local spent, hb = KEYS[6], KEYS[7]
+local spent, hb, meta = KEYS[6], KEYS[7], KEYS[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 local id = ARGV[2]
@@ -72,7 +76,11 @@ if ARGV[8] == '1' then
   return admit()
 end
 
-if ARGV[7] == '1' and qlen == 0 then
+local function marked()
+  return ARGV[11] == '' or redis.call('HGET', meta, 'incarnation') == ARGV[11]
+end
+
+if ARGV[7] == '1' and qlen == 0 and marked() then
   local used = redis.call('ZCARD', active) + redis.call('ZCARD', promoted)
   if used < capacity then
     if rate <= 0 then
