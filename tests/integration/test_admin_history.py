@@ -48,8 +48,9 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(*, lifespan: str = "on", **room: Any) -> AsyncIterator[Rig]:
-    store = BreakableStore(MemoryStore())
+async def rig(*, lifespan: str = "on", inner: Any = None, **room: Any) -> AsyncIterator[Rig]:
+    """A proxy, its admin listener and an origin; ``inner``: the store (default in-process)."""
+    store = BreakableStore(inner if inner is not None else MemoryStore())
     policy = RoomPolicy(name="shop", **{"capacity": 1, "heartbeat_interval": 1, **room})
     async with serve_asgi(origin_app()) as origin_url:
         settings = Settings(rooms=(policy,), upstream=origin_url, secret=SECRET)
@@ -67,8 +68,21 @@ async def samples(c: Any, path: str, **params: Any) -> list[dict[str, Any]]:
     return found
 
 
-async def test_the_history_follows_the_queue_admissions_and_eta_error() -> None:
-    async with rig(admit_rate=600) as env, client(env.admin, headers=AUTH) as adm:
+@pytest.fixture(params=["memory", "redis"])
+def any_store(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        return MemoryStore()
+    from waitroom_proxy.adapters.redis_store import RedisStore
+
+    request.getfixturevalue("redis_server").flush()
+    return RedisStore.from_url(request.getfixturevalue("redis_url"), timeout=1.0)
+
+
+async def test_the_history_follows_the_queue_admissions_and_eta_error(any_store: Any) -> None:
+    async with (
+        rig(admit_rate=600, inner=any_store) as env,
+        client(env.admin, headers=AUTH) as adm,
+    ):
         async with client(env.url) as first, client(env.url) as second:
             assert (await status_of(first))["status"] == "passed"
             assert (await status_of(second))["status"] == "waiting"
@@ -115,6 +129,24 @@ async def test_a_capacity_change_and_a_pause_show_in_the_samples() -> None:
             return last["capacity"] == 7 and last["paused"] is True
 
         await eventually(changed, 10, "capacity 7 and paused in a sample")
+
+
+async def test_every_replica_samples_the_shared_store() -> None:
+    """Two replicas on one store: a waiter who queued through one shows in the other's hour."""
+    shared = MemoryStore()
+    async with rig(inner=shared) as a, rig(inner=shared) as b:
+        async with client(a.url) as first, client(a.url) as second:
+            assert (await status_of(first))["status"] == "passed"
+            assert (await status_of(second))["status"] == "waiting"
+            async with client(b.admin, headers=AUTH) as adm:
+
+                async def seen() -> Any:
+                    last = (await samples(adm, b.history()))[-1]
+                    return last["queue_length"] == 1 and last["active"] == 1
+
+                await eventually(seen, 10, "replica b's samples show replica a's visitors")
+                r = (await adm.get(b.history())).json()
+                assert r["replica"] == b.engine.gate.replica_id != a.engine.gate.replica_id
 
 
 async def test_the_sampler_starts_without_a_lifespan_too() -> None:
