@@ -36,6 +36,8 @@ CHECKS: dict[str, str] = {
         "test_golden_update_leaves_no_diff",
     ".venv/bin/pytest tests/unit": "test_pytest_lines_collect",
     ".venv/bin/pytest tests/examples": "test_pytest_lines_collect",
+    "WAITROOM_UPDATE_SCREENSHOT=1 .venv/bin/pytest tests/e2e/test_console_screenshot.py":
+        "test_pytest_lines_collect",
     "scripts/lock": "test_lock_script",
     "scripts/lock --upgrade": "test_lock_script",
     "examples/static-site/run.sh": "test_static_site_run_sh",

@@ -14,8 +14,9 @@
 ``POST   /admin/rooms/{room}/admit?count=N``      promote N waiters now (even while paused)
 ``POST   /admin/rooms/{room}/sessions/{id}/revoke`` end one session on every replica
 ``GET    /admin/stats``                           all rooms + store and event-bus health
+``GET    /admin/rooms/{room}/history[?since=T]``  the last hour's samples (the console's charts)
 ``GET    /admin/openapi.json``                    the OpenAPI document of all of this
-``GET    /admin/`` and ``/admin/dashboard``       the live dashboard page
+``GET    /admin/`` and ``/admin/dashboard``       the operator console (charts, controls)
 ================================================  =============================================
 
 Every route needs ``Authorization: Bearer <token>``, except the dashboard's data-free shell.
@@ -29,7 +30,11 @@ module          its job
 ``models``      the bodies the document describes (the policy and PATCH from the schema)
 ``overrides``   a PATCH checked with the settings schema, merged into the stored overrides
 ``rooms``       what the API reads and changes in the engine (the only module touching it)
-``dashboard``   the dashboard shell
+``dashboard``   the console's shell page (its script: ``templates/console.js``)
+``history``     the console's samples of the last hour: a ring per room (pure)
+``history_api`` the route that serves them
+``sampler``     the task that takes the samples
+``schedule``    a room's scheduled sale: read, set, preview, cancel
 ``metrics``     the ``/metrics`` endpoint, also for host apps
 ==============  ===========================================================================
 """

@@ -31,6 +31,8 @@ from starlette.types import ASGIApp
 
 from waitroom_proxy.admin.auth import NO_STORE, BearerAuth
 from waitroom_proxy.admin.dashboard import PUBLIC_PATHS, dashboard
+from waitroom_proxy.admin.history import DEFAULT_INTERVAL, History
+from waitroom_proxy.admin.history_api import history_router
 from waitroom_proxy.admin.metrics import metrics_app
 from waitroom_proxy.admin.models import (
     MAX_ADMIT,
@@ -44,6 +46,7 @@ from waitroom_proxy.admin.models import (
 from waitroom_proxy.admin.openapi import document
 from waitroom_proxy.admin.overrides import Problem
 from waitroom_proxy.admin.rooms import Rooms, StoreDown, UnknownRoom
+from waitroom_proxy.admin.sampler import Sampler, StartSampler
 from waitroom_proxy.admin.schedule import schedule_router
 from waitroom_proxy.config.problems import error_messages, refuse
 from waitroom_proxy.config.values import Check, integer
@@ -287,6 +290,7 @@ for _path, _op, _summary in (
 
 
 router.routes.extend(schedule_router.routes)  # a scheduled sale (admin.schedule)
+router.routes.extend(history_router.routes)  # the console's charts (admin.history_api)
 
 
 # HEAD wherever GET is answered, as Starlette's own routes do (FastAPI's do not); left out of
@@ -328,7 +332,14 @@ async def _store_down(request: Request, exc: Exception) -> Response:
     return _json({"detail": "store unavailable"}, 503, {"retry-after": "1"})
 
 
-def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -> ASGIApp:
+def build_admin(
+    engine: Engine,
+    token: str,
+    *,
+    metrics: ASGIApp | None = None,
+    history_interval: float = DEFAULT_INTERVAL,
+    history: History | None = None,
+) -> ASGIApp:
     """The admin ASGI app for one engine, behind bearer-token authentication.
 
     Args:
@@ -336,9 +347,15 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         token: the admin bearer token (``WAITROOM_ADMIN_TOKEN``).
         metrics: the ``/metrics`` endpoint; default this process's registry (``serve
             --workers N`` passes one that answers for every worker).
+        history_interval: seconds between two samples of the console's charts (tests
+            shorten it); the history keeps the last 360 samples.
+        history: the history to fill and serve (default a new one at ``history_interval``).
     """
     rooms = Rooms(engine)
+    history = history if history is not None else History(interval=history_interval)
+    sampler = Sampler(rooms, history)
     app = FastAPI(
+        lifespan=sampler.lifespan,
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
@@ -352,9 +369,13 @@ def build_admin(engine: Engine, token: str, *, metrics: ASGIApp | None = None) -
         },
     )
     app.state.rooms = rooms
+    app.state.history = history
+    app.state.sampler = sampler
+    app.add_middleware(StartSampler, sampler=sampler)
     # The shared route objects themselves (they find their engine through request.app), so
     # the app's route table is the one the OpenAPI document describes.
     app.router.routes.extend(router.routes)
+    sampler.start_if_in_loop()  # serve runs this listener without a lifespan (admin.sampler)
     return BearerAuth(app, token, public_paths=PUBLIC_PATHS)
 
 

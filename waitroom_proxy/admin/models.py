@@ -18,10 +18,12 @@ __all__ = [
     "MAX_ADMIT",
     "AdmitResult",
     "Error",
+    "HistoryView",
     "PolicyPatch",
     "RevokeResult",
     "Room",
     "RoomList",
+    "SampleView",
     "Stats",
 ]
 
@@ -121,3 +123,34 @@ class Stats(BaseModel):
     store: StoreView
     events: EventsView
     rooms: list[Room]
+
+
+class SampleView(BaseModel):
+    """One point of the console's charts (None: unknown, e.g. the store did not answer)."""
+
+    t: float = Field(description="When it was taken (seconds since the epoch, this replica)")
+    capacity: int = Field(ge=1, description="The capacity in force")
+    paused: bool
+    queue_length: int | None = Field(ge=0)
+    active: int | None = Field(ge=0)
+    promoted: int | None = Field(ge=0)
+    admissions_per_minute: float | None = Field(
+        ge=0, description="Admissions by every replica since the previous sample, per minute"
+    )
+    eta_error_seconds: float | None = Field(
+        description="Median predicted minus actual wait of the admissions this replica served "
+        "since the previous sample, within the histogram's buckets (positive: sooner than "
+        "predicted)"
+    )
+    eta_admissions: int = Field(ge=0, description="How many admissions that median is of")
+
+
+class HistoryView(BaseModel):
+    """The last hour of one room, oldest sample first."""
+
+    room: str
+    replica: str
+    time: float = Field(description="This replica's clock when it answered")
+    interval_seconds: float = Field(gt=0)
+    points: int = Field(ge=2, description="Samples kept (older ones fall off)")
+    samples: list[SampleView]
