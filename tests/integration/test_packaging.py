@@ -14,6 +14,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = [
+    f"waitroom_proxy/templates/{f.name}"
+    for f in sorted((REPO / "templates").iterdir())
+    if f.is_file() and f.suffix != ".py"
+]
+"""Every template, script and style the pages and the console load: all must be shipped."""
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +59,7 @@ def test_wheel_contents(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "waitroom_proxy/py.typed",
-        "waitroom_proxy/templates/waiting.html",
-        "waitroom_proxy/templates/error.html",
-        "waitroom_proxy/templates/waitroom.js",
-        "waitroom_proxy/templates/waitroom.css",
+        *TEMPLATES,
         "waitroom_proxy/adapters/lua/arrive.lua",
         "waitroom_proxy/adapters/lua/tick.lua",
         "waitroom_proxy/adapters/lua/hit.lua",
