@@ -80,6 +80,25 @@ def losses(rig: Rig) -> float:
     )
 
 
+async def leave_then_admitted(
+    sessions: list[httpx.AsyncClient], newcomers: list[httpx.AsyncClient]
+) -> None:
+    """The old sessions leave; then every newcomer's poll admits it."""
+    for c in sessions:
+        await c.post("/_waitroom/leave")
+    admitted: set[int] = set()
+
+    async def all_in() -> bool:
+        for i, c in enumerate(newcomers):
+            if i not in admitted:
+                r = await c.post("/_waitroom/heartbeat")
+                if r.status_code == 200 and r.json().get("status") == "admitted":
+                    admitted.add(i)
+        return len(admitted) == len(newcomers)
+
+    await wait_for(all_in, 30, "the newcomers admitted after the old sessions left")
+
+
 @contextlib.asynccontextmanager
 async def rig_on(store: Any) -> AsyncIterator[Rig]:
     async with proxy_rig(
@@ -137,19 +156,7 @@ async def scenario(store: Any, lose: Any, *, restart_proxy: bool, store_after: A
         assert losses(rig) == 1, "the loss is counted once"
 
         t_left = time.monotonic()
-        for c in sessions:
-            await c.post("/_waitroom/leave")
-        admitted: set[int] = set()
-
-        async def all_in() -> bool:
-            for i, c in enumerate(newcomers):
-                if i not in admitted:
-                    r = await c.post("/_waitroom/heartbeat")
-                    if r.status_code == 200 and r.json().get("status") == "admitted":
-                        admitted.add(i)
-            return len(admitted) == CAPACITY
-
-        await wait_for(all_in, 30, "the newcomers admitted after the old sessions left")
+        await leave_then_admitted(sessions, newcomers)
         report(
             "partial loss",
             restart_proxy=restart_proxy,
@@ -311,19 +318,7 @@ async def test_newcomers_right_after_a_loss_wait(redis_server: Any, loss: str) -
             visitors.stop.set()
             await asyncio.gather(*tasks)
             assert visitors.peak(t_loss) <= CAPACITY
-            for c in sessions:
-                await c.post("/_waitroom/leave")
-            admitted: set[int] = set()
-
-            async def all_in() -> bool:
-                for i, c in enumerate(newcomers):
-                    if i not in admitted:
-                        r = await c.post("/_waitroom/heartbeat")
-                        if r.status_code == 200 and r.json().get("status") == "admitted":
-                            admitted.add(i)
-                return len(admitted) == CAPACITY
-
-            await wait_for(all_in, 30, "the newcomers admitted after the old sessions left")
+            await leave_then_admitted(sessions, newcomers)
             for c in [*sessions, *newcomers]:
                 await c.aclose()
     finally:
