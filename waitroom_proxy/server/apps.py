@@ -38,8 +38,9 @@ class WaitroomMiddleware(_middleware.WaitroomMiddleware):
 
 def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: Any) -> Any:
     """The standalone proxy: the gatekeeper in front of the upstream origin or, without
-    ``upstream``, in forward-auth mode (DESIGN §4b: ``{prefix}/auth`` for a load balancer that
-    proxies admitted traffic itself, :mod:`waitroom_proxy.asgi.forward_auth`).
+    ``upstream``, in forward-auth mode (README, "Behind nginx, Caddy, Traefik or Envoy":
+    ``{prefix}/auth`` for a load balancer that proxies admitted traffic itself,
+    :mod:`waitroom_proxy.asgi.forward_auth`).
 
     The returned app has an ``engine`` attribute (the admin listener and tests use it).
     """
@@ -49,7 +50,7 @@ def build_app(settings: Settings, *, access_log: bool = True, **engine_kwargs: A
         gate = _middleware.WaitroomMiddleware(
             ReturnToBalancer(), engine=engine, pages=pages, forward_auth=ForwardAuth(engine, pages)
         )
-        # The load balancer is the client here: on this host, it is trusted (DESIGN §4b).
+        # The load balancer is the client here: on this host it is trusted (README, forward-auth).
         return _outer(gate, settings, engine, access_log, (*settings.trusted_proxies, *LOOPBACK))
     proxy = UpstreamProxy(
         settings.upstream,
