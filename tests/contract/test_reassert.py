@@ -4,7 +4,7 @@ store lost are applied again. Every store adapter, the same way (``store_env``).
 from __future__ import annotations
 
 from tests.contract.conftest import StoreEnv
-from tests.contract.test_store_contract import ACTIVE, LIM, QUEUE_ONLY, SPENT, WAITING, R, fill
+from tests.contract.helpers import ACTIVE, LIM, QUEUE_ONLY, SPENT, WAITING, R, fill
 from waitroom_proxy.ports import Reasserted
 
 

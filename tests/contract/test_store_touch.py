@@ -10,7 +10,7 @@ within about twice ``abandon_after``.
 from __future__ import annotations
 
 from tests.contract.conftest import StoreEnv
-from tests.contract.test_store_contract import QUEUE_ONLY, UNKNOWN, WAITING, R, fill, limits
+from tests.contract.helpers import QUEUE_ONLY, UNKNOWN, WAITING, R, fill, limits
 
 A_MS = 10_000  # abandon_after of these rooms (QUEUE_ONLY, limits())
 
