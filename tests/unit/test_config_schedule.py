@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.unit.test_config import problems_of, write
+from tests.unit.config_helpers import problems_of, write
 from waitroom_proxy.config import load_settings
 from waitroom_proxy.config.schema import RoomModel
 from waitroom_proxy.domain.schedule import Phase
