@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, Page, expect
 
+from tests.e2e.scripted_page import WATCH_SCRIPT
 from tests.e2e.test_journey import origin
-from tests.e2e.test_waiting_page_js import WATCH_SCRIPT
 from tests.fixtures.asgi_server import serve_asgi
 from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.admin import build_admin
