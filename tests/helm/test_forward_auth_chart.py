@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.test_chart import CHART, FULLNAME, RELEASE, SECRET, _template
-from tests.helm.test_chart import helm as helm  # the session fixture
+from tests.helm.chart import CHART, FULLNAME, RELEASE, SECRET, _template
 
 FA_SET = [
     "--set", "forwardAuth.enabled=true", "--set", "forwardAuth.siteService.name=shop",
