@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.asgi_server import serve_asgi
-from tests.integration.test_admin import (
+from tests.integration.admin_helpers import (
     AUTH,
     SECRET,
     TOKEN,

@@ -24,8 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from tests.fixtures.asgi_server import serve_asgi
-from tests.integration import test_admin
-from tests.integration.test_admin import (
+from tests.integration.admin_helpers import (
     AUTH,
     Env,
     client,
@@ -38,9 +37,6 @@ from waitroom_proxy.admin import metrics_app
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALERTS = EXAMPLES / "prometheus-alerts.yml"
 DASHBOARD = EXAMPLES / "grafana-dashboard.json"
-# The admin tests' fixtures: one room on n replicas over the memory or the Redis store.
-make_env = test_admin.make_env
-store_kind = test_admin.store_kind
 
 ALLOWED_LABELS = {"room", "outcome", "status_class", "op", "reason", "le"}
 

@@ -11,10 +11,8 @@ from typing import Any
 
 from markupsafe import escape
 
-from tests.integration.test_admin import AUTH, JSON, client, eventually, make_env, store_kind
+from tests.integration.admin_helpers import AUTH, JSON, client, eventually
 from waitroom_proxy.domain.progress import progress_percent
-
-__all__ = ["make_env", "store_kind"]  # fixtures used here
 
 BAR = re.compile(r'<progress id="wr-progress" max="100" value="(\d+)">')
 
