@@ -5,6 +5,7 @@ promote from the head of the queue. Nothing here awaits, so the pass is atomic."
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 
 from waitroom_proxy.adapters.memory_room import TOKEN_UNITS, MemoryRoom
 from waitroom_proxy.ports import RoomLimits, TickResult
@@ -25,39 +26,31 @@ def tick_room(state: MemoryRoom, limits: RoomLimits, force: int, now: int) -> Ti
             del state.active[place_id]
             expired.append(place_id)
 
-    no_shows: list[str] = []
-    cutoff = now - limits.claim_timeout_ms
-    while state.promoted and len(no_shows) < TICK_LIMIT:
-        place_id, promoted_at = next(iter(state.promoted.items()))
-        if promoted_at >= cutoff:
-            break
-        del state.promoted[place_id]
-        no_shows.append(place_id)
-
-    abandoned: list[str] = []
-    cutoff = now - limits.abandon_after_ms
-    while state.heartbeats and len(abandoned) < TICK_LIMIT:
-        place_id, seen = next(iter(state.heartbeats.items()))
-        if seen >= cutoff:
-            break
+    no_shows = _pop_older(state.promoted, now - limits.claim_timeout_ms)
+    abandoned = _pop_older(state.heartbeats, now - limits.abandon_after_ms)
+    for place_id in abandoned:
         state.remove_waiter(place_id)
-        abandoned.append(place_id)
-
     if state.revoked:
         state.revoked = [r for r in state.revoked if r[2] >= now]
-    cutoff = now - limits.spent_for_ms
-    buried = 0
-    while state.spent and buried < TICK_LIMIT:
-        place_id, spent_at = next(iter(state.spent.items()))
-        if spent_at >= cutoff:
-            break
-        del state.spent[place_id]
-        buried += 1
+    _pop_older(state.spent, now - limits.spent_for_ms)
 
     promoted = _promote(state, limits, force, now)
     return TickResult(
         promoted=promoted, expired_sessions=expired, no_shows=no_shows, abandoned=abandoned
     )
+
+
+def _pop_older(entries: OrderedDict[str, int], cutoff: int) -> list[str]:
+    """Remove the ids at the front of ``entries`` (oldest first) whose time is before
+    ``cutoff``, at most ``TICK_LIMIT``; return them."""
+    gone: list[str] = []
+    while entries and len(gone) < TICK_LIMIT:
+        place_id, at = next(iter(entries.items()))
+        if at >= cutoff:
+            break
+        del entries[place_id]
+        gone.append(place_id)
+    return gone
 
 
 def _promote(state: MemoryRoom, limits: RoomLimits, force: int, now: int) -> list[str]:

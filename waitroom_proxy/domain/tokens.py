@@ -74,6 +74,16 @@ def _canonical_b64(text: str) -> bool:
     return _b64(raw) == text
 
 
+def _check_text(value: str, shape: re.Pattern[str], what: str) -> None:
+    """Refuse a ``what`` (ticket, session) that is empty, too long, or not in the one spelling
+    ``shape`` matches with a signature (its group 1) in canonical encoding."""
+    if not value or len(value) > MAX_COOKIE_LEN:
+        raise TokenError(f"{what}: empty or too long")
+    match = shape.match(value)
+    if match is None or not _canonical_b64(match.group(1)):
+        raise TokenError(f"{what}: not in canonical encoding")
+
+
 def new_place_id() -> str:
     """A fresh, unguessable place id (16 url-safe characters, 96 bits)."""
     return secrets.token_urlsafe(12)
@@ -154,13 +164,9 @@ class TicketSigner:
         return ticket
 
     def _loads(self, value: str) -> Ticket:
-        if not value or len(value) > MAX_COOKIE_LEN:
-            raise TokenError("ticket: empty or too long")
         # One ticket, one spelling: the URL-safe alphabet only, and a signature that is the
         # exact encoding of its bytes (the payload text itself is what the signature covers).
-        shape = _TICKET_TEXT.match(value)
-        if shape is None or not _canonical_b64(shape.group(1)):
-            raise TokenError("ticket: not in canonical encoding")
+        _check_text(value, _TICKET_TEXT, "ticket")
         try:
             payload = self._serializer.loads(value)
         except BadSignature as exc:
@@ -315,11 +321,7 @@ class SessionSigner:
 
     def verify(self, token: str, *, now: float, room: str | None = None) -> Session:
         """Verify a session token; raise TokenError if it is not acceptable in any way."""
-        if not token or len(token) > MAX_COOKIE_LEN:
-            raise TokenError("session: empty or too long")
-        shape = _JWT_TEXT.match(token)
-        if shape is None or not _canonical_b64(shape.group(1)):
-            raise TokenError("session: not in canonical encoding")
+        _check_text(token, _JWT_TEXT, "session")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -9,7 +9,9 @@ from typing import Protocol, runtime_checkable
 
 
 class DrawPhase(StrEnum):
-    """A scheduled room's phase as the store's clock places it (``domain.schedule.Phase``)."""
+    """Where a scheduled room is in its lifecycle, as ``domain.schedule.Schedule.phase`` and the
+    store's clock (``draw_step``) place it; also the JSON ``status`` while not open. The domain
+    calls it ``Phase``."""
 
     IDLE = "idle"
     PREQUEUE = "prequeue"
