@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,17 +21,15 @@ from typing import TYPE_CHECKING
 
 import redis
 
+if __package__:
+    from examples.cluster.processes import HOST, free_port
+else:  # run as a script: the directory of this file is on sys.path
+    from processes import HOST, free_port  # type: ignore[no-redef]
+
 if TYPE_CHECKING:
     from cluster import Cluster  # type: ignore[import-not-found]
 
-HOST = "127.0.0.1"
 SLOTS = 16_384
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(check: object, timeout: float, what: str) -> None:
@@ -56,7 +53,7 @@ def _ping(port: int) -> bool:
 def _distinct_ports(count: int) -> list[int]:
     ports: list[int] = []
     while len(ports) < count:
-        port = _free_port()
+        port = free_port()
         if port not in ports:
             ports.append(port)
     return ports

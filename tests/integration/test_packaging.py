@@ -66,6 +66,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "waitroom_proxy/adapters/lua/prelude/bucket.lua",
         "waitroom_proxy/service/gatekeeper.py",
         "waitroom_proxy/server/apps.py",
+        "waitroom_proxy/ports/store.py",
     ):
         assert required in names, required
 

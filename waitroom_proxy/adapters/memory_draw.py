@@ -4,7 +4,6 @@ Each call runs without awaiting in the middle, so it is atomic on one event loop
 
 from __future__ import annotations
 
-from bisect import insort
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING
 from waitroom_proxy.ports import DrawPhase, DrawState, PrequeueEntry
 
 if TYPE_CHECKING:
-    from waitroom_proxy.adapters.memory_store import _Room
+    from waitroom_proxy.adapters.memory_room import MemoryRoom
 
 
 @dataclass(slots=True)
@@ -44,7 +43,7 @@ class MemoryDrawMixin:
     def _now(self) -> int:
         raise NotImplementedError
 
-    def _room(self, room: str) -> _Room:
+    def _room(self, room: str) -> MemoryRoom:
         raise NotImplementedError
 
     def _draw(self, room: str) -> _Draw:
@@ -63,10 +62,7 @@ class MemoryDrawMixin:
                 state.seq += 1
                 continue
             state.seq += 1
-            state.scores[place_id] = state.seq
-            insort(state.order, (state.seq, place_id))
-            state.heartbeats[place_id] = now
-            state.heartbeats.move_to_end(place_id)
+            state.enqueue(place_id, state.seq, now)
 
     async def draw_step(
         self,

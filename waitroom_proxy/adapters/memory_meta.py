@@ -11,7 +11,7 @@ from waitroom_proxy.domain.policy import ROOM_NAME_RE
 from waitroom_proxy.domain.ratelimit import WindowTable
 
 if TYPE_CHECKING:
-    from waitroom_proxy.adapters.memory_store import _Room
+    from waitroom_proxy.adapters.memory_room import MemoryRoom
 
 __all__ = ["MemoryMetaMixin"]
 
@@ -19,14 +19,14 @@ __all__ = ["MemoryMetaMixin"]
 class MemoryMetaMixin:
     """``get_meta``, ``set_meta``, ``init_meta``, ``hit`` and ``once`` of ``MemoryStore``."""
 
-    _rooms: dict[str, _Room]
+    _rooms: dict[str, MemoryRoom]
     _hits: WindowTable
     _once: OnceIds
 
     def _now(self) -> int:
         raise NotImplementedError
 
-    def _room(self, room: str) -> _Room:
+    def _room(self, room: str) -> MemoryRoom:
         raise NotImplementedError
 
     async def get_meta(self, room: str) -> dict[str, str]:

@@ -1,43 +1,25 @@
 """``MemoryStore.reassert``: live sessions re-assert themselves, recent ends are applied again.
 
-Kept apart from ``memory_store`` (which holds the room state) so that module stays small; the
-rules are those of ``lua/reassert.lua`` (``waitroom_proxy.ports.Store.reassert``), and the
-contract suite checks both the same way.
+Kept apart from ``memory_store`` so that module stays small; the rules are those of
+``lua/reassert.lua`` (``waitroom_proxy.ports.Store.reassert``), and the contract suite checks
+both the same way.
 """
 
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Callable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
 
+from waitroom_proxy.adapters.memory_room import MemoryRoom
 from waitroom_proxy.ports import Reasserted
-
-if TYPE_CHECKING:
-    from waitroom_proxy.adapters.memory_store import _Room
-
-
-class RoomState(Protocol):
-    """What of ``memory_store._Room`` this module reads and writes."""
-
-    @property
-    def active(self) -> MutableMapping[str, int]: ...
-    @property
-    def promoted(self) -> MutableMapping[str, int]: ...
-    @property
-    def revoked(self) -> list[tuple[int, str, int]]: ...
 
 
 def reassert_room(
-    state: RoomState,
+    state: MemoryRoom,
     now: int,
     leases: Sequence[tuple[str, int]],
     ended: Sequence[str],
     revoke_for_ms: int,
-    *,
-    set_deadline: Callable[[str, int], None],
-    remove_waiter: Callable[[str], bool],
-    spend: Callable[[str], None],
 ) -> Reasserted:
     """Apply one ``reassert`` call to a room (atomic: nothing here awaits)."""
     revoked = {place_id for _, place_id, _ in state.revoked}
@@ -46,8 +28,8 @@ def reassert_room(
         if state.active.pop(place_id, None) is not None:
             dropped += 1
         state.promoted.pop(place_id, None)
-        remove_waiter(place_id)
-        spend(place_id)
+        state.remove_waiter(place_id)
+        state.spend(place_id, now)
         if revoke_for_ms > 0 and place_id not in revoked:
             insort(state.revoked, (now, place_id, now + revoke_for_ms))
             revoked.add(place_id)
@@ -58,13 +40,13 @@ def reassert_room(
         if current is not None:
             kept += 1
             if current < deadline:
-                set_deadline(place_id, deadline)
+                state.set_deadline(place_id, deadline)
         elif place_id in revoked:
             refused += 1
         elif place_id not in state.promoted:
-            remove_waiter(place_id)  # a replayed ticket of it slipped into the queue
-            set_deadline(place_id, deadline)
-            spend(place_id)
+            state.remove_waiter(place_id)  # a replayed ticket of it slipped into the queue
+            state.set_deadline(place_id, deadline)
+            state.spend(place_id, now)
             readded += 1
     return Reasserted(kept=kept, readded=readded, refused=refused, dropped=dropped)
 
@@ -76,19 +58,7 @@ class MemoryRecoveryMixin:
     def _now(self) -> int:
         raise NotImplementedError
 
-    def _room(self, room: str) -> _Room:
-        raise NotImplementedError
-
-    @staticmethod
-    def _remove_waiter(state: _Room, place_id: str) -> bool:
-        raise NotImplementedError
-
-    @staticmethod
-    def _set_deadline(state: _Room, place_id: str, deadline: int) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _spend(state: _Room, place_id: str, now: int) -> None:
+    def _room(self, room: str) -> MemoryRoom:
         raise NotImplementedError
 
     async def restore(
@@ -108,11 +78,11 @@ class MemoryRecoveryMixin:
         for i, place_id in enumerate([*place_ids, *spent_ids]):
             if place_id in state.promoted:
                 continue
-            self._remove_waiter(state, place_id)  # a replayed ticket that slipped in
+            state.remove_waiter(place_id)  # a replayed ticket that slipped in
             if i < sessions and place_id not in state.active:
-                self._set_deadline(state, place_id, now + session_ttl_ms)
+                state.set_deadline(place_id, now + session_ttl_ms)
                 n += 1
-            self._spend(state, place_id, now)
+            state.spend(place_id, now)
         return n
 
     async def reassert(
@@ -125,10 +95,4 @@ class MemoryRecoveryMixin:
         """See ``waitroom_proxy.ports.Store.reassert`` (``memory_reassert``)."""
         if not leases and not ended:
             return Reasserted()
-        state, now = self._room(room), self._now()
-        return reassert_room(
-            state, now, leases, ended, revoke_for_ms,
-            set_deadline=lambda pid, deadline: self._set_deadline(state, pid, deadline),
-            remove_waiter=lambda pid: self._remove_waiter(state, pid),
-            spend=lambda pid: self._spend(state, pid, now),
-        )  # fmt: skip
+        return reassert_room(self._room(room), self._now(), leases, ended, revoke_for_ms)

@@ -107,6 +107,20 @@ def _view(rooms: Rooms, room: RoomRuntime, schedule: Schedule | None) -> dict[st
     return {"room": room.name, **describe(schedule, rooms.ops.store_now(room))}
 
 
+async def _store(rooms: Rooms, runtime: RoomRuntime, schedule: Schedule | None) -> Response:
+    """Store the room's schedule (None: cancel it) for every replica; answer its view and how
+    many pre-queue places joined the queue."""
+    try:
+        moved = await rooms.ops.set_schedule(runtime, schedule)
+    except StoreError as exc:
+        raise StoreDown(str(exc)) from None
+    if schedule is None:
+        log.info("room %s: schedule cancelled (%d pre-queue places queued)", runtime.name, moved)
+    else:
+        log.info("room %s: schedule set to %s", runtime.name, schedule.as_dict())
+    return _json({**_view(rooms, runtime, schedule), "moved_to_queue": moved})
+
+
 @schedule_router.get(
     "/admin/rooms/{room}/schedule",
     operation_id="getSchedule",
@@ -131,12 +145,7 @@ async def set_schedule(request: Request, rooms: RoomsOf, room: RoomName) -> Resp
     schedule = await _body_schedule(request)
     if isinstance(schedule, Response):
         return schedule
-    try:
-        moved = await rooms.ops.set_schedule(runtime, schedule)
-    except StoreError as exc:
-        raise StoreDown(str(exc)) from None
-    log.info("room %s: schedule set to %s", runtime.name, schedule.as_dict())
-    return _json({**_view(rooms, runtime, schedule), "moved_to_queue": moved})
+    return await _store(rooms, runtime, schedule)
 
 
 @schedule_router.post(
@@ -161,10 +170,4 @@ async def preview_schedule(request: Request, rooms: RoomsOf, room: RoomName) -> 
     responses=_ANSWERS,
 )
 async def cancel_schedule(rooms: RoomsOf, room: RoomName) -> Response:
-    runtime = rooms.get(room)
-    try:
-        moved = await rooms.ops.set_schedule(runtime, None)
-    except StoreError as exc:
-        raise StoreDown(str(exc)) from None
-    log.info("room %s: schedule cancelled (%d pre-queue places queued)", runtime.name, moved)
-    return _json({**_view(rooms, runtime, None), "moved_to_queue": moved})
+    return await _store(rooms, rooms.get(room), None)

@@ -57,7 +57,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 from waitroom_proxy.ports import RoomLimits, RoomStats
 
@@ -216,29 +218,27 @@ class EtaEstimator:
         self._recompute(now)
 
     def _recompute(self, now: float) -> None:
-        """Departure rate over the newest buckets that hold enough departures."""
-        departures = 0
-        exposure = 0.0
+        """The departure rate per occupied slot-second and the admission rate while someone
+        waits, each over the newest buckets that hold enough of its events."""
+        self._hazard, self._events = self._rate(now, attrgetter("departures", "exposure"))
+        self._busy_rate, self._busy_events = self._rate(now, attrgetter("busy_admitted", "busy"))
+
+    def _rate(
+        self, now: float, events_and_span: Callable[[_Bucket], tuple[int, float]]
+    ) -> tuple[float | None, int]:
+        """(events / span, events) summed over the newest buckets, back until they cover
+        ``min_window`` and hold ``target_events``; (None, 0) below ``min_events``."""
+        events = 0
+        span = 0.0
         for b in reversed(self._buckets):
-            departures += b.departures
-            exposure += b.exposure
-            if now - b.start >= self._min_window and departures >= self._target:
+            n, seconds = events_and_span(b)
+            events += n
+            span += seconds
+            if now - b.start >= self._min_window and events >= self._target:
                 break
-        if departures >= self._min_events and exposure > 0:
-            self._hazard, self._events = departures / exposure, departures
-        else:
-            self._hazard, self._events = None, 0
-        admitted = 0
-        busy = 0.0
-        for b in reversed(self._buckets):
-            admitted += b.busy_admitted
-            busy += b.busy
-            if now - b.start >= self._min_window and admitted >= self._target:
-                break
-        if admitted >= self._min_events and busy > 0:
-            self._busy_rate, self._busy_events = admitted / busy, admitted
-        else:
-            self._busy_rate, self._busy_events = None, 0
+        if events >= self._min_events and span > 0:
+            return events / span, events
+        return None, 0
 
     def _supply(self) -> tuple[float, int] | None:
         """(slots freed per second with the room full, departures it rests on), or None."""

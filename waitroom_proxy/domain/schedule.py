@@ -50,8 +50,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from enum import StrEnum
 from typing import Any
+
+from waitroom_proxy.ports import DrawPhase
 
 KEYS = ("prequeue_at", "start_at", "end_at", "shuffle_at_start")
 _EXAMPLE = "write e.g. 2025-06-01T10:00:00Z or 2025-06-01T12:00:00+02:00"
@@ -65,13 +66,8 @@ _RFC3339 = re.compile(
 )
 
 
-class Phase(StrEnum):
-    """Where a scheduled room is in its lifecycle; also the JSON ``status`` while not open."""
-
-    IDLE = "idle"
-    PREQUEUE = "prequeue"
-    OPEN = "open"
-    ENDED = "ended"
+Phase = DrawPhase
+"""Where a scheduled room is in its lifecycle: the phase the store's ``draw_step`` answers too."""
 
 
 class ScheduleError(ValueError):

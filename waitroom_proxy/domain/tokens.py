@@ -74,6 +74,16 @@ def _canonical_b64(text: str) -> bool:
     return _b64(raw) == text
 
 
+def _check_text(value: str, shape: re.Pattern[str], what: str) -> None:
+    """Refuse a ``what`` (ticket, session) that is empty, too long, or not in the one spelling
+    ``shape`` matches with a signature (its group 1) in canonical encoding."""
+    if not value or len(value) > MAX_COOKIE_LEN:
+        raise TokenError(f"{what}: empty or too long")
+    match = shape.match(value)
+    if match is None or not _canonical_b64(match.group(1)):
+        raise TokenError(f"{what}: not in canonical encoding")
+
+
 def new_place_id() -> str:
     """A fresh, unguessable place id (16 url-safe characters, 96 bits)."""
     return secrets.token_urlsafe(12)
@@ -154,13 +164,9 @@ class TicketSigner:
         return ticket
 
     def _loads(self, value: str) -> Ticket:
-        if not value or len(value) > MAX_COOKIE_LEN:
-            raise TokenError("ticket: empty or too long")
         # One ticket, one spelling: the URL-safe alphabet only, and a signature that is the
         # exact encoding of its bytes (the payload text itself is what the signature covers).
-        shape = _TICKET_TEXT.match(value)
-        if shape is None or not _canonical_b64(shape.group(1)):
-            raise TokenError("ticket: not in canonical encoding")
+        _check_text(value, _TICKET_TEXT, "ticket")
         try:
             payload = self._serializer.loads(value)
         except BadSignature as exc:
@@ -210,28 +216,35 @@ def _hmac_key(secret: str) -> _Key:
 def _asymmetric_key(pem: bytes) -> _Key:
     private = serialization.load_pem_private_key(pem, password=None)
     public = private.public_key()
-    if isinstance(private, ed25519.Ed25519PrivateKey):
+    found = _jwk_members(public)
+    if found is None:
+        raise TokenError("signing key: only Ed25519 and P-256 (ES256) private keys are supported")
+    return _public_key(public, private, *found)
+
+
+def _jwk_members(public: object) -> tuple[dict[str, str], str] | None:
+    """The JWK members RFC 7638 hashes, and the algorithm, of an Ed25519 or P-256 public key;
+    None for any other key."""
+    if isinstance(public, ed25519.Ed25519PublicKey):
         raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}
-        alg = "EdDSA"
-        thumb_src = {"crv": "Ed25519", "kty": "OKP", "x": jwk["x"]}
-    elif isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp256r1":
-        nums = private.public_key().public_numbers()
-        jwk = {
+        return {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw)}, "EdDSA"
+    if isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
+        nums = public.public_numbers()
+        return {
             "kty": "EC",
             "crv": "P-256",
             "x": _b64(nums.x.to_bytes(32, "big")),
             "y": _b64(nums.y.to_bytes(32, "big")),
-        }
-        alg = "ES256"
-        thumb_src = {"crv": "P-256", "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
-    else:
-        raise TokenError("signing key: only Ed25519 and P-256 (ES256) private keys are supported")
-    # RFC 7638 thumbprint as kid.
-    canon = json.dumps(thumb_src, separators=(",", ":"), sort_keys=True).encode()
+        }, "ES256"
+    return None
+
+
+def _public_key(public: object, signing: object, members: dict[str, str], alg: str) -> _Key:
+    """The key with its RFC 7638 thumbprint as kid, and its public JWK."""
+    canon = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
     kid = _b64(hashlib.sha256(canon).digest())[:16]
-    jwk = {**jwk, "kid": kid, "alg": alg, "use": "sig"}
-    return _Key(kid=kid, alg=alg, signing=private, verifying=public, public_jwk=jwk)
+    jwk = {**members, "kid": kid, "alg": alg, "use": "sig"}
+    return _Key(kid=kid, alg=alg, signing=signing, verifying=public, public_jwk=jwk)
 
 
 class SessionSigner:
@@ -315,11 +328,7 @@ class SessionSigner:
 
     def verify(self, token: str, *, now: float, room: str | None = None) -> Session:
         """Verify a session token; raise TokenError if it is not acceptable in any way."""
-        if not token or len(token) > MAX_COOKIE_LEN:
-            raise TokenError("session: empty or too long")
-        shape = _JWT_TEXT.match(token)
-        if shape is None or not _canonical_b64(shape.group(1)):
-            raise TokenError("session: not in canonical encoding")
+        _check_text(token, _JWT_TEXT, "session")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -369,22 +378,7 @@ class SessionSigner:
 def _public_only_key(pem: bytes) -> _Key:
     """A verification-only asymmetric key (an old key kept during rotation)."""
     public = serialization.load_pem_public_key(pem)
-    if isinstance(public, ed25519.Ed25519PublicKey):
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        src = {"crv": "Ed25519", "kty": "OKP", "x": _b64(raw)}
-        alg = "EdDSA"
-    elif isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1":
-        nums = public.public_numbers()
-        src = {
-            "crv": "P-256",
-            "kty": "EC",
-            "x": _b64(nums.x.to_bytes(32, "big")),
-            "y": _b64(nums.y.to_bytes(32, "big")),
-        }
-        alg = "ES256"
-    else:
+    found = _jwk_members(public)
+    if found is None:
         raise TokenError("verification key: only Ed25519 and P-256 public keys are supported")
-    canon = json.dumps(src, separators=(",", ":"), sort_keys=True).encode()
-    kid = _b64(hashlib.sha256(canon).digest())[:16]
-    jwk = {**src, "kid": kid, "alg": alg, "use": "sig"}
-    return _Key(kid=kid, alg=alg, signing=None, verifying=public, public_jwk=jwk)
+    return _public_key(public, None, *found)
