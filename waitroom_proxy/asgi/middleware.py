@@ -30,6 +30,7 @@ from waitroom_proxy.asgi.host_app import VERIFIED as _VERIFIED
 from waitroom_proxy.asgi.host_app import host_app_scope, host_app_send
 from waitroom_proxy.asgi.page import Pages, content_security_policy
 from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page_of
+from waitroom_proxy.asgi.poll import Poll, poll_answer
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
@@ -118,7 +119,14 @@ class WaitroomMiddleware:
         self._proxy = app if isinstance(app, UpstreamProxy) else None
         if upstream_probe is None and self._proxy is not None:
             upstream_probe = self._proxy.pool.probe
-        self.routes = build_routes(engine, self.pages, upstream_probe)
+        self._poll = Poll(engine)
+        self.routes = build_routes(engine, self.pages, upstream_probe, self._poll)
+        # The polls skip Starlette unless it has CORS answers to add (asgi.poll).
+        self._polls = (
+            {(self.prefix + "/status", "GET"), (self.prefix + "/heartbeat", "POST")}
+            if not settings_.cors_origins
+            else set()
+        )
         self._trusted_proxies = TrustedProxies(settings_.trusted_proxies)
         # The hot path's calls, bound once.
         self._room_for = gate.room_for
@@ -154,6 +162,9 @@ class WaitroomMiddleware:
             return
         path: str = scope["path"]
         if path.startswith(self._prefix_slash) or path == self.prefix:
+            if (path, scope.get("method")) in self._polls and not scope.get("root_path"):
+                await poll_answer(self._poll, scope, send)
+                return
             await self.routes(scope, receive, send)
             return
 
