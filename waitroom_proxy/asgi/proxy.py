@@ -127,6 +127,7 @@ class UpstreamProxy:
         strip_cookies: Collection[str] = (),
         response_hook: ResponseHook | None = None,
         strip_headers: Collection[bytes] = (),
+        stripped_cookie: bytes | None = None,
     ) -> None:
         """Forward one request (``http`` or ``websocket`` scope) to the origin.
 
@@ -138,11 +139,12 @@ class UpstreamProxy:
                 header list (hop-by-hop headers already dropped); returns the list to send.
             strip_headers: request header names (lower case) that never reach the origin (the
                 proxy's own, such as the bypass secret header).
+            stripped_cookie: the ``Cookie`` value without ``strip_cookies``, when the caller
+                parsed the cookies already (``headers.upstream_request_headers``).
         """
         if scope["type"] == "http":
-            await self._forwarder(
-                scope, receive, send, add_headers, strip_cookies, response_hook, strip_headers
-            )
+            await self._forwarder(scope, receive, send, add_headers, strip_cookies,
+                                  response_hook, strip_headers, stripped_cookie)  # fmt: skip
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send, add_headers, strip_cookies, strip_headers)
         else:
