@@ -110,6 +110,7 @@ class WaitroomMiddleware:
         self._prefix_slash = self.prefix + "/"
         self.pages = pages if pages is not None else pages_for(engine)
         self._proxy = app if isinstance(app, UpstreamProxy) else None
+        self._http = self._proxy.http if self._proxy is not None else None
         if upstream_probe is None and self._proxy is not None:
             upstream_probe = self._proxy.pool.probe
         self._poll = Poll(engine)
@@ -202,6 +203,16 @@ class WaitroomMiddleware:
                 self._note_activity(room, session, now)
                 renewed = self._renewal_for(room, session, now)
                 self._count(room.name, "passed")
+                if self._http is not None and kind == "http":
+                    # The fast path: straight to the proxy's forwarder, what ``_forward`` does.
+                    set_cookies = (
+                        [] if renewed is None else [self._session_cookie(scope, room, renewed)]
+                    )
+                    hook = self._hook(scope, room, session, set_cookies)
+                    verified = ((_VERIFIED, (renewed or session_token).encode("latin-1")),)
+                    await self._http(scope, receive, send, verified, ROOM_COOKIES, hook,
+                                     self._strip, rest)  # fmt: skip
+                    return
                 await self._forward(scope, receive, send, room, session, renewed or session_token,
                                     renewed, stripped_cookie=rest)  # fmt: skip
                 return
@@ -295,21 +306,7 @@ class WaitroomMiddleware:
             set_cookies = [cookie_header(n, v, a, secure=secure) for n, v, a in cookies]
         verified = token.encode("latin-1") if token else None
 
-        on_response = self._passed_on  # nothing to act on, nothing to add: no closure
-        if set_cookies or session is not None:
-            count_status = self._count_status
-
-            def on_response(status: int, headers: list[Header]) -> list[Header]:
-                count_status(status)
-                headers, commands = take_commands(headers)
-                if commands and session is not None and room is not None:
-                    command = first_valid(commands)
-                    if command is not None:
-                        self._origin_command(room, session, command, set_cookies, scope)
-                if set_cookies:
-                    headers = headers + set_cookies
-                return headers
-
+        on_response = self._hook(scope, room, session, set_cookies)
         if self._proxy is not None:
             await self._proxy.forward(
                 scope,
@@ -325,6 +322,36 @@ class WaitroomMiddleware:
         # A host app: rewrite the scope's headers and watch the response start.
         inner = host_app_scope(scope, self._private, verified)
         await self.app(inner, receive, host_app_send(send, on_response))
+
+    def _session_cookie(self, scope: Scope, room: RoomRuntime, token: str) -> Header:
+        max_age = int(room.policy.session_max)
+        return cookie_header(SESSION_COOKIE, token, max_age, secure=client_of(scope).secure)
+
+    def _hook(
+        self,
+        scope: Scope,
+        room: RoomRuntime | None,
+        session: Session | None,
+        set_cookies: list[Header],
+    ) -> Callable[[int, list[Header]], list[Header]]:
+        """The response hook: counts the status, acts on an origin's command for a session,
+        adds ``set_cookies``; no closure when there is nothing to act on or add."""
+        if not set_cookies and session is None:
+            return self._passed_on
+        count_status = self._count_status
+
+        def on_response(status: int, headers: list[Header]) -> list[Header]:
+            count_status(status)
+            headers, commands = take_commands(headers)
+            if commands and session is not None and room is not None:
+                command = first_valid(commands)
+                if command is not None:
+                    self._origin_command(room, session, command, set_cookies, scope)
+            if set_cookies:
+                headers = headers + set_cookies
+            return headers
+
+        return on_response
 
     def _origin_command(
         self,

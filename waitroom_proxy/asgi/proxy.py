@@ -108,6 +108,12 @@ class UpstreamProxy:
     def pool(self) -> UpstreamPool:
         return self._pool
 
+    @property
+    def http(self) -> HttpForwarder:
+        """What :meth:`forward` calls for an ``http`` scope (the gate's fast path calls it
+        directly, one coroutine fewer per request)."""
+        return self._forwarder
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         typ = scope["type"]
         if typ == "http":
