@@ -2,8 +2,11 @@
 
 The same class serves a host app (Starlette, FastAPI, any ASGI app) and the standalone proxy,
 where the wrapped app is an ``UpstreamProxy``. The hot path (a valid session) is raw ASGI: one
-pass over the request headers, a dict lookup in the cache of verified tokens, no store command,
-no framework routing. Starlette serves only the ``/_waitroom/*`` routes.
+pass over the request headers, one parse of the cookies (cached per raw value), a dict lookup
+in the cache of verified tokens, no store command, no framework routing, and the proxy's
+forwarder called directly with the final cookie and header rules. The waiting page's polls
+(``status``, ``heartbeat``) are raw ASGI too (:mod:`.poll`); Starlette serves the other
+``/_waitroom/*`` routes.
 
 This class takes an engine already built; a host app builds one from settings with
 ``waitroom_proxy.WaitroomMiddleware(app, settings)`` (the composition root does it there, so
