@@ -7,6 +7,12 @@ Each layer of the standalone app's chain wraps a stub app that answers at once, 
 gives µs per request above the stub alone. ``upstream_request_headers`` is timed as the bare
 proxy calls it and as the waiting room calls it (``Waitroom-Verified`` added, room cookies
 stripped). This is the attribution behind the admitted-traffic gap in ``bench/RESULTS.md``.
+
+The last rows are whole requests proxied to an origin on loopback (a minimal keep-alive server
+in the same event loop answering 1 KiB): the bare ``UpstreamProxy``, the standalone app
+(``server.build_app``, access log off) with a session, and a heartbeat of a queued visitor
+(memory store); µs per request, the origin's and the socket calls' share included, so only the
+differences between them are the waiting room's.
 """
 
 from __future__ import annotations
@@ -25,6 +31,22 @@ from waitroom_proxy.asgi.middleware import WaitroomMiddleware
 from waitroom_proxy.bootstrap import build_engine
 from waitroom_proxy.config import load_settings
 from waitroom_proxy.logs import configure_logging
+
+_ORIGIN_REPLY = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+    b"content-length: 1024\r\n\r\n" + b"x" * 1024
+)
+
+
+class _Origin(asyncio.Protocol):
+    """A keep-alive origin answering every request (no body) with 1 KiB."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(_ORIGIN_REPLY * data.count(b"\r\n\r\n"))
+
 
 BODY = b"x" * 1024
 
@@ -143,11 +165,56 @@ async def measure(n: int) -> list[tuple[str, float]]:
             fn()
         rows.append((name, (time.perf_counter() - start) / n * 1e6))
     devnull.close()
+    rows += await _proxied(n // 10)
+    return rows
+
+
+async def _proxied(n: int) -> list[tuple[str, float]]:
+    """Whole requests through the bare proxy and the standalone app, to a loopback origin."""
+    from waitroom_proxy.adapters.memory_store import MemoryStore
+    from waitroom_proxy.asgi.proxy import UpstreamProxy
+    from waitroom_proxy.server import build_app
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Origin, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = f"http://127.0.0.1:{port}"
+    settings = load_settings(
+        None,
+        env={"WAITROOM_UPSTREAM": upstream, "WAITROOM_SECRET": "s" * 40},
+        flags={"capacity": 1, "client_rate_limit": 0},
+    )
+    app = build_app(settings, access_log=False, store=MemoryStore(), controller_interval=3600)
+    engine = app.engine
+    await engine.start()
+    gate = engine.gate
+    room = next(iter(gate.rooms.values()))
+    admitted = await gate.admission.arrive(room, None, "/", gate.clock())
+    token = admitted.session_token or ""
+    queued = await gate.admission.arrive(room, None, "/", gate.clock())
+    ticket = next(v for name, v, _ in queued.cookies if name == "waitroom_ticket")
+    bare = UpstreamProxy(upstream)
+    poll = {
+        **_scope(b""),
+        "method": "POST",
+        "path": "/_waitroom/heartbeat",
+        "raw_path": b"/_waitroom/heartbeat",
+        "headers": [(b"host", b"127.0.0.1:8080"), (b"accept", b"application/json"),
+                    (b"cookie", b"waitroom_ticket=" + ticket.encode())],
+    }  # fmt: skip
+    rows = [
+        ("proxied: bare UpstreamProxy", await _time(bare, _scope(token.encode()), n)),
+        ("proxied: standalone app, session", await _time(app, _scope(token.encode()), n)),
+        ("heartbeat: standalone app, queued visitor", await _time(app, poll, n)),
+    ]
+    await engine.stop()
+    await bare.aclose()
+    server.close()
     return rows
 
 
 def table(rows: list[tuple[str, float]]) -> str:
-    lines = ["| layer (µs per request above the stub) | µs |", "|---|---|"]
+    lines = ["| layer (µs per request above the stub; proxied: per request) | µs |", "|---|---|"]
     lines += [f"| {name} | {us:.2f} |" for name, us in rows]
     return "\n".join(lines)
 

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from waitroom_proxy.admin.auth import NO_STORE
-from waitroom_proxy.asgi.page import _builtin_source, content_security_policy, new_nonce
+from waitroom_proxy.asgi.page_sources import builtin_source as _builtin_source
+from waitroom_proxy.asgi.page_sources import content_security_policy, new_nonce
 
 __all__ = ["PUBLIC_PATHS", "dashboard"]
 

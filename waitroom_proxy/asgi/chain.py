@@ -116,6 +116,9 @@ class RequestContext:
         rid = self._request_id(scope)
         request_id_var.set(rid)
         rid_b = rid.encode()
+        if not self.access_log_enabled:
+            await self._unlogged(scope, receive, send, rid_b)
+            return
         started = time.perf_counter()
         state = {"status": 0, "bytes": 0}
 
@@ -134,19 +137,7 @@ class RequestContext:
             if state["status"]:
                 raise  # the response started: the server closes the connection
             state["status"] = 500
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"text/html; charset=utf-8"),
-                        (b"content-length", str(len(self._500)).encode()),
-                        (b"cache-control", b"no-store"),
-                        (b"x-request-id", rid_b),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": self._500})
+            await self._send_500(send, rid_b)
         finally:
             if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
@@ -159,6 +150,40 @@ class RequestContext:
                     (time.perf_counter() - started) * 1000,
                     client[0] if client else None,
                 )
+
+    async def _unlogged(self, scope: Scope, receive: Receive, send: Send, rid_b: bytes) -> None:
+        """The same without an access log: nothing to time or count, only the id to add."""
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid_b)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise  # the response started: the server closes the connection
+            await self._send_500(send, rid_b)
+
+    async def _send_500(self, send: Send, rid_b: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(self._500)).encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"x-request-id", rid_b),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._500})
 
     @staticmethod
     def _request_id(scope: Scope) -> str:

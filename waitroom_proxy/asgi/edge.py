@@ -230,6 +230,7 @@ def forwarded_headers(
     strip_cookies: Collection[str],
     default_scheme: str,
     strip_headers: Collection[bytes] = (),
+    stripped_cookie: bytes | None = None,
 ) -> tuple[bytes, list[Header]]:
     """``upstream_request_headers`` for one request (HTTP or a WebSocket handshake): whether
     the peer is a trusted proxy is the edge's decision (``asgi.edge.Client``) when the request
@@ -246,6 +247,7 @@ def forwarded_headers(
         add_headers=add_headers,
         strip_cookies=strip_cookies,
         strip_headers=strip_headers,
+        stripped_cookie=stripped_cookie,
     )
 
 

@@ -39,16 +39,17 @@ from __future__ import annotations
 
 import json
 import secrets
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.auth_request import describe
 from waitroom_proxy.asgi.binding import moved, request_binding
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare
 from waitroom_proxy.asgi.headers import TrustedProxies
 from waitroom_proxy.asgi.page import Pages, content_security_policy
-from waitroom_proxy.asgi.room_headers import cookie_header, read_cookies, single_header
+from waitroom_proxy.asgi.room_headers import cookie_header, room_cookies, single_header
 from waitroom_proxy.domain.rules import is_safe_return_to, safe_return_to
 from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.service import SESSION_COOKIE, Engine, RoomRuntime
@@ -63,93 +64,6 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 """Trusted for this route in addition to ``trusted_proxies``: an LB on the same host."""
 
 Header = tuple[bytes, bytes]
-
-_ORIGINAL_URI = b"x-original-uri"
-_ORIGINAL_URL = b"x-original-url"
-_ORIGINAL_METHOD = b"x-original-method"
-_FORWARDED_URI = b"x-forwarded-uri"
-_FORWARDED_METHOD = b"x-forwarded-method"
-_FORWARDED_HOST = b"x-forwarded-host"
-_DESCRIPTION = frozenset(
-    {
-        _ORIGINAL_URI,
-        _ORIGINAL_URL,
-        _ORIGINAL_METHOD,
-        _FORWARDED_URI,
-        _FORWARDED_METHOD,
-        _FORWARDED_HOST,
-        b"host",
-    }
-)
-"""Headers of the auth request that describe the original request: none of them is a header
-of the original request, and each may come once."""
-_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
-"""The auth request's own framing (it has no body to describe)."""
-_SESSION_PREFIX = SESSION_COOKIE.encode() + b"="
-
-
-def describe(scope: Scope) -> Scope:
-    """The original request that an auth request describes, as an unprepared ASGI scope.
-
-    Exactly one description must be present: ``X-Original-URL`` / ``X-Original-URI`` (nginx,
-    ingress-nginx; both may come together if they name the same target) or
-    ``X-Forwarded-Uri`` (Caddy, Traefik, Envoy). A second description is what a visitor adds
-    to fool the LB that sets only one of them (nginx passes a visitor's ``X-Forwarded-Uri``
-    on, Caddy a visitor's ``X-Original-URI``), so it is refused, as is any of them repeated.
-
-    Raises:
-        Refusal: 403, with the reason.
-    """
-    found: dict[bytes, bytes] = {}
-    kept: list[Header] = []
-    for name, value in scope["headers"]:  # one pass: the description, and the rest
-        if name in _DESCRIPTION:
-            if name in found:
-                raise Refusal(403, f"forward-auth: {name.decode()} sent more than once")
-            found[name] = value
-        elif name not in _FRAMING:
-            kept.append((name, value))
-    one = found.get
-    original_url = one(_ORIGINAL_URL)
-    original_uri = one(_ORIGINAL_URI)
-    forwarded_uri = one(_FORWARDED_URI)
-    host = one(b"host")
-    if forwarded_uri is not None:
-        if original_uri is not None or original_url is not None:
-            raise Refusal(403, "forward-auth: both X-Original-* and X-Forwarded-Uri were sent")
-        target = forwarded_uri
-        method = one(_FORWARDED_METHOD)
-        host = one(_FORWARDED_HOST) or host
-    elif original_url is not None:
-        parts = urlsplit(original_url.decode("latin-1"))
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise Refusal(403, "forward-auth: X-Original-URL is not an absolute http(s) URL")
-        target = original_url[original_url.index(b"//") + 2 + len(parts.netloc) :] or b"/"
-        if original_uri is not None and original_uri != target:
-            raise Refusal(403, "forward-auth: X-Original-URL and X-Original-URI disagree")
-        host = parts.netloc.encode("latin-1")
-        method = one(_ORIGINAL_METHOD)
-    elif original_uri is not None:
-        target = original_uri
-        method = one(_ORIGINAL_METHOD)
-    else:
-        raise Refusal(403, "forward-auth: no X-Original-URI, X-Original-URL or X-Forwarded-Uri")
-    if not target.startswith(b"/"):
-        raise Refusal(403, "forward-auth: the original target must start with /")
-    if host:
-        kept.insert(0, (b"host", host))
-    path, _, query = target.partition(b"?")
-    # The edge's own keys describe the auth request: the original gets its own.
-    original = {k: v for k, v in scope.items() if not k.startswith("waitroom.")}
-    original.update(
-        method=(method.decode("latin-1").upper() if method else scope.get("method", "GET")),
-        headers=kept,
-        path=path.decode("latin-1"),
-        raw_path=path,
-        query_string=query,
-    )
-    original["waitroom.request_target"] = target
-    return original
 
 
 class ForwardAuth:
@@ -219,7 +133,9 @@ class ForwardAuth:
             return
         now = gate.clock()
         cookies = [v for k, v in scope["headers"] if k == b"cookie"]
-        session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
+        session_token, ticket_value, _, sessions_sent = (
+            room_cookies(cookies) if cookies else (None, None, b"", 0)
+        )
         if session_token is not None:
             sessions = gate.sessions
             session = sessions.session_for(session_token, room, now)
@@ -241,7 +157,7 @@ class ForwardAuth:
                     set_cookie = cookie_header(SESSION_COOKIE, renewed, max_age, secure=secure)
                 # Two session cookies: the LB's cache key holds the first (nginx
                 # ``$cookie_waitroom_session``), the gate read the last: never cached.
-                single = _session_cookies(cookies) == 1
+                single = sessions_sent == 1
                 # A bound session is never cached: the LB's cache key is the cookie alone, so a
                 # copied cookie would pass from anywhere for as long as the answer is cached.
                 cacheable = single and not renewed and not session.binding
@@ -338,13 +254,6 @@ class ForwardAuth:
             headers.append((b"x-accel-expires", b"0"))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
-
-
-def _session_cookies(cookies: list[bytes]) -> int:
-    """How many session cookies the request carries."""
-    return sum(
-        1 for raw in cookies for part in raw.split(b";") if part.strip().startswith(_SESSION_PREFIX)
-    )
 
 
 def target_url(scope: Scope) -> str:

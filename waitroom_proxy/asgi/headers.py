@@ -138,6 +138,7 @@ def upstream_request_headers(
     add_headers: Sequence[Header] = (),
     strip_cookies: Collection[str] = (),
     strip_headers: Collection[bytes] = (),
+    stripped_cookie: bytes | None = None,
 ) -> tuple[bytes, list[Header]]:
     """Headers to send upstream for one client request.
 
@@ -151,14 +152,18 @@ def upstream_request_headers(
         strip_cookies: cookie names removed from the ``Cookie`` header(s).
         strip_headers: header names (lower case) removed: the proxy's own, such as the bypass
             secret header, which the origin has no use for.
+        stripped_cookie: the caller's own parse of the same headers, when it made one: what
+            ``strip_cookie_names`` returns for them (``b""`` for None), used instead of
+            parsing the cookies again.
 
     Returns:
         ``(host, headers)``: the Host value to send, and every other header (Host excluded).
     """
-    add_names = {n.lower() for n, _ in add_headers} if add_headers else ()
-    skip: Collection[bytes] = add_names or strip_headers
-    if add_names and strip_headers:
-        skip = add_names.union(strip_headers)
+    skip: Collection[bytes] = strip_headers
+    for added, _ in add_headers:
+        if added.lower() not in skip:  # (the gate passes a skip set that has them already)
+            skip = {n.lower() for n, _ in add_headers}.union(strip_headers)
+            break
     out: list[Header] = []
     named: frozenset[bytes] | None = None
     host: bytes | None = None
@@ -200,7 +205,9 @@ def upstream_request_headers(
             xfh = None
 
     if cookies:
-        if strip_cookies:
+        if stripped_cookie is not None:
+            cookie = stripped_cookie or None
+        elif strip_cookies:
             cookie = strip_cookie_names(cookies, strip_cookies)
         else:
             cookie = cookies[0] if len(cookies) == 1 else b"; ".join(cookies)
@@ -216,8 +223,8 @@ def upstream_request_headers(
         out.append((b"x-forwarded-for", b", ".join(xff)))
     out.append((b"x-forwarded-proto", xfp or _PROTO.get(scheme, b"http")))
     out.append((b"x-forwarded-host", xfh or client_host))
-    if add_headers:
-        out.extend((n.lower(), v) for n, v in add_headers)
+    for added, value in add_headers:
+        out.append((added.lower(), value))
     return client_host, out
 
 

@@ -103,10 +103,12 @@ class HttpForwarder:
         strip_cookies: Collection[str],
         response_hook: ResponseHook | None,
         strip_headers: Collection[bytes] = (),
+        stripped_cookie: bytes | None = None,
     ) -> None:
         host, headers = forwarded_headers(
-            scope, self.trusted, self.authority, add_headers, strip_cookies, "http", strip_headers
-        )
+            scope, self.trusted, self.authority, add_headers, strip_cookies, "http",
+            strip_headers, stripped_cookie,
+        )  # fmt: skip
         method: str = scope["method"]
 
         msg = await receive()
@@ -359,13 +361,8 @@ class HttpForwarder:
         """Answer a 502/504 (JSON when asked for). The response hook sees it too, so a visitor
         admitted by this very request still gets the session cookie: a failing origin must not
         cost the place (as nginx's ``$upstream_status``, it counts as a 5xx from upstream)."""
-        logger.warning(
-            "upstream error (%d) for %s %s: %s",
-            status,
-            scope.get("method", "GET"),
-            scope.get("path", ""),
-            exc,
-        )
+        logger.warning("upstream error (%d) for %s %s: %s", status, scope.get("method", "GET"),
+                       scope.get("path", ""), exc)  # fmt: skip
         reason = REASONS.get(status, "Error")
         message = error_text(status)[1]
         json_wanted = accepts_json(scope.get("headers", ()))

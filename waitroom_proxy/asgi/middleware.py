@@ -2,8 +2,11 @@
 
 The same class serves a host app (Starlette, FastAPI, any ASGI app) and the standalone proxy,
 where the wrapped app is an ``UpstreamProxy``. The hot path (a valid session) is raw ASGI: one
-pass over the request headers, a dict lookup in the cache of verified tokens, no store command,
-no framework routing. Starlette serves only the ``/_waitroom/*`` routes.
+pass over the request headers, one parse of the cookies (cached per raw value), a dict lookup
+in the cache of verified tokens, no store command, no framework routing, and the proxy's
+forwarder called directly with the final cookie and header rules. The waiting page's polls
+(``status``, ``heartbeat``) are raw ASGI too (:mod:`.poll`); Starlette serves the other
+``/_waitroom/*`` routes.
 
 This class takes an engine already built; a host app builds one from settings with
 ``waitroom_proxy.WaitroomMiddleware(app, settings)`` (the composition root does it there, so
@@ -12,58 +15,52 @@ nothing here imports it).
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from waitroom_proxy.asgi.answers import Answer, Caller, answer_for, rate_limited
+from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
 from waitroom_proxy.asgi.binding import answer_moved, moved, request_binding
 from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.commands import extend_seconds, first_valid, take_commands
 from waitroom_proxy.asgi.edge import TARGET_KEY, Refusal, client_of, prepare, refuse
 from waitroom_proxy.asgi.forward_auth import ForwardAuth
-from waitroom_proxy.asgi.headers import TrustedProxies
+from waitroom_proxy.asgi.headers import Header, TrustedProxies
 from waitroom_proxy.asgi.host_app import VERIFIED as _VERIFIED
 from waitroom_proxy.asgi.host_app import host_app_scope, host_app_send
-from waitroom_proxy.asgi.page import Pages, content_security_policy
-from waitroom_proxy.asgi.phase_page import PHASE_STATUSES, phase_page_of
+from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.poll import Poll, poll_answer
 from waitroom_proxy.asgi.proxy import UpstreamProxy
 from waitroom_proxy.asgi.room_headers import (
     ROOM_COOKIES,
     cookie_header,
     read_cookies,
+    room_cookies,
     secret_headers,
     single_header,
 )
 from waitroom_proxy.asgi.routes import build_routes
+from waitroom_proxy.asgi.waiting_answers import (
+    answer_too_many,
+    answer_waiting,
+    request_url,
+    wants_json,
+)
 from waitroom_proxy.asgi.wsguard import run_session_bound
 from waitroom_proxy.config.page_values import read_messages
-from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.domain.target import RequestTarget
 from waitroom_proxy.domain.tokens import Session
 from waitroom_proxy.service import SESSION_COOKIE, Engine, Outcome, RoomRuntime
 from waitroom_proxy.service.outcome import Cookie
 
 log = logging.getLogger(__name__)
+_NO_COOKIES = (None, None, b"", 0)
 
 
-# ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``; importable from here.
+# ``cookie_header`` and ``read_cookies`` live in ``asgi.room_headers``, ``request_url`` and
+# ``wants_json`` in ``asgi.waiting_answers``; importable from here.
 __all__ = ["WaitroomMiddleware", "cookie_header", "read_cookies", "request_url", "wants_json"]
-
-
-def wants_json(accept: bytes) -> bool:
-    return b"application/json" in accept and b"text/html" not in accept
-
-
-def request_url(scope: Scope) -> str:
-    """The path and query the visitor asked for (used as the return URL)."""
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]
-    qs = scope.get("query_string", b"")
-    return safe_return_to(path + ("?" + qs.decode("latin-1") if qs else ""))
 
 
 def pages_for(engine: Engine) -> Pages:
@@ -116,9 +113,17 @@ class WaitroomMiddleware:
         self._prefix_slash = self.prefix + "/"
         self.pages = pages if pages is not None else pages_for(engine)
         self._proxy = app if isinstance(app, UpstreamProxy) else None
+        self._http = self._proxy.http if self._proxy is not None else None
         if upstream_probe is None and self._proxy is not None:
             upstream_probe = self._proxy.pool.probe
-        self.routes = build_routes(engine, self.pages, upstream_probe)
+        self._poll = Poll(engine)
+        self.routes = build_routes(engine, self.pages, upstream_probe, self._poll)
+        # The polls skip Starlette unless it has CORS answers to add (asgi.poll).
+        self._polls = (
+            {(self.prefix + "/status", "GET"), (self.prefix + "/heartbeat", "POST")}
+            if not settings_.cors_origins
+            else set()
+        )
         self._trusted_proxies = TrustedProxies(settings_.trusted_proxies)
         # The hot path's calls, bound once.
         self._room_for = gate.room_for
@@ -127,6 +132,17 @@ class WaitroomMiddleware:
         self._renewal_for = gate.sessions.renewal_for
         self._count = self.metrics.request
         self._private = secret_headers(gate.rooms.values())
+        # What never reaches the origin from the client: the proxy's own ``Waitroom-Verified``
+        # goes in its place (the edge dropped the client's already).
+        self._strip = self._private | {_VERIFIED}
+        count_status = self._count_status = self.metrics.upstream_response
+
+        def passed_on(status: int, headers: list[Header]) -> list[Header]:
+            """The response hook of a request without a session or cookies to add."""
+            count_status(status)
+            return take_commands(headers)[0]
+
+        self._passed_on = passed_on
         self._started = False
         self._auth = forward_auth
         self._auth_paths = (self.prefix + "/auth", self.prefix + "/wait")
@@ -154,6 +170,9 @@ class WaitroomMiddleware:
             return
         path: str = scope["path"]
         if path.startswith(self._prefix_slash) or path == self.prefix:
+            if (path, scope.get("method")) in self._polls and not scope.get("root_path"):
+                await poll_answer(self._poll, scope, send)
+                return
             await self.routes(scope, receive, send)
             return
 
@@ -175,7 +194,8 @@ class WaitroomMiddleware:
             return
         gate = self.gate
         now = gate.clock()
-        session_token, ticket_value = read_cookies(cookies) if cookies else (None, None)
+        # One parse: the room's cookies, and the Cookie value the origin gets (the rest).
+        session_token, ticket_value, rest, _ = room_cookies(cookies) if cookies else _NO_COOKIES
 
         if session_token is not None:
             session = self._session_for(session_token, room, now)
@@ -186,8 +206,18 @@ class WaitroomMiddleware:
                 self._note_activity(room, session, now)
                 renewed = self._renewal_for(room, session, now)
                 self._count(room.name, "passed")
+                if self._http is not None and kind == "http":
+                    # The fast path: straight to the proxy's forwarder, what ``_forward`` does.
+                    set_cookies = (
+                        [] if renewed is None else [self._session_cookie(scope, room, renewed)]
+                    )
+                    hook = self._hook(scope, room, session, set_cookies)
+                    verified = ((_VERIFIED, (renewed or session_token).encode("latin-1")),)
+                    await self._http(scope, receive, send, verified, ROOM_COOKIES, hook,
+                                     self._strip, rest)  # fmt: skip
+                    return
                 await self._forward(scope, receive, send, room, session, renewed or session_token,
-                                    renewed)  # fmt: skip
+                                    renewed, stripped_cookie=rest)  # fmt: skip
                 return
 
         rules = room.bypass
@@ -198,7 +228,8 @@ class WaitroomMiddleware:
             method = scope.get("method", "GET")
             if rules.matches(path, method, client_ip, bypass_value, target.route_path):
                 self._count(room.name, "bypassed")
-                await self._forward(scope, receive, send, room, None, None, None)
+                await self._forward(scope, receive, send, room, None, None, None,
+                                    stripped_cookie=rest)  # fmt: skip
                 return
 
         if gate.limit.limit:
@@ -211,12 +242,13 @@ class WaitroomMiddleware:
         ticket = admission.read_ticket(ticket_value)
         binding = request_binding(scope, room)
         outcome = await admission.arrive(room, ticket, request_url(scope), now, binding=binding)
-        await self._answer(scope, receive, send, outcome, accept)
+        await self._answer(scope, receive, send, outcome, accept, rest)
 
     # ------------------------------------------------------------------ answers
     async def _answer(
-        self, scope: Scope, receive: Receive, send: Send, outcome: Outcome, accept: bytes
-    ) -> None:
+        self, scope: Scope, receive: Receive, send: Send, outcome: Outcome, accept: bytes,
+        rest: bytes,
+    ) -> None:  # fmt: skip
         room = outcome.room
         answer = answer_for(outcome, Caller.PAGE)
         if answer.metric is not None:
@@ -227,30 +259,9 @@ class WaitroomMiddleware:
             token = outcome.session_token
             session = self.gate.sessions.cache.get(token or "", self.gate.clock())
             await self._forward(scope, receive, send, room, session, token, token,
-                                extra_cookies=outcome.cookies)  # fmt: skip
+                                extra_cookies=outcome.cookies, stripped_cookie=rest)  # fmt: skip
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
-            return
-        secure = client_of(scope).secure
-        headers = [cookie_header(n, v, a, secure=secure) for n, v, a in outcome.cookies]
-        headers += _retry_after(answer)
-        if wants_json(accept):
-            body = json.dumps(outcome.status).encode()
-            await _respond(send, answer.status, b"application/json", body, headers)
-            return
-        nonce = secrets.token_urlsafe(12)
-        language = single_header(scope["headers"], b"accept-language")
-        accept_language = language.decode("latin-1") if language else None
-        if outcome.status.get("status") in PHASE_STATUSES:  # a scheduled room (asgi.phase_page)
-            html = phase_page_of(self.pages, room.name, outcome.status, nonce=nonce,
-                                 accept_language=accept_language)  # fmt: skip
-        else:
-            html = self.pages.waiting(
-                room.name, outcome.status, nonce=nonce, accept_language=accept_language
-            )
-        headers.append((b"content-security-policy", content_security_policy(nonce).encode()))
-        await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
+        await answer_waiting(self.pages, scope, send, outcome, answer, accept)
 
     async def _too_many(
         self, scope: Scope, send: Send, room: RoomRuntime, wait: float, accept: bytes
@@ -258,17 +269,7 @@ class WaitroomMiddleware:
         """429 with Retry-After: this client sent too many enqueue/heartbeat requests."""
         answer = rate_limited(wait)
         self._count(room.name, answer.metric or "rejected")
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1013})
-            return
-        headers = _retry_after(answer)
-        if wants_json(accept):
-            body = json.dumps({"status": "rate_limited", "room": room.name,
-                               "retry_after": answer.retry_after}).encode()  # fmt: skip
-            await _respond(send, answer.status, b"application/json", body, headers)
-            return
-        html = self.pages.default.status_page(answer.status)
-        await _respond(send, answer.status, b"text/html; charset=utf-8", html.encode(), headers)
+        await answer_too_many(self.pages, scope, send, room, answer, accept)
 
     # ------------------------------------------------------------------ forwarding
     async def _forward(
@@ -283,10 +284,14 @@ class WaitroomMiddleware:
         *,
         extra_cookies: list[Cookie] | None = None,
         bound: bool = False,
+        stripped_cookie: bytes | None = None,
     ) -> None:
         """Pass the request on: every path (session, bypass, no room, fail-open) comes here,
         so the room's cookies never reach the app or origin, and ``Waitroom-Verified`` is
-        only ever the proxy's own (the client's was dropped by ``asgi.edge``)."""
+        only ever the proxy's own (the client's was dropped by ``asgi.edge``).
+
+        ``stripped_cookie``: the request's ``Cookie`` without the room's, when the caller
+        parsed the cookies already (``room_headers.room_cookies``)."""
         if scope["type"] == "websocket" and session is not None and room is not None and not bound:
             # The connection lives no longer than its session (asgi.wsguard).
             async def guarded(rcv: Receive, snd: Send) -> None:
@@ -304,11 +309,41 @@ class WaitroomMiddleware:
             set_cookies = [cookie_header(n, v, a, secure=secure) for n, v, a in cookies]
         verified = token.encode("latin-1") if token else None
 
-        count_status = self.metrics.upstream_response
+        on_response = self._hook(scope, room, session, set_cookies)
+        if self._proxy is not None:
+            await self._proxy.forward(
+                scope,
+                receive,
+                send,
+                add_headers=((_VERIFIED, verified),) if verified else (),
+                strip_cookies=ROOM_COOKIES,
+                response_hook=on_response,
+                strip_headers=self._strip,
+                stripped_cookie=stripped_cookie,
+            )
+            return
+        # A host app: rewrite the scope's headers and watch the response start.
+        inner = host_app_scope(scope, self._private, verified)
+        await self.app(inner, receive, host_app_send(send, on_response))
 
-        def on_response(
-            status: int, headers: list[tuple[bytes, bytes]]
-        ) -> list[tuple[bytes, bytes]]:
+    def _session_cookie(self, scope: Scope, room: RoomRuntime, token: str) -> Header:
+        max_age = int(room.policy.session_max)
+        return cookie_header(SESSION_COOKIE, token, max_age, secure=client_of(scope).secure)
+
+    def _hook(
+        self,
+        scope: Scope,
+        room: RoomRuntime | None,
+        session: Session | None,
+        set_cookies: list[Header],
+    ) -> Callable[[int, list[Header]], list[Header]]:
+        """The response hook: counts the status, acts on an origin's command for a session,
+        adds ``set_cookies``; no closure when there is nothing to act on or add."""
+        if not set_cookies and session is None:
+            return self._passed_on
+        count_status = self._count_status
+
+        def on_response(status: int, headers: list[Header]) -> list[Header]:
             count_status(status)
             headers, commands = take_commands(headers)
             if commands and session is not None and room is not None:
@@ -319,20 +354,7 @@ class WaitroomMiddleware:
                 headers = headers + set_cookies
             return headers
 
-        if self._proxy is not None:
-            await self._proxy.forward(
-                scope,
-                receive,
-                send,
-                add_headers=((_VERIFIED, verified),) if verified else (),
-                strip_cookies=ROOM_COOKIES,
-                response_hook=on_response,
-                strip_headers=self._private,
-            )
-            return
-        # A host app: rewrite the scope's headers and watch the response start.
-        inner = host_app_scope(scope, self._private, verified)
-        await self.app(inner, receive, host_app_send(send, on_response))
+        return on_response
 
     def _origin_command(
         self,
@@ -376,29 +398,3 @@ class WaitroomMiddleware:
         # A host app without lifespan support raises here; servers treat that as "no lifespan"
         # and the engine starts on the first request instead.
         await self.app(scope, receive_wrapper, send)
-
-
-def _retry_after(answer: Answer) -> list[tuple[bytes, bytes]]:
-    if answer.retry_after is None:
-        return []
-    return [(b"retry-after", str(answer.retry_after).encode())]
-
-
-async def _respond(
-    send: Send, status: int, content_type: bytes, body: bytes, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"x-content-type-options", b"nosniff"),
-                (b"referrer-policy", b"same-origin"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

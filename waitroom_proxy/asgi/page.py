@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import secrets
 from collections.abc import Callable, Mapping
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,6 @@ from jinja2 import (
     PrefixLoader,
     StrictUndefined,
     Template,
-    TemplateNotFound,
 )
 from markupsafe import Markup
 
@@ -45,6 +41,13 @@ from waitroom_proxy.asgi.messages import (
     pick_language,
     title_for,
 )
+from waitroom_proxy.asgi.page_sources import (
+    BuiltinLoader,
+    content_security_policy,
+    new_nonce,
+    pow_worker_source,
+)
+from waitroom_proxy.asgi.page_sources import builtin_source as _builtin_source
 from waitroom_proxy.asgi.response import error_text
 from waitroom_proxy.domain.progress import progress_percent
 from waitroom_proxy.domain.rules import is_safe_return_to
@@ -60,6 +63,7 @@ __all__ = [
     "format_eta",
     "is_safe_return_to",
     "new_nonce",
+    "pow_worker_source",
     "proxy_error_page",
     "title_for",
 ]
@@ -69,57 +73,8 @@ log = logging.getLogger(__name__)
 STATUSES = ("waiting", "challenge", "admitted", "expired", "used", "rejected", "full")
 
 DEFAULT_REFRESH_SECONDS = 10.0
-_NONCE_RE = re.compile(r"[A-Za-z0-9+/_=-]{8,128}")
 _BUILTIN = "waitroom"
 _OPERATOR = "operator"
-
-
-def new_nonce() -> str:
-    """A fresh CSP nonce (128 random bits, URL-safe base64)."""
-    return secrets.token_urlsafe(16)
-
-
-def content_security_policy(nonce: str) -> str:
-    """The Content-Security-Policy header value for a page rendered with ``nonce``.
-
-    Raises:
-        ValueError: ``nonce`` is not 8-128 base64/base64url characters (it goes into a header).
-    """
-    if not _NONCE_RE.fullmatch(nonce):
-        raise ValueError("CSP nonce must be 8-128 base64 characters")
-    return (
-        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-        "connect-src 'self'; img-src data:; worker-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-
-
-def pow_worker_source() -> str:
-    """The proof-of-work Web Worker (``templates/pow-worker.js``), served by the routes."""
-    return _builtin_source("pow-worker.js")
-
-
-@cache
-def _builtin_source(name: str) -> str:
-    """A built-in template file, from the installed package or the source checkout."""
-    if "/" in name or "\\" in name or name.startswith("."):
-        raise TemplateNotFound(name)
-    try:
-        return resources.files("waitroom_proxy.templates").joinpath(name).read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError):
-        pass
-    path = Path(__file__).parents[2] / "templates" / name
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        raise TemplateNotFound(name) from None
-
-
-class _BuiltinLoader(BaseLoader):
-    def get_source(
-        self, environment: Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        return _builtin_source(template), None, lambda: True
 
 
 class PageRenderer:
@@ -146,7 +101,7 @@ class PageRenderer:
     ) -> None:
         self._prefix = prefix.rstrip("/")
         self._template_path = template_path
-        loaders: dict[str, BaseLoader] = {_BUILTIN: _BuiltinLoader()}
+        loaders: dict[str, BaseLoader] = {_BUILTIN: BuiltinLoader()}
         if template_path is not None:
             loaders[_OPERATOR] = FileSystemLoader(str(Path(template_path).parent))
         self._env = Environment(

@@ -23,7 +23,8 @@ from markupsafe import Markup
 
 from waitroom_proxy.asgi.brand import Brand
 from waitroom_proxy.asgi.messages import MESSAGES, countdown_text, negotiate, title_for
-from waitroom_proxy.asgi.page import Pages, _builtin_source
+from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.page_sources import builtin_source as _builtin_source
 
 __all__ = ["PHASE_STATUSES", "phase_page", "phase_page_of"]
 

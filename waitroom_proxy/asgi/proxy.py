@@ -108,6 +108,12 @@ class UpstreamProxy:
     def pool(self) -> UpstreamPool:
         return self._pool
 
+    @property
+    def http(self) -> HttpForwarder:
+        """What :meth:`forward` calls for an ``http`` scope (the gate's fast path calls it
+        directly, one coroutine fewer per request)."""
+        return self._forwarder
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         typ = scope["type"]
         if typ == "http":
@@ -127,6 +133,7 @@ class UpstreamProxy:
         strip_cookies: Collection[str] = (),
         response_hook: ResponseHook | None = None,
         strip_headers: Collection[bytes] = (),
+        stripped_cookie: bytes | None = None,
     ) -> None:
         """Forward one request (``http`` or ``websocket`` scope) to the origin.
 
@@ -138,11 +145,12 @@ class UpstreamProxy:
                 header list (hop-by-hop headers already dropped); returns the list to send.
             strip_headers: request header names (lower case) that never reach the origin (the
                 proxy's own, such as the bypass secret header).
+            stripped_cookie: the ``Cookie`` value without ``strip_cookies``, when the caller
+                parsed the cookies already (``headers.upstream_request_headers``).
         """
         if scope["type"] == "http":
-            await self._forwarder(
-                scope, receive, send, add_headers, strip_cookies, response_hook, strip_headers
-            )
+            await self._forwarder(scope, receive, send, add_headers, strip_cookies,
+                                  response_hook, strip_headers, stripped_cookie)  # fmt: skip
         elif scope["type"] == "websocket":
             await self._websocket(scope, receive, send, add_headers, strip_cookies, strip_headers)
         else:

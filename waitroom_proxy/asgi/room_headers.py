@@ -30,6 +30,53 @@ def read_cookies(cookie_headers: list[bytes]) -> tuple[str | None, str | None]:
     return session, ticket
 
 
+_ROOM_NAMES = frozenset(name.encode() for name in ROOM_COOKIES)
+RoomCookies = tuple[str | None, str | None, bytes, int]
+_PARSED: dict[bytes, RoomCookies] = {}
+"""Cookie header values parsed before (one header per request, as HTTP/1.1 clients send it):
+a keep-alive client sends the same value on every request. Bounded, as the values are."""
+_PARSED_MAX = 1024
+_PARSED_BYTES = 2048
+
+
+def room_cookies(cookie_headers: list[bytes]) -> RoomCookies:
+    """``(session, ticket, rest, sessions)`` in one parse of the request's Cookie headers: the
+    room's cookies as :func:`read_cookies` reads them; the rest, the ``Cookie`` value that the
+    origin receives (``headers.strip_cookie_names`` without the room's; ``b""``: none left);
+    how many session cookies were sent (the last one counts). Never raises."""
+    if len(cookie_headers) == 1:
+        raw = cookie_headers[0]
+        hit = _PARSED.get(raw)
+        if hit is not None:
+            return hit
+        parsed = _room_cookies(cookie_headers)
+        if len(raw) <= _PARSED_BYTES:
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[bytes(raw)] = parsed
+        return parsed
+    return _room_cookies(cookie_headers)
+
+
+def _room_cookies(cookie_headers: list[bytes]) -> RoomCookies:
+    session = ticket = None
+    kept: list[bytes] = []
+    sessions = 0
+    for raw in cookie_headers:
+        for part in raw.split(b";"):
+            pair = part.strip()
+            if not pair:
+                continue
+            if pair.startswith(_SESSION_PREFIX):
+                session = pair[len(_SESSION_PREFIX) :].decode("latin-1").strip('"')
+                sessions += 1
+            elif pair.startswith(_TICKET_PREFIX):
+                ticket = pair[len(_TICKET_PREFIX) :].decode("latin-1").strip('"')
+            elif pair.split(b"=", 1)[0].strip() not in _ROOM_NAMES:
+                kept.append(pair)
+    return session, ticket, b"; ".join(kept), sessions
+
+
 def cookie_header(name: str, value: str, max_age: int, *, secure: bool) -> tuple[bytes, bytes]:
     """A ``Set-Cookie`` header: HttpOnly, SameSite=Lax, Path=/, Secure over HTTPS."""
     parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]

@@ -1,19 +1,14 @@
 """The reserved routes under ``/_waitroom``, served by Starlette.
 
-``status`` and ``heartbeat`` answer the same JSON; ``heartbeat`` is what the waiting page polls
-(POST), ``status`` is the same for clients that prefer GET. Both keep the place and, once the
-visitor is promoted, start the session and set its cookie.
-
-They answer for the room of the visitor's ticket: a session for another room (one session cookie
-per host) is not "admitted" here, or the page would send the visitor back to a URL that queues
-them again. A ticket is verified only after the per-client rate limit let the request through.
+``status`` and ``heartbeat`` (what the waiting page polls) are raw ASGI, :mod:`.poll`; they are
+routed here too, for the methods and the CORS answers Starlette adds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,16 +18,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from waitroom_proxy.asgi.answers import Caller, answer_for, rate_limited
-from waitroom_proxy.asgi.binding import request_binding
 from waitroom_proxy.asgi.edge import client_of
 from waitroom_proxy.asgi.page import Pages
+from waitroom_proxy.asgi.poll import Poll
 from waitroom_proxy.asgi.pow_routes import pow_routes
 from waitroom_proxy.asgi.room_headers import cookie_header
 from waitroom_proxy.domain.rules import safe_return_to
 from waitroom_proxy.errors import StoreError, WaitroomError
-from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Engine, RoomRuntime
-from waitroom_proxy.service.status import status_dict
+from waitroom_proxy.service import SESSION_COOKIE, TICKET_COOKIE, Engine
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +40,10 @@ def _json(
 
 
 def build_routes(
-    engine: Engine, pages: Pages, upstream_probe: Callable[[], Awaitable[None]] | None = None
+    engine: Engine,
+    pages: Pages,
+    upstream_probe: Callable[[], Awaitable[None]] | None = None,
+    poll: Poll | None = None,
 ) -> ASGIApp:
     """The Starlette app for ``{prefix}/*``.
 
@@ -56,59 +52,15 @@ def build_routes(
         pages: the rendered pages (the "You left" page of a form post).
         upstream_probe: connects to the origin as a request would, for ``/readyz`` (None: a
             host app, nothing to check).
+        poll: the handler of ``status`` and ``heartbeat`` (default: a new one).
     """
     gate = engine.gate
     sessions, admission = gate.sessions, gate.admission
     prefix = engine.settings.prefix.rstrip("/")
+    poll = poll if poll is not None else Poll(engine)
 
     def secure(request: Request) -> bool:
         return client_of(request.scope).secure
-
-    def admitted_in(
-        token: str | None, rooms: Iterable[RoomRuntime], now: float
-    ) -> RoomRuntime | None:
-        """The room (of ``rooms``) that the session token is valid for, or None."""
-        if token:
-            for room in rooms:
-                if sessions.session_for(token, room, now) is not None:
-                    return room
-        return None
-
-    async def status(request: Request) -> Response:
-        now = gate.clock()
-        session_token = request.cookies.get(SESSION_COOKIE)
-        ticket_value = request.cookies.get(TICKET_COOKIE)
-        if not ticket_value:
-            room = admitted_in(session_token, gate.rooms.values(), now)
-            if room is not None:
-                return _json(status_dict(room, "admitted", None, "/", now))
-            return _json({"status": "expired", "room": None, "position": 0, "ahead": 0,
-                          "queue_length": 0, "eta_seconds": None, "refresh_seconds": 10,
-                          "return_to": "/"})  # fmt: skip
-        # Counted by this replica only (no store call: service.limiter.ClientLimit.wait).
-        wait = await gate.limit.wait(client_of(request.scope).ip, shared=False)
-        if wait > 0:
-            limited = rate_limited(wait)
-            retry = str(limited.retry_after)
-            return _json({"status": "rate_limited", "retry_after": limited.retry_after},
-                         limited.status, [(b"retry-after", retry.encode())])  # fmt: skip
-        ticket = admission.read_ticket(ticket_value)
-        if ticket is None:
-            return _json({"status": "expired", "room": None}, cookies=[
-                cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
-        room = gate.rooms.get(ticket.room)
-        if room is not None and admitted_in(session_token, (room,), now) is not None:
-            return _json(status_dict(room, "admitted", None, ticket.return_to, now))
-        binding = request_binding(request.scope, room) if room is not None else ""
-        outcome = await admission.heartbeat(ticket, ticket.return_to, now, binding=binding)
-        if outcome is None:
-            return _json({"status": "expired", "room": ticket.room}, cookies=[
-                cookie_header(TICKET_COOKIE, "", 0, secure=secure(request))])  # fmt: skip
-        cookies = [cookie_header(n, v, a, secure=secure(request)) for n, v, a in outcome.cookies]
-        answer = answer_for(outcome, Caller.POLL)
-        if answer.retry_after is not None:
-            cookies.append((b"retry-after", str(answer.retry_after).encode()))
-        return _json(outcome.status, answer.status, cookies)
 
     async def leave(request: Request) -> Response:
         now = gate.clock()
@@ -195,8 +147,9 @@ def build_routes(
         return _json({"error": "not found"}, 404)
 
     routes = [
-        Route(prefix + "/status", status, methods=["GET"]),
-        Route(prefix + "/heartbeat", status, methods=["POST"]),
+        # Raw ASGI (asgi.poll); the gate calls it directly when no CORS is configured.
+        Route(prefix + "/status", poll, methods=["GET"]),
+        Route(prefix + "/heartbeat", poll, methods=["POST"]),
         Route(prefix + "/leave", leave, methods=["POST"]),
         Route(prefix + "/jwks.json", jwks, methods=["GET"]),
         Route(prefix + "/audit", audit, methods=["GET"]),
