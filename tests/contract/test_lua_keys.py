@@ -72,13 +72,21 @@ def test_script_keys_are_declared(name: str) -> None:
 
 
 @pytest.mark.parametrize("prelude", PRELUDES)
-def test_preludes_touch_no_key(prelude: str) -> None:
-    """Shared code is pure: the keys a script touches are all in the script's own text."""
+def test_preludes_name_no_key(prelude: str) -> None:
+    """Shared code names no key: it is pure, or touches only the keys its caller passes, so the
+    keys a script touches are all named in the script's own text."""
     code = "\n".join(
         line.split("--", 1)[0]
         for line in LUA_DIR.joinpath("prelude", prelude).read_text("utf-8").splitlines()
     )
-    assert "redis.call" not in code and "redis.pcall" not in code and "KEYS" not in code
+    assert "KEYS" not in code and "ARGV" not in code
+    # Every store call's key is a parameter of the function that makes it.
+    for fn in re.finditer(r"local function \w+\(([^)]*)\)(.*?)\nend", code, re.S):
+        params = {p.strip() for p in fn.group(1).split(",")}
+        for call in re.finditer(r"redis\.p?call\(\s*'\w+'\s*,\s*([^,)]+)", fn.group(2)):
+            assert call.group(1).strip() in params, (prelude, call.group(0))
+    outside = re.sub(r"local function \w+\([^)]*\).*?\nend", "", code, flags=re.S)
+    assert "redis.call" not in outside and "redis.pcall" not in outside
 
 
 def test_the_token_bucket_is_written_once() -> None:

@@ -64,6 +64,7 @@ def test_wheel_contents(wheel: Path) -> None:
         "waitroom_proxy/adapters/lua/tick.lua",
         "waitroom_proxy/adapters/lua/hit.lua",
         "waitroom_proxy/adapters/lua/prelude/bucket.lua",
+        "waitroom_proxy/adapters/lua/prelude/settled.lua",
         "waitroom_proxy/service/gatekeeper.py",
         "waitroom_proxy/server/apps.py",
         "waitroom_proxy/ports/store.py",

@@ -28,6 +28,7 @@
 --   status: 1 waiting, 2 promoted, 3 active (admitted by this call), 4 full,
 --           5 spent (active already, or tombstoned: the place id takes no position again)
 -- prelude: bucket
+-- prelude: settled
 
 local queue, seen, promoted, active, counters = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local spent, hb, meta = KEYS[6], KEYS[7], KEYS[8]
@@ -55,11 +56,9 @@ if score then
   return {1, rank + 1, redis.call('ZCARD', queue), tonumber(score), taken(), now}
 end
 local qlen = redis.call('ZCARD', queue)
-if redis.call('ZSCORE', promoted, id) then
-  return {2, 0, qlen, 0, 0, 0}
-end
-if redis.call('ZSCORE', active, id) or redis.call('ZSCORE', spent, id) then
-  return {5, 0, qlen, 0, 0, 0}
+local known = settled(promoted, active, spent, id)
+if known ~= 0 then
+  return {known, 0, qlen, 0, 0, 0}
 end
 
 local function admit()

@@ -17,6 +17,7 @@
 -- returns {status, position, queue_length, score, promoted_total, now_ms} (integers; the last
 --   three 0 unless waiting)
 --   status: 0 unknown, 1 waiting, 2 promoted, 5 spent (active, or tombstoned)
+-- prelude: settled
 
 local queue, seen, promoted, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local spent, counters, hb = KEYS[5], KEYS[6], KEYS[7]
@@ -41,11 +42,4 @@ if score then
   local rank = redis.call('ZRANK', queue, id)
   return {1, rank + 1, redis.call('ZCARD', queue), tonumber(score), taken, now}
 end
-local qlen = redis.call('ZCARD', queue)
-if redis.call('ZSCORE', promoted, id) then
-  return {2, 0, qlen, 0, 0, 0}
-end
-if redis.call('ZSCORE', active, id) or redis.call('ZSCORE', spent, id) then
-  return {5, 0, qlen, 0, 0, 0}
-end
-return {0, 0, qlen, 0, 0, 0}
+return {settled(promoted, active, spent, id), 0, redis.call('ZCARD', queue), 0, 0, 0}
