@@ -4,8 +4,11 @@ A room lives on one store core (README, "One room's ceiling"), and a call's cost
 mostly the round trip around the script (reading the request, the event loop, writing the
 reply). ``Batcher.call`` gathers the calls made for one room (one hash slot: one ``group``) in
 one event-loop turn and sends them as one non-transactional pipeline, at most ``MAX_BATCH`` a
-pipeline; measured at a 1M room, the server spends ≈ 25 % less CPU per heartbeat at 8 calls a
-pipeline than at one (``bench/ceiling.py``).
+pipeline. The server spends ≈ 25-35 % less CPU per heartbeat at 8 calls a pipeline than at one
+(``bench/ceiling.py``, the pipelined column). How many calls one turn gathers depends on the
+replica's load: a replica answering heartbeats as fast as its core allows gathered ≈ 1.1-1.2
+per round trip, more when its core was contended (longer turns; ``bench/ceiling_depth.py``).
+Waiting longer than a turn to gather more is not done: it would delay every call.
 
 What a caller sees is what a lone call would give it:
 
