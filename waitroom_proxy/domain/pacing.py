@@ -45,7 +45,7 @@ not (README, "One room's ceiling"). Shorter still (15 s: ``k = 6``, a touch ever
 double the polls for 11 % fewer touches.
 
 **The exact rank at every touch.** ``ZRANK`` on a 2M-place queue is ≈ 4-8 µs of a touch's
-≈ 20-32 µs of store CPU (``python -m bench.ceiling_parts``: the script beside a copy without
+≈ 19-32 µs of store CPU (``python -m bench.ceiling_parts``: the script beside a copy without
 it), and far back a touch could report the bound below instead. It does not: the bound's
 error would then grow with every touch that skipped the rank instead of starting again from
 the exact one, and the honest-position rule below (above the true position by at most the
