@@ -88,6 +88,9 @@ class Batcher:
         self.client = client
         self.max_batch = max_batch
         self.stats = BatchStats()
+        self.cluster = isinstance(client, RedisCluster)
+        """A cluster's pipeline reads each reply with its own timeout: on a frozen node a
+        pipeline of n calls took n timeouts (n × 0.5 s). There every call is sent alone."""
         self._open: dict[str, list[_Call]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,15 +124,8 @@ class Batcher:
         stats.calls += len(calls)
         stats.sends += 1
         stats.depths[len(calls)] = stats.depths.get(len(calls), 0) + 1
-        if len(calls) == 1:
-            call = calls[0]
-            try:
-                _settle(call, await call.script(call.keys, call.args))
-            except asyncio.CancelledError:
-                call.future.cancel()
-                raise
-            except Exception as exc:
-                _settle(call, exc)
+        if len(calls) == 1 or self.cluster:
+            await asyncio.gather(*(self._alone(c) for c in calls))
             return
         stats.pipelines += 1
         try:
@@ -154,6 +150,16 @@ class Batcher:
             return
         for call, result in zip(calls, results, strict=True):
             _settle(call, result)
+
+    async def _alone(self, call: _Call) -> None:
+        """``call`` sent alone, as it always was, through its ``Script``."""
+        try:
+            _settle(call, await call.script(call.keys, call.args))
+        except asyncio.CancelledError:
+            call.future.cancel()
+            raise
+        except Exception as exc:
+            _settle(call, exc)
 
     async def _pipeline(self, calls: list[_Call], evalsha: bool) -> list[Any]:
         """One non-transactional pipeline of ``calls``: a reply or an exception for each."""
