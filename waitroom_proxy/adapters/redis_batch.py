@@ -17,10 +17,9 @@ What a caller sees is what a lone call would give it:
 - ``NOSCRIPT`` (the server lost its script cache: a restart, ``SCRIPT FLUSH``): the affected
   calls run again, in their order, as ``EVAL`` (which caches the script again on that node);
 - a broken connection: the plain and Sentinel clients retry the whole pipeline once, as they
-  retry a lone call (every script is safe to run twice); the cluster client leaves a broken
-  node's calls failed in place, so those run once more in one pipeline after the client is told
-  to re-read the slot map (``redis_clients.WaitroomCluster``), as its lone call would be; a
-  timeout is never retried;
+  retry a lone call (every script is safe to run twice); a timeout is never retried;
+- on a Redis Cluster nothing is pipelined: its pipeline reads each reply with its own timeout,
+  so on a frozen node a pipeline of n calls would wait n timeouts; each call goes alone;
 - a failure of the whole pipeline (the store down, a timeout) reaches every caller in it, each
   as its own exception, so a room's circuit breaker counts the failed calls it counts today.
 
@@ -38,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from waitroom_proxy.adapters.redis_clients import Script, StoreClient
@@ -130,11 +128,6 @@ class Batcher:
         stats.pipelines += 1
         try:
             results = await self._pipeline(calls, evalsha=True)
-            retry = [c for c, r in zip(calls, results, strict=True) if _broken(r)]
-            if retry and isinstance(self.client, RedisCluster):
-                self.client._initialize = True  # re-read the slot map first (a failover)
-                again = dict(zip(map(id, retry), await self._pipeline(retry, True), strict=True))
-                results = [again.get(id(c), r) for c, r in zip(calls, results, strict=True)]
             lost = [c for c, r in zip(calls, results, strict=True) if isinstance(r, NoScriptError)]
             if lost:
                 stats.noscript_reruns += len(lost)
@@ -173,10 +166,6 @@ class Batcher:
                 pipe.execute_command("EVAL", c.script.source, len(c.keys), *c.keys, *c.args)
         results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
-
-
-def _broken(result: Any) -> bool:
-    return isinstance(result, RedisConnectionError)
 
 
 def _own(exc: Exception) -> Exception:
