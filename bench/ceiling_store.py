@@ -9,7 +9,9 @@ stands for the place id; ``fill`` and ``load`` substitute real ids (``wait`` + 1
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import random
 import re
 import shutil
 import subprocess
@@ -136,9 +138,11 @@ def fill(client: redis.Redis, template: list[str], n: int, batch: int = 5_000) -
             raise RuntimeError(f"arrive did not queue: {bad[:3]}")
 
 
-def load(server: Server, cmd: list[str], *, requests: int, keyspace: int, clients: int) -> OpResult:
+def load(
+    server: Server, cmd: list[str], *, requests: int, keyspace: int, clients: int, depth: int = 1
+) -> OpResult:
     """Run ``cmd`` ``requests`` times with ``redis-benchmark`` pinned to the client core, the
-    place id (or client) drawn from ``keyspace``."""
+    place id (or client) drawn from ``keyspace``, ``depth`` calls per pipeline (``-P``)."""
     bench = shutil.which("redis-benchmark")
     if bench is None:
         sys.exit("redis-benchmark not found (apt-get install redis-tools)")
@@ -149,7 +153,8 @@ def load(server: Server, cmd: list[str], *, requests: int, keyspace: int, client
     t0 = time.perf_counter()
     done = subprocess.run(
         pinned(CLIENT_CPU, [bench, "-h", "127.0.0.1", "-p", str(server.port), "-c", str(clients),
-                            "-n", str(requests), "-r", str(keyspace), "-q", *line]),
+                            "-n", str(requests), "-r", str(keyspace), "-P", str(depth),
+                            "-q", *line]),
         capture_output=True, text=True, timeout=3_600, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - t0
@@ -163,6 +168,50 @@ def load(server: Server, cmd: list[str], *, requests: int, keyspace: int, client
         seconds = requests / float(found.group(1))
     calls = max(1, calls1 - calls0)
     return OpResult(calls, seconds, 1e6 * (cpu1 - cpu0) / calls, (usec1 - usec0) / calls)
+
+
+def drive(
+    server: Server, room: str, n: int, *, requests: int, in_flight: int
+) -> tuple[OpResult, float]:
+    """``requests`` heartbeats of random waiters ``0 .. n-1`` through this tree's
+    ``RedisStore`` (its batcher pipelining a room's calls of one event-loop turn), ``in_flight``
+    callers at a time, from this process (pinned to the client core): the server's CPU per
+    call and the mean number of calls per round trip the batcher reached."""
+    from waitroom_proxy.adapters.redis_store import RedisStore
+
+    async def run() -> float:
+        store = RedisStore(server.url, timeout=5.0)
+        rng = random.Random(n)
+        left = requests
+
+        async def caller() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                view = await store.heartbeat(room, place_id(rng.randrange(n)), 3_600_000)
+                if view.position <= 0:
+                    raise RuntimeError(f"a filled place is not waiting: {view}")
+
+        try:
+            await store.heartbeat(room, place_id(0), 3_600_000)  # connected, script cached
+            sends0, calls0 = store._batch.stats.sends, store._batch.stats.calls
+            await asyncio.gather(*(caller() for _ in range(in_flight)))
+            stats = store._batch.stats
+            return (stats.calls - calls0) / max(1, stats.sends - sends0)
+        finally:
+            await store.close()
+
+    client = server.client()
+    calls0, usec0 = script_stats(client)
+    cpu0 = server_cpu(client)
+    t0 = time.perf_counter()
+    depth = asyncio.run(run())
+    seconds = time.perf_counter() - t0
+    cpu1 = server_cpu(client)
+    calls1, usec1 = script_stats(client)
+    client.close()
+    calls = max(1, calls1 - calls0)
+    return OpResult(calls, seconds, 1e6 * (cpu1 - cpu0) / calls, (usec1 - usec0) / calls), depth
 
 
 def ticks(server: Server, cmd: list[str], seconds: float) -> tuple[float, float]:

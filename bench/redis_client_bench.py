@@ -40,8 +40,9 @@ from typing import Any
 import hiredis
 import redis
 
-from bench.ceiling import HERE, SUMMARY, _record, splice
+from bench.ceiling_report import HERE, SUMMARY, splice
 from bench.ceiling_store import PLACE, Server, pinned_redis, server_cpu
+from bench.ceiling_versions import _record
 from bench.common import CLIENT_CPU, SERVER_CPU, cpu_count
 from waitroom_proxy.adapters.redis_store import RedisStore, load_script_source
 from waitroom_proxy.ports import RoomLimits

@@ -45,6 +45,7 @@ from typing import Any
 
 from waitroom_proxy.adapters.lua_source import load_script_source
 from waitroom_proxy.adapters.once_ids import check_once
+from waitroom_proxy.adapters.redis_batch import Batcher
 from waitroom_proxy.adapters.redis_clients import (
     Script,
     StoreClient,
@@ -141,6 +142,7 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         self._client = client
         self._timeout = timeout
         self._scripts = {name: Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
+        self._batch = Batcher(client)  # a room's arrive/heartbeat calls of one turn: 1 pipeline
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
@@ -174,13 +176,21 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         except Exception as exc:
             raise await self._conn.failure(name, exc) from exc
 
-    async def _plain(self, op: str, *args: Any) -> Any:
-        """One plain command (a read), with the store's failure handling."""
+    async def _batched(self, room: str, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``_run`` in one pipeline with ``room``'s other calls of this turn (``redis_batch``)."""
+        try:
+            await self._conn.connect()
+            return await self._batch.call(room, self._scripts[name], keys, args)
+        except Exception as exc:
+            raise await self._conn.failure(name, exc) from exc
+
+    async def _plain(self, op: str, *args: Any, what: str = "") -> Any:
+        """One plain command (a read), with the store's failure handling (as ``what``)."""
         try:
             await self._conn.connect()
             return await getattr(self._client, op)(*args)
         except Exception as exc:
-            raise await self._conn.failure(op, exc) from exc
+            raise await self._conn.failure(what or op, exc) from exc
 
     def _keys_of(self, room: str) -> tuple[DrawKeys, str, str, str, str]:
         k = room_keys(room)
@@ -210,7 +220,8 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         if score is not None and not -MAX_SCORE <= score <= MAX_SCORE:
             raise ValueError(f"score out of range: {score}")
         k = room_keys(room)
-        reply = await self._run(
+        reply = await self._batched(
+            room,
             "arrive",
             (k.queue, k.seen, k.promoted, k.active, k.counters, k.spent, k.hb, k.meta),
             (
@@ -239,7 +250,8 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
     ) -> QueueView:
         """See ``waitroom_proxy.ports.Store.heartbeat``."""
         k = room_keys(room)
-        reply = await self._run(
+        reply = await self._batched(
+            room,
             "heartbeat",
             (k.queue, k.seen, k.promoted, k.active, k.spent, k.counters, k.hb),
             (self._clock_offset_ms, place_id, abandon_after_ms),
@@ -344,12 +356,7 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
 
     async def get_meta(self, room: str) -> dict[str, str]:
         """See ``waitroom_proxy.ports.Store.get_meta``."""
-        k = room_keys(room)
-        try:
-            await self._conn.connect()
-            raw = await self._client.hgetall(k.meta)
-        except Exception as exc:
-            raise await self._conn.failure("get_meta", exc) from exc
+        raw = await self._plain("hgetall", room_keys(room).meta, what="get_meta")
         return {text(key): text(value) for key, value in raw.items()}
 
     async def set_meta(self, room: str, values: dict[str, str]) -> None:

@@ -32,15 +32,31 @@ the store's clock. So the gap between two touches stays below ``(k + ½) r ≤ a
 abandoned. ``refresh_seconds`` never exceeds ``abandon_after / 3``, so ``k ≥ 1`` always, and
 ``k = 1`` (every poll, as before pacing) whenever ``abandon_after < 4 r``. With the defaults
 (``heartbeat_interval`` 10 s, ``abandon_after`` 120 s): every poll within 1,000 places of the
-front (10 s), every 4th from 1,000 (polls every 20 s: a touch every 80 s), every 2nd from
-10,000 (polls every 30 s: a touch every 60 s).
+front (10 s), every 4th from 1,000 on (polls every 20 s: a touch every 80 s).
+
+**Why far back polls every 20 s, not 30 s.** The touch interval is ``k r ≈ abandon_after -
+2 r``: the shorter the poll, the rarer the touch. Polls every 30 s far back (as until this
+version, from 10,000 ahead) gave ``k = 2``, a touch every 60 s (1/60 touch per waiter per
+second); every 20 s gives ``k = 4``, a touch every 80 s (1/80): 25 % fewer store calls far
+back, so a room's one store core holds a third more waiters. The price: 1.5× the polls far
+back (1/20 against 1/30 per waiter per second), answered by the replicas without the store
+(from the signed ticket and the room's counts). Replicas scale out; a room's store core does
+not (README, "One room's ceiling"). Shorter still (15 s: ``k = 6``, a touch every 90 s) would
+double the polls for 11 % fewer touches.
+
+**The exact rank at every touch.** ``ZRANK`` on a 2M-place queue is ≈ 4-8 µs of a touch's
+≈ 19-32 µs of store CPU (``python -m bench.ceiling_parts``: the script beside a copy without
+it), and far back a touch could report the bound below instead. It does not: the bound's
+error would then grow with every touch that skipped the rank instead of starting again from
+the exact one, and the honest-position rule below (above the true position by at most the
+waiters who left since the last touch) would no longer hold.
 
 **Honest positions.** A poll answered without the store shows ``min(position at the last
 touch - promotions since, score - head score + 1)``: everyone promoted since was ahead (FIFO),
 and every place between the head's score and the waiter's counts at most once. It is never
 below the true position (one exception: places restored after a store loss with a lower score,
 which re-enter ahead), and above it by at most the waiters ahead who left since the last touch,
-at most ``(k + ½) r`` ago (60-75 s far back by default). ``queue_length`` is the room's latest
+at most ``(k + ½) r`` ago (80-90 s far back by default). ``queue_length`` is the room's latest
 count (at most ``STATS_MAX_AGE`` old).
 """
 

@@ -14,6 +14,8 @@ from waitroom_proxy.domain.policy import Mode, RoomPolicy
 from waitroom_proxy.ports import RoomLimits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+FAR_BACK = 1_000
+"""Waiters with this many ahead or more poll less often (``refresh_seconds``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +135,12 @@ def limits_for(policy: RoomPolicy, *, paused: bool = False, marker: str = "") ->
 
 
 def refresh_seconds(policy: RoomPolicy, ahead: int) -> float:
-    """How long the waiting page waits between heartbeats: longer far from the front.
+    """How long the waiting page waits between heartbeats: twice as long from ``FAR_BACK``.
 
     Never more than a third of ``abandon_after``, so two missed polls don't lose the place.
+    Not longer farther back: far back most polls are answered without the store, and a
+    shorter poll lets a store touch come every more polls (``domain.pacing``: fewer touches
+    per waiter, the room's store core holds more waiters, for more polls on the replicas).
     """
-    base = policy.heartbeat_interval
-    if ahead >= 10_000:
-        factor = 3.0
-    elif ahead >= 1_000:
-        factor = 2.0
-    else:
-        factor = 1.0
-    return max(0.2, min(base * factor, policy.abandon_after / 3))
+    factor = 2.0 if ahead >= FAR_BACK else 1.0
+    return max(0.2, min(policy.heartbeat_interval * factor, policy.abandon_after / 3))
