@@ -11,8 +11,8 @@ minutes). ``--quick`` (under 2 minutes) and ``--smoke`` (CI, well under a minute
 report to ``--out`` (default ``bench/results/quick/``). Loopback only; every process it starts
 is stopped by its own PID; nothing is asserted about speed.
 
-Forward-auth rows (nginx in front, DESIGN §4b): ``python -m bench.forward_auth --write``
-(kept across full runs).
+Forward-auth rows (nginx in front; README, "Behind nginx, Caddy, Traefik or Envoy"):
+``python -m bench.forward_auth --write`` (kept across full runs).
 
 Install the locked test and bench extras first: ``scripts/install bench`` (then run it as
 ``.venv/bin/python -m bench``).

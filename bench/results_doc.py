@@ -150,7 +150,7 @@ def ceiling_section() -> list[str]:
     and ``python -m bench.redis_client_bench --write`` runs (they take minutes and a quiet
     machine, so a full run carries them over; each rewrites its part in place between its
     markers)."""
-    from bench.ceiling import BEGIN, END, RESULTS
+    from bench.ceiling_report import BEGIN, END, RESULTS
     from bench.redis_client_bench import MARKERS
 
     lines: list[str] = []

@@ -1,4 +1,5 @@
-"""Forward-auth mode: the gate for a load balancer that keeps proxying itself (DESIGN §4b).
+"""Forward-auth mode: the gate for a load balancer that keeps proxying itself (README, "Behind
+nginx, Caddy, Traefik or Envoy").
 
 ``GET {prefix}/auth`` judges the request that the load balancer describes, and the LB acts on
 the answer: nginx ``auth_request`` and ingress-nginx ``auth-url`` (``X-Original-URI`` or
