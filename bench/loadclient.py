@@ -56,6 +56,7 @@ class LoadClient:
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(b"content-length: " + str(len(body)).encode())
         conn.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        conn.end_request()  # without it the pool never reuses the connection (a new one a request)
         try:
             await conn.read_head(self.timeout)
             while not conn.complete:
