@@ -21,11 +21,21 @@ __all__ = ["HOST", "Processes", "Service", "free_port", "http_ok", "redis_ping",
 HOST = "127.0.0.1"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port free right now (a server started on it may still lose a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A loopback port free right now, and never one this process handed out before: the
+    kernel may offer a port again once its probe socket is closed, and two services of one
+    cluster given the same port would race for it (one of them answering for the other). A
+    server started on it may still lose a race to another program."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def http_ok(url: str, headers: Mapping[str, str] | None = None) -> bool:
