@@ -26,6 +26,7 @@ from waitroom_proxy.adapters.memory_store import MemoryStore
 from waitroom_proxy.adapters.redis_store import RedisStore, room_keys
 from waitroom_proxy.bootstrap import Engine, build_engine
 from waitroom_proxy.config import Settings
+from waitroom_proxy.domain import pacing
 from waitroom_proxy.domain.policy import Mode, RoomPolicy
 from waitroom_proxy.domain.tokens import Ticket
 from waitroom_proxy.ports import RoomLimits, Store
@@ -43,6 +44,8 @@ class CountingStore:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
+        self.lingers: list[float] = []
+        """The ``linger`` of each heartbeat (how long it may wait for the room's others)."""
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
@@ -51,6 +54,8 @@ class CountingStore:
 
         def counted(*args: Any, **kw: Any) -> Any:
             self.calls[name] += 1
+            if name == "heartbeat":
+                self.lingers.append(args[3] if len(args) > 3 else kw.get("linger", 0.0))
             return target(*args, **kw)
 
         return counted
@@ -190,6 +195,23 @@ async def test_far_back_most_polls_skip_the_store_and_the_place_is_kept(make_rig
     assert me.refresh == 20
     assert 6 <= touches <= 9, touches  # every 4th poll (80 s); 30 polls before pacing
     assert cookies == touches  # a ticket is re-signed at a touch only
+    # far back a touch may wait for the room's others, to share one store call
+    assert rig.store.lingers == [pacing.FAR_LINGER] * touches
+
+
+async def test_near_the_front_every_poll_touches_at_once(make_rig: Any) -> None:
+    """Within NEAR_FRONT places every poll touches, and none waits for others (linger 0)."""
+    rig = await make_rig(RoomPolicy(name=ROOM, capacity=1, session_ttl=3_600))
+    assert (await rig.store.inner.arrive(ROOM, "holder", rig.room.limits)).status.value == "active"
+    await rig.fill(pacing.NEAR_FRONT - 10)
+    me = Waiter(rig)
+    assert await me.arrive() == "waiting"
+    for _ in range(5):
+        rig.advance(me.refresh)
+        await rig.tick()
+        assert await me.poll() == "waiting"
+    assert me.refresh == 10
+    assert rig.store.lingers == [0.0] * 5
 
 
 async def test_a_promoted_waiter_far_back_is_admitted_at_its_next_poll(make_rig: Any) -> None:

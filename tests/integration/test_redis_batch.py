@@ -16,6 +16,7 @@ from tests.fixtures.redis_server import ExternalRedis, RedisServer
 from waitroom_proxy.adapters.lua_source import load_script_source
 from waitroom_proxy.adapters.redis_batch import MAX_BATCH, Batcher
 from waitroom_proxy.adapters.redis_clients import Script
+from waitroom_proxy.adapters.redis_heartbeats import MAX_IDS
 from waitroom_proxy.adapters.redis_keys import room_keys
 from waitroom_proxy.adapters.redis_store import RedisStore
 from waitroom_proxy.errors import StoreError
@@ -46,7 +47,8 @@ async def test_concurrent_calls_share_pipelines_and_run_once(
 ) -> None:
     """200 arrivals made at once: ⌈200 / MAX_BATCH⌉ pipelines on a handful of connections
     (one call in flight per connection would open 200), each arrival run once by the server,
-    in the order of the calls; then 200 heartbeats at once, each its own place's reply."""
+    in the order of the calls; then 200 heartbeats at once, each its own place's reply, sent
+    as ⌈200 / MAX_IDS⌉ calls (``redis_heartbeats``)."""
     n = 200
     with redis_server.client() as raw:
         await redis_store.arrive(ROOM, "first", QUEUE)  # connects; the script is cached
@@ -70,10 +72,10 @@ async def test_concurrent_calls_share_pipelines_and_run_once(
         calls0 = evalsha_calls(raw)
         order = ids[::-1]
         beats = await asyncio.gather(*(redis_store.heartbeat(ROOM, p) for p in order))
-        assert evalsha_calls(raw) - calls0 == n
+        assert evalsha_calls(raw) - calls0 == -(-n // MAX_IDS)
         assert [b.position for b in beats] == [queued.index(p) + 1 for p in order]
         assert {b.score for b in beats} == {v.score for v in views}
-        assert stats.pipelines >= 2 * (n // MAX_BATCH)
+        assert stats.pipelines >= n // MAX_BATCH + 1  # the heartbeat calls of one turn too
 
 
 async def test_a_lone_call_is_sent_alone(redis_store: RedisStore) -> None:
@@ -144,10 +146,11 @@ async def test_flushes_racing_the_batches_fail_no_call(
 async def test_an_error_reply_reaches_only_its_caller(
     redis_store: RedisStore, redis_server: RedisServer | ExternalRedis
 ) -> None:
-    """One batch of heartbeats, some of waiting places (the script then writes 0.1's ``hb``
-    key, here made a string: WRONGTYPE), the others of places the room does not know (the
-    script returns before that write): exactly the first fail, each with its own StoreError,
-    and the others get their replies."""
+    """Two heartbeat calls in one pipeline: one of waiting places (the script then writes
+    0.1's ``hb`` key, here made a string: WRONGTYPE), one of places the room does not know (the
+    script writes nothing for them); they differ in ``abandon_after_ms``, so they are two
+    calls. Exactly the first call's heartbeats fail, each with its own StoreError; the others
+    get their replies."""
     waiting = [f"w{i}" for i in range(10)]
     for p in waiting:
         await redis_store.arrive(ROOM, p, QUEUE)
@@ -155,9 +158,11 @@ async def test_an_error_reply_reaches_only_its_caller(
         raw.set(room_keys(ROOM).hb, "not a zset")
     stats = redis_store._batch.stats
     pipelines = stats.pipelines
-    mixed = [p for pair in zip(waiting, [f"gone{i}" for i in range(10)], strict=True) for p in pair]
+    gone = [f"gone{i}" for i in range(10)]
+    mixed = [p for pair in zip(waiting, gone, strict=True) for p in pair]
     results = await asyncio.gather(
-        *(redis_store.heartbeat(ROOM, p) for p in mixed), return_exceptions=True
+        *(redis_store.heartbeat(ROOM, p, 60_000 if p in gone else 120_000) for p in mixed),
+        return_exceptions=True,
     )
     assert stats.pipelines == pipelines + 1
     failed = [p for p, r in zip(mixed, results, strict=True) if isinstance(r, StoreError)]
@@ -233,8 +238,10 @@ async def test_sentinel_client_batches(redis_sentinel: SentinelSet) -> None:
         pipelines = store._batch.stats.pipelines
         views = await asyncio.gather(*(store.arrive(ROOM, f"s{i}", QUEUE) for i in range(50)))
         assert [v.position for v in views] == list(range(2, 52))
+        calls = store._beats.stats.calls
         beats = await asyncio.gather(*(store.heartbeat(ROOM, f"s{i}") for i in range(50)))
         assert [b.position for b in beats] == list(range(2, 52))
-        assert store._batch.stats.pipelines >= pipelines + 2
+        assert store._batch.stats.pipelines >= pipelines + 1
+        assert store._beats.stats.calls == calls + 1  # 50 heartbeats: one call
     finally:
         await store.close()

@@ -119,9 +119,9 @@ class MemoryStore(MemoryRecoveryMixin, MemoryMetaMixin, MemoryDrawMixin):
         return state.touched(place_id, now)
 
     async def heartbeat(
-        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000, linger: float = 0.0
     ) -> QueueView:
-        """See ``waitroom_proxy.ports.Store.heartbeat``."""
+        """See ``waitroom_proxy.ports.Store.heartbeat`` (answered at once: ``linger`` unused)."""
         state = self._rooms.get(room)
         if state is None:
             return QueueView(PlaceStatus.UNKNOWN)

@@ -41,7 +41,7 @@ from redis.exceptions import NoScriptError
 
 from waitroom_proxy.adapters.redis_clients import Script, StoreClient
 
-__all__ = ["MAX_BATCH", "BatchStats", "Batcher"]
+__all__ = ["MAX_BATCH", "BatchStats", "Batcher", "own_copy"]
 
 MAX_BATCH = 64
 """Calls per pipeline at most: a full batch is sent at once and the next one begins."""
@@ -139,7 +139,7 @@ class Batcher:
             raise
         except Exception as exc:
             for call in calls:
-                _settle(call, _own(exc))
+                _settle(call, own_copy(exc))
             return
         for call, result in zip(calls, results, strict=True):
             _settle(call, result)
@@ -168,7 +168,7 @@ class Batcher:
         return results
 
 
-def _own(exc: Exception) -> Exception:
+def own_copy(exc: Exception) -> Exception:
     """A copy of ``exc`` for one caller (each raises its own: tracebacks never mix)."""
     try:
         return copy.copy(exc)

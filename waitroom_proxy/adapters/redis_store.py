@@ -2,10 +2,10 @@
 Redis/Valkey Cluster or as a Sentinel-managed master (the client of each topology, its timeout
 and retry policy, failures and readiness: ``waitroom_proxy.adapters.redis_clients``).
 
-Every change is one Lua script (``waitroom_proxy/adapters/lua/*.lua``), registered once and
-called by EVALSHA (redis-py reloads it on ``NOSCRIPT``). Each script passes every key it
-touches in ``KEYS``; a room's keys share one hash tag, ``wr:{room}:<piece>``, so a room lives
-on one shard and Dragonfly can lock just those keys. Times come from the server's ``TIME``.
+Every change is one Lua script (``waitroom_proxy/adapters/lua/*.lua``), called by EVALSHA; a
+room's heartbeats and arrivals are gathered (``redis_heartbeats``, ``redis_batch``). Each script
+passes every key it touches in ``KEYS``; a room's keys share one hash tag, ``wr:{room}:<piece>``,
+so a room lives on one shard (Dragonfly locks just those keys). Times: the server's ``TIME``.
 
 Keys of a room (all with a TTL refreshed by writes, so an abandoned room cleans itself):
 
@@ -53,6 +53,7 @@ from waitroom_proxy.adapters.redis_clients import (
     build_client,
 )
 from waitroom_proxy.adapters.redis_draw import DRAW_SCRIPTS, DrawKeys, RedisDrawMixin, draw_keys
+from waitroom_proxy.adapters.redis_heartbeats import Gather
 from waitroom_proxy.adapters.redis_keys import (
     KEY_PREFIX,
     MAX_SCORE,
@@ -68,13 +69,7 @@ from waitroom_proxy.adapters.redis_keys import (
 from waitroom_proxy.adapters.redis_recovery import RedisRecoveryMixin
 from waitroom_proxy.domain.store_url import parse_store_url
 from waitroom_proxy.errors import StoreError
-from waitroom_proxy.ports import (
-    PlaceStatus,
-    QueueView,
-    RoomLimits,
-    RoomStats,
-    TickResult,
-)
+from waitroom_proxy.ports import PlaceStatus, QueueView, RoomLimits, RoomStats, TickResult
 
 __all__ = [
     "KEY_PREFIX",
@@ -143,6 +138,7 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         self._timeout = timeout
         self._scripts = {name: Script(client, load_script_source(name)) for name in SCRIPT_NAMES}
         self._batch = Batcher(client)  # a room's arrive/heartbeat calls of one turn: 1 pipeline
+        self._beats = Gather(self._heartbeats, self._view)  # a room's heartbeats: 1 call
         self._clock_offset_ms = 0
         """TESTS ONLY: added to the server's TIME in every script so tests can move time.
         Production never changes it (always 0); see ``_advance_clock_for_tests``."""
@@ -246,17 +242,19 @@ class RedisStore(RedisRecoveryMixin, RedisDrawMixin):
         return self._view(reply)
 
     async def heartbeat(
-        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000, linger: float = 0.0
     ) -> QueueView:
-        """See ``waitroom_proxy.ports.Store.heartbeat``."""
+        """See ``waitroom_proxy.ports.Store.heartbeat`` (one call per gather: module docstring)."""
+        return await self._beats.call(room, abandon_after_ms, place_id, linger)  # type: ignore[no-any-return]
+
+    async def _heartbeats(self, room: str, abandon_after_ms: int, ids: Sequence[str]) -> Any:
         k = room_keys(room)
-        reply = await self._batched(
+        return await self._batched(
             room,
             "heartbeat",
             (k.queue, k.seen, k.promoted, k.active, k.spent, k.counters, k.hb),
-            (self._clock_offset_ms, place_id, abandon_after_ms),
+            (self._clock_offset_ms, abandon_after_ms, *ids),
         )
-        return self._view(reply)
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:
         """See ``waitroom_proxy.ports.Store.claim``."""

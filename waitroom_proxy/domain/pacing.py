@@ -58,6 +58,13 @@ below the true position (one exception: places restored after a store loss with 
 which re-enter ahead), and above it by at most the waiters ahead who left since the last touch,
 at most ``(k + ½) r`` ago (80-90 s far back by default). ``queue_length`` is the room's latest
 count (at most ``STATS_MAX_AGE`` old).
+
+**Gathered touches.** A touch's store CPU falls with the touches one store call carries (the
+call's own cost is shared: ``adapters/redis_heartbeats.py``), so a far-back waiter's touch may
+wait ``FAR_LINGER`` for the room's others (``touch_linger``): 25 ms on a poll every 20 s. A
+replica then sends ``≈ 1 + FAR_LINGER × its far-back touches per second`` ids per call (README,
+"One room's ceiling"). Near the front nothing waits: a touch there goes with those of the same
+event-loop turn only.
 """
 
 from __future__ import annotations
@@ -72,6 +79,7 @@ from waitroom_proxy.domain.tokens import Ticket
 from waitroom_proxy.ports import PlaceStatus, QueueView, RoomStats
 
 __all__ = [
+    "FAR_LINGER",
     "NEAR_FRONT",
     "STATS_MAX_AGE",
     "RoomNow",
@@ -81,6 +89,7 @@ __all__ = [
     "record_touch",
     "touch_due",
     "touch_interval",
+    "touch_linger",
 ]
 
 NEAR_FRONT = 1_000
@@ -91,6 +100,8 @@ room) and every poll touches the store."""
 PACED_MODES = frozenset({Mode.FIFO, Mode.QUEUE_ALL})
 """Modes that keep arrival order, so a waiter's position only moves forward between touches."""
 EPOCH_CHARS = 8
+FAR_LINGER = 0.025
+"""Seconds a far-back waiter's touch may wait to share one store call with the room's others."""
 
 
 def polls_per_touch(policy: RoomPolicy, ahead: int) -> int:
@@ -105,6 +116,12 @@ def touch_interval(policy: RoomPolicy, ahead: int) -> float:
     """Seconds between the store touches of a waiter ``ahead`` places from the front who polls
     on schedule (the ceiling's denominator: ``bench/ceiling.py``)."""
     return polls_per_touch(policy, ahead) * refresh_seconds(policy, ahead)
+
+
+def touch_linger(ticket: Ticket) -> float:
+    """How long this poll's touch may wait for the room's other touches: ``FAR_LINGER`` when
+    the ticket's last position had ``NEAR_FRONT`` or more waiters ahead, else 0."""
+    return FAR_LINGER if ticket.position - 1 >= NEAR_FRONT else 0.0
 
 
 def touch_due(policy: RoomPolicy, ahead: int, since_touch: float) -> bool:

@@ -191,12 +191,14 @@ class Store(Protocol):
         ...
 
     async def heartbeat(
-        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000, linger: float = 0.0
     ) -> QueueView:
         """A waiter's page touches its place. WAITING → its touch = now and the fresh view
         (``promoted_total`` included); WAITING but untouched for longer than
         ``abandon_after_ms`` → abandoned now: removed, UNKNOWN; PROMOTED → PROMOTED; ACTIVE or
-        tombstoned → SPENT; otherwise UNKNOWN. Never adds anything."""
+        tombstoned → SPENT; otherwise UNKNOWN. Never adds anything. ``linger``: seconds the
+        store may hold the call to send it with the room's other heartbeats as one (a far-back
+        waiter's: ``domain.pacing.touch_linger``); a store without that cost answers at once."""
         ...
 
     async def claim(self, room: str, place_id: str, session_ttl_ms: int) -> bool:

@@ -149,8 +149,9 @@ class Admission:
                 )
                 return Outcome(OutcomeKind.WAIT, room, status=status)
         abandon_ms = room.limits.abandon_after_ms
+        linger = pacing.touch_linger(ticket)
         try:
-            view = await self.ctx.store.heartbeat(room.name, ticket.place_id, abandon_ms)
+            view = await self.ctx.store.heartbeat(room.name, ticket.place_id, abandon_ms, linger)
             if view.status is PlaceStatus.UNKNOWN and self._may_keep(room, ticket, now):
                 # The store lost the place (restart, failover) but the holder kept polling:
                 # re-enter with the score the signed ticket carries (the store refuses a

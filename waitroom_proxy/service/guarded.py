@@ -215,10 +215,10 @@ class GuardedStore:
         return view
 
     async def heartbeat(
-        self, room: str, place_id: str, abandon_after_ms: int = 120_000
+        self, room: str, place_id: str, abandon_after_ms: int = 120_000, linger: float = 0.0
     ) -> QueueView:
         view: QueueView = await self._call(
-            "heartbeat", room, self._store.heartbeat, room, place_id, abandon_after_ms
+            "heartbeat", room, self._store.heartbeat, room, place_id, abandon_after_ms, linger
         )
         return view
 
