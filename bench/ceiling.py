@@ -4,7 +4,8 @@
     python -m bench.ceiling --before none            # this tree only
     python -m bench.ceiling --before <rev>           # any other git revision beside it
     python -m bench.ceiling --sizes 2000000          # any sizes
-    python -m bench.ceiling --in-flight 64           # the pipelined column's calls in flight
+    python -m bench.ceiling --in-flight 64           # the own-client column's calls in flight
+    python -m bench.ceiling --ids 2 4 8 16           # the gathered columns' ids per call
     python -m bench.ceiling --smoke                  # tiny, for the test suite (seconds)
 
 A room lives on one shard (its keys share one hash tag), so one Redis core bounds it. This
@@ -13,11 +14,15 @@ it from the other with ``redis-benchmark`` (C; one call in flight per connection
 replica's pooled redis-py client sends them), calling each version's own scripts with exactly
 the keys and arguments its ``RedisStore`` sends: a subprocess imports that version's package
 (``git archive`` of ``--before``) and records them, so the figures follow the code
-(``bench/ceiling_versions.py``). A third column, "this version, pipelined", drives the
-heartbeats through this tree's own ``RedisStore`` from this process (pinned to the other core),
-``--in-flight`` calls at a time, so its batcher (``adapters/redis_batch.py``) pipelines them as
-it does in a replica; its arrivals go through ``redis-benchmark -P`` at the depth the batcher
-reached, and ``redis-benchmark -P`` at that depth is run on the heartbeat too, as a check.
+(``bench/ceiling_versions.py``). A column "this version, own client" drives the heartbeats
+through this tree's own ``RedisStore`` from this process (pinned to the other core),
+``--in-flight`` calls at a time, so that it gathers a turn's heartbeats into one call
+(``adapters/redis_heartbeats.py``) as a replica does; its arrivals go through
+``redis-benchmark -P`` at the ids per call it reached, and ``redis-benchmark`` with calls of
+that many ids is run on the heartbeat too, as a check. The columns "this version, k ids a
+call" (``--ids``) send heartbeat calls of k place ids each (the recorded call with k ids,
+each drawn at random): the store's CPU per heartbeat as a function of how many one call
+carries, which a replica's gathering decides (``domain.pacing.touch_linger``, README).
 
 Measured per version and size: the server's CPU per call (``used_cpu_user + used_cpu_sys``
 delta / calls: what the core spends, socket I/O included; the least of ``--rounds`` rounds,
@@ -77,6 +82,8 @@ the store): the default ``--before``, measured beside the working tree."""
 TICK_SECONDS = 8.0
 IN_FLIGHT = 8
 """Heartbeats of one room in flight at once in the pipelined column (``--in-flight``)."""
+IDS = (2, 8, 32)
+"""Place ids per heartbeat call of the gathered columns (``--ids``)."""
 OPS = (("heartbeat", 1), ("arrive", 2), ("hit", 1))
 """The calls measured, and the share of ``--requests`` each gets."""
 
@@ -107,16 +114,24 @@ def one_round(server: Server, v: Version, op: str, n: int, requests: int, args: 
     if op == "arrive":  # new places at the back (ids beyond the filled range)
         cmd = [a.replace(PLACE, "n" + PLACE) for a in cmd]
     res = v.results[n]
+    if v.ids > 1 and op == "heartbeat":
+        return load(server, cmd, requests=requests, keyspace=keyspace, clients=args.clients,
+                    ids=v.ids)  # fmt: skip
     if v.in_flight and op == "heartbeat":
         result, depth = drive(server, v.room, n, requests=requests, in_flight=v.in_flight)
         res.setdefault("depths", []).append(depth)
         check = load(server, cmd, requests=requests, keyspace=keyspace, clients=args.clients,
-                     depth=max(1, round(depth)))  # fmt: skip
+                     ids=max(1, round(depth)))  # fmt: skip
         res.setdefault("heartbeat_benchmark_P", []).append(check.cpu_us)
         return result
     depth = max(1, round(statistics.mean(res["depths"]))) if v.in_flight and op == "arrive" else 1
     return load(server, cmd, requests=requests, keyspace=keyspace, clients=args.clients,
                 depth=depth)  # fmt: skip
+
+
+def base_of(v: Version, versions: list[Version]) -> Version:
+    """The column whose room and recorded calls ``v`` shares."""
+    return next(b for b in versions if b.room == v.room and not b.in_flight and b.ids == 1)
 
 
 def measure(server: Server, versions: list[Version], sizes: list[int], args: Any) -> None:
@@ -126,19 +141,23 @@ def measure(server: Server, versions: list[Version], sizes: list[int], args: Any
         for v in versions:
             if not v.in_flight:
                 fill_room(server, v, n, args)
-        for v in versions:  # the pipelined column shares the room of its version
-            if v.in_flight:
-                base = next(b for b in versions if b.room == v.room and not b.in_flight)
+        for v in versions:  # the other columns share the room of their version
+            if v.in_flight or v.ids > 1:
                 v.results[n] = {
-                    k: base.results[n][k] for k in ("bytes_per_waiter", "fill_per_second")
+                    k: base_of(v, versions).results[n][k]
+                    for k in ("bytes_per_waiter", "fill_per_second")
                 }
         for op, share in OPS:
             runs: dict[str, list[OpResult]] = {v.label: [] for v in versions}
+            mine = [v for v in versions if v.ids == 1 or op == "heartbeat"]
             for _ in range(args.rounds):
-                for v in versions:
+                for v in mine:
                     runs[v.label].append(one_round(server, v, op, n, args.requests // share, args))
             for v in versions:
                 rs = runs[v.label]
+                if not rs:  # an ids column: only its heartbeats differ
+                    v.results[n][op] = base_of(v, versions).results[n][op]
+                    continue
                 v.results[n][op] = {
                     "cpu_us": min(r.cpu_us for r in rs),
                     "cpu_us_median": statistics.median(r.cpu_us for r in rs),
@@ -165,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=64, help="redis-benchmark connections")
     ap.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="pipelined column; 0: none")
+    ap.add_argument("--ids", type=int, nargs="*", default=list(IDS),
+                    help="columns: heartbeat calls of this many ids each")  # fmt: skip
     ap.add_argument("--budget", type=float, default=0.5, help="share of the store core")
     ap.add_argument("--tick-seconds", type=float, default=TICK_SECONDS)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes; writes nothing")
@@ -176,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.smoke:
         args.sizes, args.requests, args.rounds, args.clients = [2_000], 2_000, 1, 8
+        args.ids = [4]
         args.tick_seconds = 1.0
     cpus = cpu_count()
     core = SERVER_CPU if cpus >= 2 else None
@@ -199,8 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout.strip()  # fmt: skip
             versions.append(describe(f"before ({label})", "ceiling-before", server.url, tree))
         versions.append(describe("this version", "ceiling", server.url, None))
+        this = versions[-1]
         if args.in_flight > 0:
-            versions.append(versions[-1].batched(args.in_flight))
+            versions.append(this.batched(args.in_flight))
+        versions += [this.gathered(k) for k in args.ids if k > 1]
         for i, n in enumerate(args.sizes):
             measure(server, versions, [n], args)
             # written after each size: a long run that fails later keeps what it measured

@@ -46,15 +46,28 @@ def per_waiter(v: Version, waiters: int) -> float:
 
 
 def pipelined(v: Version, sizes: list[int]) -> str:
-    """What the prose says of a pipelined column: who sent its calls, at what depth."""
+    """What the prose says of the own-client column: who sent its calls, how gathered."""
     depth = ", ".join(f"{statistics.mean(v.results[n]['depths']):.1f}" for n in sizes)
     check = ", ".join(f"{min(v.results[n]['heartbeat_benchmark_P']):.1f}" for n in sizes)
     return (
         f" **{v.label}**: the heartbeats sent by this tree's own `RedisStore` from a Python "
-        f"process on the other core, {v.in_flight} calls in flight, its batcher pipelining them "
-        f"(mean calls per round trip {depth}, by size); its arrivals by `redis-benchmark -P` at "
-        f"that depth, its `hit` one by one (not batched). `redis-benchmark -P` at the same depth "
-        f"on the heartbeat: {check} µs of server CPU per call (least, by size)."
+        f"process on the other core, {v.in_flight} in flight, gathered into calls of many ids "
+        f"(mean heartbeats per call {depth}, by size); its arrivals by `redis-benchmark -P` at "
+        f"that depth, its `hit` one by one (not batched). `redis-benchmark` with calls of as "
+        f"many ids: {check} µs of server CPU per heartbeat (least, by size)."
+    )
+
+
+def gathered(versions: list[Version]) -> str:
+    """What the prose says of the ids columns."""
+    ks = [v.ids for v in versions if v.ids > 1]
+    if not ks:
+        return ""
+    return (
+        f" **k ids a call** (k = {', '.join(map(str, ks))}): `redis-benchmark` sends heartbeat "
+        "calls of k place ids each (each id drawn at random), as a replica gathers a room's "
+        "heartbeats (`adapters/redis_heartbeats.py`); CPU and script time per heartbeat; the "
+        "other calls are the lone column's."
     )
 
 
@@ -67,12 +80,13 @@ def render(versions: list[Version], sizes: list[int], args: Any, version: str, c
         lines.append(f"| {label} | " + " | ".join(cell(n, v) for n, v in cols) + " |")
 
     for op in ("heartbeat", "arrive", "hit"):
-        row(f"{op}: server CPU µs / call (least; median)",
+        per = "heartbeat" if op == "heartbeat" else "call"
+        row(f"{op}: server CPU µs / {per} (least; median)",
             lambda n, v, op=op: f"{v.results[n][op]['cpu_us']:.1f} "
                                 f"({v.results[n][op]['cpu_us_median']:.1f})")  # fmt: skip
-        row(f"{op}: script µs / call (commandstats)",
+        row(f"{op}: script µs / {per} (commandstats)",
             lambda n, v, op=op: f"{v.results[n][op]['script_us']:.1f}")  # fmt: skip
-        row(f"{op}: calls / s ({args.clients} connections)",
+        row(f"{op}: {per}s / s ({args.clients} connections)",
             lambda n, v, op=op: f"{v.results[n][op]['per_second']:,.0f}")  # fmt: skip
     row("bytes / waiter (used_memory delta)",
         lambda n, v: f"{v.results[n]['bytes_per_waiter']:.0f}")  # fmt: skip
@@ -107,7 +121,8 @@ def render(versions: list[Version], sizes: list[int], args: Any, version: str, c
             "the controller's tick) "
             f"cost at most {args.budget:.0%} of the core at the default schedule, at the CPU "
             "per call measured at that size (the formula: `bench/ceiling.py`, README)."
-            + "".join(pipelined(v, sizes) for v in versions if v.in_flight),
+            + "".join(pipelined(v, sizes) for v in versions if v.in_flight)
+            + gathered(versions),
             "",
             *lines,
             "",

@@ -138,14 +138,26 @@ def fill(client: redis.Redis, template: list[str], n: int, batch: int = 5_000) -
             raise RuntimeError(f"arrive did not queue: {bad[:3]}")
 
 
+def with_ids(cmd: list[str], ids: int) -> list[str]:
+    """A recorded heartbeat (its place id last) carrying ``ids`` place ids, as a gathered call
+    (``adapters/redis_heartbeats.py``) does; ``redis-benchmark`` draws each one separately."""
+    if cmd[-1] != PLACE:
+        raise ValueError("the recorded call does not end with its place id")
+    return [*cmd, *[PLACE] * (ids - 1)]
+
+
 def load(
-    server: Server, cmd: list[str], *, requests: int, keyspace: int, clients: int, depth: int = 1
-) -> OpResult:
+    server: Server, cmd: list[str], *, requests: int, keyspace: int, clients: int, depth: int = 1,
+    ids: int = 1,
+) -> OpResult:  # fmt: skip
     """Run ``cmd`` ``requests`` times with ``redis-benchmark`` pinned to the client core, the
-    place id (or client) drawn from ``keyspace``, ``depth`` calls per pipeline (``-P``)."""
+    place id (or client) drawn from ``keyspace``, ``depth`` calls per pipeline (``-P``); with
+    ``ids`` > 1 each call carries that many place ids (``with_ids``) and the figures are per id."""
     bench = shutil.which("redis-benchmark")
     if bench is None:
         sys.exit("redis-benchmark not found (apt-get install redis-tools)")
+    if ids > 1:
+        cmd, requests = with_ids(cmd, ids), max(1, requests // ids)
     line = [a.replace(PLACE, ID_PREFIX + "__rand_int__") for a in cmd]
     client = server.client()
     calls0, usec0 = script_stats(client)
@@ -166,7 +178,7 @@ def load(
     found = re.search(r"([\d.]+) requests per second", done.stdout)
     if found:
         seconds = requests / float(found.group(1))
-    calls = max(1, calls1 - calls0)
+    calls = max(1, calls1 - calls0) * ids
     return OpResult(calls, seconds, 1e6 * (cpu1 - cpu0) / calls, (usec1 - usec0) / calls)
 
 
@@ -174,9 +186,9 @@ def drive(
     server: Server, room: str, n: int, *, requests: int, in_flight: int
 ) -> tuple[OpResult, float]:
     """``requests`` heartbeats of random waiters ``0 .. n-1`` through this tree's
-    ``RedisStore`` (its batcher pipelining a room's calls of one event-loop turn), ``in_flight``
-    callers at a time, from this process (pinned to the client core): the server's CPU per
-    call and the mean number of calls per round trip the batcher reached."""
+    ``RedisStore`` (a room's heartbeats of one event-loop turn gathered into one call),
+    ``in_flight`` callers at a time, from this process (pinned to the client core): the
+    server's CPU per heartbeat and the mean number of heartbeats per call it reached."""
     from waitroom_proxy.adapters.redis_store import RedisStore
 
     async def run() -> float:
@@ -194,24 +206,24 @@ def drive(
 
         try:
             await store.heartbeat(room, place_id(0), 3_600_000)  # connected, script cached
-            sends0, calls0 = store._batch.stats.sends, store._batch.stats.calls
+            ids0, calls0 = store._beats.stats.ids, store._beats.stats.calls
             await asyncio.gather(*(caller() for _ in range(in_flight)))
-            stats = store._batch.stats
-            return (stats.calls - calls0) / max(1, stats.sends - sends0)
+            stats = store._beats.stats
+            return (stats.ids - ids0) / max(1, stats.calls - calls0)
         finally:
             await store.close()
 
     client = server.client()
-    calls0, usec0 = script_stats(client)
+    _calls0, usec0 = script_stats(client)
     cpu0 = server_cpu(client)
     t0 = time.perf_counter()
     depth = asyncio.run(run())
     seconds = time.perf_counter() - t0
     cpu1 = server_cpu(client)
-    calls1, usec1 = script_stats(client)
+    _calls1, usec1 = script_stats(client)
     client.close()
-    calls = max(1, calls1 - calls0)
-    return OpResult(calls, seconds, 1e6 * (cpu1 - cpu0) / calls, (usec1 - usec0) / calls), depth
+    beats = max(1, requests)
+    return OpResult(beats, seconds, 1e6 * (cpu1 - cpu0) / beats, (usec1 - usec0) / beats), depth
 
 
 def ticks(server: Server, cmd: list[str], seconds: float) -> tuple[float, float]:

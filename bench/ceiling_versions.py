@@ -120,14 +120,28 @@ class Version:
     tree's ``RedisStore`` drives the heartbeats with this many calls in flight, its batcher
     pipelining them, and ``redis-benchmark -P`` sends arrivals at the depth it reached."""
 
+    ids: int = 1
+    """Place ids per heartbeat call (``redis-benchmark`` sending a gathered call: 1 is a lone
+    heartbeat); the column's other calls are its base version's."""
+
     def batched(self, in_flight: int) -> Version:
-        """This version driven through its own client, pipelined (``in_flight``)."""
+        """This version driven through its own client, gathered (``in_flight``)."""
         return dataclasses.replace(
             self,
-            label=f"{self.label}, pipelined",
-            how=f"{self.how}, a room's calls of one turn pipelined ({in_flight} in flight)",
+            label=f"{self.label}, own client",
+            how=f"{self.how}, a room's heartbeats of one turn gathered ({in_flight} in flight)",
             results={},
             in_flight=in_flight,
+        )
+
+    def gathered(self, ids: int) -> Version:
+        """This version with ``ids`` place ids in each heartbeat call."""
+        return dataclasses.replace(
+            self,
+            label=f"{self.label}, {ids} ids a call",
+            how=f"{self.how}, {ids} heartbeats a call",
+            results={},
+            ids=ids,
         )
 
     def rate(self, intervals: list[float], waiters: int) -> float:

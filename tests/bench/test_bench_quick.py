@@ -86,6 +86,9 @@ def test_ceiling_smoke_measures_both_versions(tmp_path: Path) -> None:
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(rows) == 16, rows
     assert all(" - " not in r and "nan" not in r for r in rows[1:]), rows
+    # the column of the own client (gathered heartbeats) and one of 4 ids a call (--smoke)
+    assert "this version, own client" in rows[0] and "this version, 4 ids a call" in rows[0]
+    assert "mean heartbeats per call" in text
     if has_before.returncode == 0:
         assert "before (7dedbb2)" in rows[0] and "every poll" in text
 
